@@ -1,0 +1,116 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// writeKey puts a valid key file next to the test configs (they name
+// "cluster.key", relative to the config's directory).
+func copyWithKey(t *testing.T, name string) string {
+	t.Helper()
+	dir := t.TempDir()
+	data, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k, _ := NewKey()
+	if err := os.WriteFile(filepath.Join(dir, "cluster.key"), []byte(k), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestSpecExampleParses(t *testing.T) {
+	c, err := Load(copyWithKey(t, "spec.yaml"))
+	if err != nil {
+		t.Fatalf("SPEC.md's example must load: %v", err)
+	}
+	if c.Cluster.Name != "his" || c.Node.Priority != 1 || len(c.Keys) != 1 {
+		t.Fatalf("decoded wrong: %+v", c)
+	}
+	if got := c.LoadBalancing[0].Health.Fall; got != 2 {
+		t.Fatalf("health.fall = %d", got)
+	}
+	if c.Heartbeat.ReapAfter.D().Hours() != 1 {
+		t.Fatalf("reap_after = %v", c.Heartbeat.ReapAfter)
+	}
+}
+
+func TestFiveMistakes(t *testing.T) {
+	p := copyWithKey(t, "five-mistakes.yaml")
+	_, err := Load(p)
+	var errs *Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("want *Errors, got %v", err)
+	}
+	want := []string{
+		":6: node.priority: must be 1..64",
+		":8: heartbeat.bind: \"192.168.1.300\" is not an IP address",
+		":9: heartbeat.profil: unknown key (did you mean \"profile\"?)",
+		":15: load_balancing[0].rules[1].ports: \"70-90\" overlaps",
+		":16: load_balancing[0].rules[1].weight: \"lots\" is not a whole number",
+	}
+	got := errs.Error()
+	for _, w := range want {
+		if !strings.Contains(got, p+w) {
+			t.Errorf("missing %q in:\n%s", w, got)
+		}
+	}
+	if len(errs.List) != len(want) {
+		t.Errorf("want %d errors, got %d:\n%s", len(want), len(errs.List), got)
+	}
+}
+
+func TestKeyFileProblems(t *testing.T) {
+	dir := t.TempDir()
+	kf := filepath.Join(dir, "k")
+	os.WriteFile(kf, []byte("bm90IGEga2V5\n"), 0o644)
+	_, probs := ReadKeys(kf)
+	if len(probs) != 2 {
+		t.Fatalf("want world-readable and malformed-key problems, got %+v", probs)
+	}
+	k1, _ := NewKey()
+	k2, _ := NewKey()
+	os.WriteFile(kf, []byte("# rotation in progress\n"+k1+"\n"+k2), 0o600)
+	os.Chmod(kf, 0o600)
+	keys, probs := ReadKeys(kf)
+	if len(probs) != 0 || len(keys) != 2 {
+		t.Fatalf("two keys: got %d keys, %+v", len(keys), probs)
+	}
+}
+
+func TestYAMLSyntaxError(t *testing.T) {
+	_, err := Parse("x.yaml", []byte("cluster:\n  name: [his\n"))
+	if err == nil || !strings.HasPrefix(err.Error(), "x.yaml:") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestParsePorts(t *testing.T) {
+	for in, ok := range map[string]bool{"80": true, "8000-8100": true, "all": true, "0": false, "90-80": false, "x": false, "70000": false} {
+		if _, err := ParsePorts(in); (err == nil) != ok {
+			t.Errorf("ParsePorts(%q) err=%v", in, err)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, n := range []string{"spec.yaml", "five-mistakes.yaml"} {
+		b, _ := os.ReadFile(filepath.Join("testdata", n))
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse("f.yaml", data)
+		if err == nil && c == nil {
+			t.Fatal("nil config without error")
+		}
+	})
+}
