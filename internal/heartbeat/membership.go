@@ -1,0 +1,673 @@
+package heartbeat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Options configure a Membership.
+type Options struct {
+	Cluster    string
+	Name       string
+	Priority   int
+	Keys       [][]byte
+	Bind       string // private NIC address
+	Port       int    // memberlist port
+	ProbePort  int    // fast heartbeat port
+	BackupBind string // optional second path
+	Join       []string
+	Profile    Profile
+	ReapAfter  time.Duration
+	Config     map[string]string // hashes of shared config sections
+	Healthy    bool
+	Logger     *slog.Logger
+	// OnEvent is called for every event, in order, from one goroutine.
+	OnEvent func(Event)
+}
+
+// EventType names an event; the values are SPEC.md's event types.
+type EventType string
+
+// Event types raised by membership.
+const (
+	EventJoined         EventType = "node_joined"
+	EventFailed         EventType = "node_failed"
+	EventLeft           EventType = "node_left"
+	EventDraining       EventType = "node_draining"
+	EventDrained        EventType = "node_drained"
+	EventResumed        EventType = "node_resumed"
+	EventUnhealthy      EventType = "node_unhealthy"
+	EventHealthy        EventType = "node_healthy"
+	EventConfigMismatch EventType = "config_mismatch"
+	EventRefused        EventType = "node_refused"
+	EventPathDown       EventType = "path_down"
+	EventPathUp         EventType = "path_up"
+)
+
+// Event is one membership change.
+type Event struct {
+	Time   time.Time
+	Type   EventType
+	Node   string
+	Detail string
+}
+
+// Member is a snapshot of one member, this node included.
+type Member struct {
+	Name     string
+	Addr     string
+	Backup   string
+	Priority int
+	State    State
+	Healthy  bool
+	// Paths says which heartbeat paths reach the member ("private",
+	// "backup"); for this node, which of its own paths hear anyone.
+	Paths    map[string]bool
+	Mismatch []string // shared config sections that differ from ours
+	Since    time.Time
+	Changes  uint64
+	Ext      map[string]string
+	Self     bool
+}
+
+const (
+	pathPrivate = 0
+	pathBackup  = 1
+)
+
+var pathNames = [2]string{"private", "backup"}
+
+type peer struct {
+	name     string
+	addr     netip.Addr
+	mlPort   int
+	meta     Meta
+	metaV    uint64
+	state    State
+	seen     [2]time.Time
+	pathUp   [2]bool
+	since    time.Time
+	changes  uint64
+	mismatch []string
+	mlAlive  bool
+	joinTry  time.Time
+}
+
+// Membership is this node's view of the cluster.
+type Membership struct {
+	opts   Options
+	log    *slog.Logger
+	sealer *sealer
+	ml     *memberlist.Memberlist
+	ring   *memberlist.Keyring
+	conns  [2]*net.UDPConn
+
+	mu        sync.Mutex
+	meta      Meta
+	metaV     uint64
+	since     time.Time
+	changes   uint64
+	peers     map[string]*peer
+	refused   map[string]string // "name@addr" -> reason
+	problems  map[string]string // our own problems, by kind
+	pauseTill time.Time
+	lastCheck time.Time
+	seq       uint64
+
+	events    chan Event
+	dropped   uint64
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	joined    chan struct{}
+}
+
+// New checks the options; Start opens the sockets and joins.
+func New(o Options) (*Membership, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Profile.Interval == 0 {
+		o.Profile = ProfileLAN
+	}
+	if o.ReapAfter == 0 {
+		o.ReapAfter = time.Hour
+	}
+	s, err := newSealer(o.Cluster, o.Keys)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	m := &Membership{
+		opts:     o,
+		log:      o.Logger,
+		sealer:   s,
+		peers:    map[string]*peer{},
+		refused:  map[string]string{},
+		problems: map[string]string{},
+		events:   make(chan Event, 1024),
+		joined:   make(chan struct{}),
+		since:    now,
+		meta: Meta{
+			Priority:  o.Priority,
+			State:     StateJoining,
+			Healthy:   o.Healthy,
+			Backup:    o.BackupBind,
+			ProbePort: o.ProbePort,
+			Boot:      now.UnixNano(),
+			Config:    o.Config,
+		},
+	}
+	return m, nil
+}
+
+// Start opens the heartbeat sockets, starts memberlist and joins in the
+// background (retrying until it succeeds, so nodes may start in any order).
+func (m *Membership) Start(ctx context.Context) error {
+	ctx, m.cancel = context.WithCancel(ctx)
+	var err error
+	m.conns[pathPrivate], err = listenUDP(m.opts.Bind, m.opts.ProbePort)
+	if err != nil {
+		return fmt.Errorf("opening heartbeat socket on the private NIC: %w", err)
+	}
+	if m.opts.BackupBind != "" {
+		m.conns[pathBackup], err = listenUDP(m.opts.BackupBind, m.opts.ProbePort)
+		if err != nil {
+			m.conns[pathPrivate].Close()
+			return fmt.Errorf("opening heartbeat socket on the backup path: %w", err)
+		}
+	}
+	ring, err := memberlist.NewKeyring(m.opts.Keys, m.opts.Keys[0])
+	if err != nil {
+		m.closeConns()
+		return fmt.Errorf("loading cluster keys: %w", err)
+	}
+	c := memberlist.DefaultLANConfig()
+	c.Name = m.opts.Name
+	c.BindAddr = m.opts.Bind
+	c.BindPort = m.opts.Port
+	c.AdvertiseAddr = m.opts.Bind
+	c.AdvertisePort = m.opts.Port
+	// The label is authenticated with every packet: a node of another
+	// cluster is dropped, and both sides log why.
+	c.Label = "clusterd/" + m.opts.Cluster
+	c.Keyring = ring
+	m.ring = ring
+	c.GossipVerifyIncoming = true
+	c.GossipVerifyOutgoing = true
+	// memberlist's own failure detector only drives its gossip here; the
+	// fast heartbeat decides "failed". Quicker than the LAN defaults so its
+	// view (and so metadata gossip) follows ours closely.
+	c.ProbeInterval = 500 * time.Millisecond
+	c.ProbeTimeout = 300 * time.Millisecond
+	c.GossipInterval = 100 * time.Millisecond
+	c.PushPullInterval = 10 * time.Second
+	c.DeadNodeReclaimTime = 10 * time.Second
+	c.TCPTimeout = 2 * time.Second
+	c.Logger = newMemberlistLogger(m.log)
+	d := &delegate{m: m}
+	c.Delegate = d
+	c.Events = d
+	c.Conflict = d
+	c.Alive = d
+	c.Merge = d
+	m.ml, err = memberlist.Create(c)
+	if err != nil {
+		m.closeConns()
+		return fmt.Errorf("starting memberlist on %s:%d: %w", m.opts.Bind, m.opts.Port, err)
+	}
+	for i, c := range m.conns {
+		if c != nil {
+			m.goRun(func() { m.recvLoop(ctx, i) })
+		}
+	}
+	m.goRun(func() { m.sendLoop(ctx) })
+	m.goRun(func() { m.checkLoop(ctx) })
+	m.goRun(func() { m.joinLoop(ctx) })
+	m.goRun(func() { m.dispatch(ctx) })
+	return nil
+}
+
+func (m *Membership) goRun(f func()) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		f()
+	}()
+}
+
+func listenUDP(addr string, port int) (*net.UDPConn, error) {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	return net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, uint16(port))))
+}
+
+func (m *Membership) closeConns() {
+	for _, c := range m.conns {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// Close leaves the cluster gracefully: peers see this node as left, not
+// failed. It is bounded in time and idempotent.
+func (m *Membership) Close() error {
+	m.closeOnce.Do(func() {
+		if m.ml != nil {
+			m.SetState(StateLeft)
+			// Heartbeats are what peers judge by; three of them cover a
+			// lost packet. memberlist's leave follows for its own view.
+			for i := 0; i < 3; i++ {
+				m.sendHeartbeats()
+				time.Sleep(5 * time.Millisecond)
+			}
+			if err := m.ml.Leave(time.Second); err != nil {
+				m.log.Warn("leaving the cluster", slog.Any("error", err))
+			}
+			m.ml.Shutdown()
+		}
+		if m.cancel != nil {
+			m.cancel()
+		}
+		m.closeConns()
+		m.wg.Wait()
+	})
+	return nil
+}
+
+// Joined is closed when this node has met the cluster or formed it alone.
+func (m *Membership) Joined() <-chan struct{} { return m.joined }
+
+// SetState changes this node's announced state (active, draining...).
+func (m *Membership) SetState(s State) {
+	m.updateMeta(func(meta *Meta) bool {
+		if meta.State == s {
+			return false
+		}
+		meta.State = s
+		m.since = time.Now()
+		m.changes++
+		return true
+	})
+}
+
+// State is this node's own state.
+func (m *Membership) State() State {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.meta.State
+}
+
+// SetHealthy announces this node's health-check verdict.
+func (m *Membership) SetHealthy(h bool) {
+	m.updateMeta(func(meta *Meta) bool {
+		if meta.Healthy == h {
+			return false
+		}
+		meta.Healthy = h
+		return true
+	})
+}
+
+// SetExt announces a small piece of another component's state.
+func (m *Membership) SetExt(key, value string) {
+	m.updateMeta(func(meta *Meta) bool {
+		if meta.Ext[key] == value {
+			return false
+		}
+		if meta.Ext == nil {
+			meta.Ext = map[string]string{}
+		}
+		meta.Ext[key] = value
+		return true
+	})
+}
+
+// SetConfig announces new shared-config hashes (after a reload).
+func (m *Membership) SetConfig(h map[string]string) {
+	m.updateMeta(func(meta *Meta) bool {
+		meta.Config = h
+		return true
+	})
+	m.mu.Lock()
+	for _, p := range m.peers {
+		m.checkMismatchLocked(p, time.Now())
+	}
+	m.mu.Unlock()
+}
+
+// SetKeys installs new cluster keys (key rotation): keys[0] encrypts from
+// now on, all of them decrypt.
+func (m *Membership) SetKeys(keys [][]byte) error {
+	if len(keys) == 0 {
+		return errors.New("no cluster key")
+	}
+	if err := m.sealer.setKeys(keys); err != nil {
+		return err
+	}
+	ring := m.ring
+	for _, k := range keys {
+		if err := ring.AddKey(k); err != nil {
+			return fmt.Errorf("installing cluster key: %w", err)
+		}
+	}
+	if err := ring.UseKey(keys[0]); err != nil {
+		return fmt.Errorf("switching to the first cluster key: %w", err)
+	}
+	keep := map[string]bool{}
+	for _, k := range keys {
+		keep[string(k)] = true
+	}
+	for _, k := range ring.GetKeys() {
+		if !keep[string(k)] {
+			if err := ring.RemoveKey(k); err != nil {
+				return fmt.Errorf("removing an old cluster key: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+func (m *Membership) updateMeta(f func(*Meta) bool) {
+	m.mu.Lock()
+	changed := f(&m.meta)
+	if changed {
+		m.metaV++
+	}
+	ml := m.ml
+	m.mu.Unlock()
+	if changed && ml != nil {
+		m.sendHeartbeats() // tell peers now rather than at the next tick
+		go ml.UpdateNode(time.Second)
+	}
+}
+
+// Members returns every known member, this node first, then by priority.
+func (m *Membership) Members() []Member {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	self := Member{
+		Name: m.opts.Name, Addr: m.opts.Bind, Backup: m.opts.BackupBind,
+		Priority: m.meta.Priority, State: m.meta.State, Healthy: m.meta.Healthy,
+		Since: m.since, Changes: m.changes, Ext: cloneMap(m.meta.Ext), Self: true,
+		Paths: map[string]bool{},
+	}
+	// Our own path is up if it hears any peer (or there is no peer yet).
+	for i, c := range m.conns {
+		if c == nil {
+			continue
+		}
+		up := len(m.peers) == 0
+		for _, p := range m.peers {
+			if !p.state.Down() && now.Sub(p.seen[i]) < m.opts.Profile.Timeout {
+				up = true
+			}
+		}
+		self.Paths[pathNames[i]] = up
+	}
+	out := []Member{self}
+	var rest []Member
+	for _, p := range m.peers {
+		mem := Member{
+			Name: p.name, Addr: p.addr.String(), Backup: p.meta.Backup,
+			Priority: p.meta.Priority, State: p.state, Healthy: p.meta.Healthy,
+			Since: p.since, Changes: p.changes, Ext: cloneMap(p.meta.Ext),
+			Mismatch: append([]string(nil), p.mismatch...), Paths: map[string]bool{},
+		}
+		for i := range m.conns {
+			if m.hasPath(p, i) {
+				mem.Paths[pathNames[i]] = p.pathUp[i] && !p.state.Down()
+			}
+		}
+		rest = append(rest, mem)
+	}
+	sort.Slice(rest, func(i, j int) bool {
+		if rest[i].Priority != rest[j].Priority {
+			return rest[i].Priority < rest[j].Priority
+		}
+		return rest[i].Name < rest[j].Name
+	})
+	return append(out, rest...)
+}
+
+// Problems lists what stops this node from being a full member (refused
+// for a duplicate name or priority, nobody reachable) and which other
+// nodes this node refused.
+func (m *Membership) Problems() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, p := range m.problems {
+		out = append(out, p)
+	}
+	for who, why := range m.refused {
+		out = append(out, fmt.Sprintf("refused %s: %s", who, why))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Forget removes a failed or left member from the list at once, on this
+// node and on every other member it can reach.
+func (m *Membership) Forget(name string) error {
+	if err := m.forgetLocal(name); err != nil {
+		return err
+	}
+	msg := append([]byte{msgForget}, name...)
+	for _, n := range m.ml.Members() {
+		if n.Name != m.opts.Name {
+			if err := m.ml.SendReliable(n, msg); err != nil {
+				m.log.Warn("telling a member to forget", slog.String("node", n.Name), slog.Any("error", err))
+			}
+		}
+	}
+	return nil
+}
+
+// ErrUnknownNode is returned for a node name nobody knows.
+var ErrUnknownNode = errors.New("unknown node")
+
+func (m *Membership) forgetLocal(name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.peers[name]
+	if !ok {
+		if name == m.opts.Name {
+			return fmt.Errorf("node %s is this node: stop it (SIGTERM) instead", name)
+		}
+		return fmt.Errorf("%w %q", ErrUnknownNode, name)
+	}
+	if !p.state.Down() {
+		return fmt.Errorf("node %s is %s: only failed or left members can be forgotten", name, p.state)
+	}
+	delete(m.peers, name)
+	return nil
+}
+
+func (m *Membership) emit(t EventType, node, detail string) {
+	e := Event{Time: time.Now(), Type: t, Node: node, Detail: detail}
+	lvl := slog.LevelInfo
+	if t == EventFailed || t == EventRefused || t == EventConfigMismatch || t == EventPathDown || t == EventUnhealthy {
+		lvl = slog.LevelWarn
+	}
+	m.log.Log(context.Background(), lvl, string(t), slog.String("node", node), slog.String("detail", detail))
+	select {
+	case m.events <- e:
+	default:
+		m.dropped++
+	}
+}
+
+func (m *Membership) dispatch(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-m.events:
+			if m.opts.OnEvent != nil {
+				m.opts.OnEvent(e)
+			}
+		}
+	}
+}
+
+// joinLoop joins the configured peers, retrying until one answers; after
+// Profile.JoinTimeout without an answer this node forms the cluster alone.
+// It also re-joins members that the fast heartbeat hears but memberlist
+// has dropped (a mended cable), since memberlist does not retry the dead.
+func (m *Membership) joinLoop(ctx context.Context) {
+	start := time.Now()
+	var targets []string
+	for _, j := range m.opts.Join {
+		host, port, err := net.SplitHostPort(j)
+		if err != nil {
+			host, port = j, strconv.Itoa(m.opts.Port)
+		}
+		if host == m.opts.Bind && port == strconv.Itoa(m.opts.Port) {
+			continue
+		}
+		targets = append(targets, net.JoinHostPort(host, port))
+	}
+	joined := false
+	markJoined := func(how string) {
+		if !joined {
+			joined = true
+			m.log.Info(how, slog.Int("members", m.ml.NumMembers()))
+			m.mu.Lock()
+			if m.meta.State == StateJoining {
+				m.mu.Unlock()
+				m.SetState(StateActive)
+			} else {
+				m.mu.Unlock()
+			}
+			close(m.joined)
+		}
+	}
+	if len(targets) == 0 {
+		markJoined("no peers to join: this node forms the cluster")
+	}
+	var lastLog time.Time
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if len(targets) > 0 && m.ml.NumMembers() <= 1 {
+			n, err := m.ml.Join(targets)
+			if n > 0 {
+				m.mu.Lock()
+				delete(m.problems, "join")
+				m.mu.Unlock()
+				markJoined("joined the cluster")
+			} else {
+				if time.Since(lastLog) > 30*time.Second {
+					m.log.Warn("no peer answered the join; retrying", slog.Any("peers", targets), slog.Any("error", err))
+					lastLog = time.Now()
+				}
+				m.mu.Lock()
+				if _, refused := m.problems["refused"]; !refused {
+					m.problems["join"] = fmt.Sprintf("no peer answered the join (%v): check the network and the cluster key", targets)
+				}
+				m.mu.Unlock()
+				if !joined && time.Since(start) > m.opts.Profile.JoinTimeout {
+					markJoined("no peer answered within the join timeout: this node forms the cluster alone and keeps trying")
+				}
+			}
+		} else if len(targets) > 0 {
+			markJoined("joined the cluster")
+		}
+		m.rejoinHeard()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// rejoinHeard re-joins, through memberlist, members that the heartbeat
+// hears but memberlist has dropped, and reaps long-gone members.
+func (m *Membership) rejoinHeard() {
+	alive := map[string]bool{}
+	for _, n := range m.ml.Members() {
+		alive[n.Name] = true
+	}
+	now := time.Now()
+	var addrs []string
+	m.mu.Lock()
+	for name, p := range m.peers {
+		p.mlAlive = alive[name]
+		if p.state.Down() && now.Sub(p.since) > m.opts.ReapAfter {
+			m.log.Info("reaping a member gone for longer than heartbeat.reap_after", slog.String("node", name))
+			delete(m.peers, name)
+			continue
+		}
+		if !p.state.Down() && !p.mlAlive && now.Sub(p.joinTry) > 2*time.Second {
+			p.joinTry = now
+			addrs = append(addrs, net.JoinHostPort(p.addr.String(), strconv.Itoa(p.mlPort)))
+		}
+	}
+	m.mu.Unlock()
+	for _, a := range addrs {
+		if _, err := m.ml.Join([]string{a}); err != nil {
+			m.log.Debug("re-joining a member heard on the heartbeat", slog.String("addr", a), slog.Any("error", err))
+		}
+	}
+}
+
+// hasPath says whether a peer can be reached on path i (both ends must
+// have it).
+func (m *Membership) hasPath(p *peer, i int) bool {
+	if m.conns[i] == nil {
+		return false
+	}
+	return i == pathPrivate || p.meta.Backup != ""
+}
+
+func (m *Membership) checkMismatchLocked(p *peer, now time.Time) {
+	mm := mismatch(m.meta.Config, p.meta.Config)
+	if len(p.meta.Config) == 0 {
+		mm = nil
+	}
+	if fmt.Sprint(mm) != fmt.Sprint(p.mismatch) {
+		p.mismatch = mm
+		if len(mm) > 0 {
+			m.emit(EventConfigMismatch, p.name, fmt.Sprintf("shared settings differ from this node's: %v", mm))
+		}
+	}
+}
+
+func cloneMap(in map[string]string) map[string]string {
+	if in == nil {
+		return nil
+	}
+	out := make(map[string]string, len(in))
+	for k, v := range in {
+		out[k] = v
+	}
+	return out
+}
+
+func sortStrings(s []string) { sort.Strings(s) }
+
+// halt stops without leaving, as kill -9 would (tests only).
+func (m *Membership) halt() {
+	m.closeOnce.Do(func() {
+		m.ml.Shutdown()
+		m.cancel()
+		m.closeConns()
+		m.wg.Wait()
+	})
+}

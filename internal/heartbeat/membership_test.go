@@ -1,0 +1,147 @@
+package heartbeat
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+)
+
+type testLog struct{ t *testing.T }
+
+func (w testLog) Write(b []byte) (int, error) { w.t.Log(string(b)); return len(b), nil }
+
+// newTestNode runs a membership on 127.0.0.N (loopback: no root needed).
+func newTestNode(t *testing.T, n int, prio int, key []byte, join ...string) (*Membership, *eventLog) {
+	t.Helper()
+	ev := &eventLog{}
+	m, err := New(Options{
+		Cluster: "test", Name: fmt.Sprintf("n%d", n), Priority: prio, Keys: [][]byte{key},
+		Bind: fmt.Sprintf("127.0.0.%d", n), Port: 17946, ProbePort: 17948, Join: join,
+		Profile: ProfileLAN, Healthy: true, Config: map[string]string{"x": "1"},
+		Logger:  slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("self", n),
+		OnEvent: ev.add,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m, ev
+}
+
+type eventLog struct {
+	mu sync.Mutex
+	ev []Event
+}
+
+func (l *eventLog) add(e Event) { l.mu.Lock(); l.ev = append(l.ev, e); l.mu.Unlock() }
+func (l *eventLog) has(t EventType, node string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.ev {
+		if e.Type == t && e.Node == node {
+			return true
+		}
+	}
+	return false
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func stateOf(m *Membership, name string) State {
+	for _, x := range m.Members() {
+		if x.Name == name {
+			return x.State
+		}
+	}
+	return -1
+}
+
+func key(b byte) []byte { k := make([]byte, 32); k[0] = b; return k }
+
+func TestFormFailLeave(t *testing.T) {
+	a, evA := newTestNode(t, 11, 1, key(1))
+	b, _ := newTestNode(t, 12, 2, key(1), "127.0.0.11:17946")
+	c, _ := newTestNode(t, 13, 3, key(1), "127.0.0.11:17946")
+	for _, m := range []*Membership{a, b, c} {
+		waitFor(t, 5*time.Second, "3 active members", func() bool {
+			ms := m.Members()
+			if len(ms) != 3 {
+				return false
+			}
+			for _, x := range ms {
+				if x.State != StateActive {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	// Halt c without leaving: the others must mark it failed.
+	start := time.Now()
+	c.halt()
+	waitFor(t, 2*time.Second, "n13 failed on n11", func() bool { return stateOf(a, "n13") == StateFailed })
+	t.Logf("failure detected after %s", time.Since(start))
+	waitFor(t, 2*time.Second, "n13 failed on n12", func() bool { return stateOf(b, "n13") == StateFailed })
+	// A graceful leave shows left, not failed.
+	b.Close()
+	waitFor(t, 2*time.Second, "n12 left on n11", func() bool { return stateOf(a, "n12") == StateLeft })
+	if evA.has(EventFailed, "n12") {
+		t.Fatal("a graceful leave was reported as a failure")
+	}
+	if err := a.Forget("n12"); err != nil {
+		t.Fatal(err)
+	}
+	if stateOf(a, "n12") != -1 {
+		t.Fatal("forgotten member still listed")
+	}
+}
+
+func TestWrongKeyNeverJoins(t *testing.T) {
+	a, _ := newTestNode(t, 21, 1, key(1))
+	b, _ := newTestNode(t, 22, 2, key(2), "127.0.0.21:17946")
+	time.Sleep(1500 * time.Millisecond)
+	if len(a.Members()) != 1 || len(b.Members()) != 1 {
+		t.Fatalf("a node with another key became a member: %v / %v", a.Members(), b.Members())
+	}
+}
+
+func TestDuplicatePriorityRefused(t *testing.T) {
+	a, _ := newTestNode(t, 31, 1, key(1))
+	b, _ := newTestNode(t, 32, 1, key(1), "127.0.0.31:17946")
+	waitFor(t, 3*time.Second, "refusal recorded on both", func() bool {
+		return len(a.Problems()) > 0 && len(b.Problems()) > 0
+	})
+	if len(a.Members()) != 1 {
+		t.Fatalf("duplicate priority admitted: %+v", a.Members())
+	}
+	t.Log(a.Problems(), b.Problems())
+}
+
+func TestConfigMismatchFlagged(t *testing.T) {
+	a, _ := newTestNode(t, 41, 1, key(1))
+	b, _ := newTestNode(t, 42, 2, key(1), "127.0.0.41:17946")
+	b.SetConfig(map[string]string{"x": "2"})
+	waitFor(t, 3*time.Second, "mismatch flagged", func() bool {
+		for _, m := range a.Members() {
+			if m.Name == "n42" && len(m.Mismatch) == 1 && m.Mismatch[0] == "x" {
+				return true
+			}
+		}
+		return false
+	})
+}

@@ -1,0 +1,113 @@
+// Package heartbeat is cluster membership: who is in the cluster, in what
+// state, and over which paths they can be reached.
+//
+// memberlist does discovery, joins, gossip of metadata and refusing
+// conflicting nodes. Failure is decided by a dedicated fast heartbeat
+// (prober.go) that every node sends to every other node on every path: its
+// timing is deterministic (a node is failed a fixed time after the last
+// heartbeat on any path), which memberlist's randomised probing with
+// suspicion is not, and it covers the backup path that memberlist, bound to
+// one address, cannot see.
+package heartbeat
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+)
+
+// State is a member's state, as shown in status and SNMP.
+type State int
+
+// Member states. Their String values are the wire names of SPEC.md.
+const (
+	StateJoining State = iota
+	StateActive
+	StateDraining
+	StateDrained
+	StateFailed
+	StateLeft
+)
+
+var stateNames = [...]string{"joining", "active", "draining", "drained", "failed", "left"}
+
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("state(%d)", int(s))
+}
+
+// ParseState reads a wire name.
+func ParseState(s string) (State, error) {
+	for i, n := range stateNames {
+		if n == s {
+			return State(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown member state %q", s)
+}
+
+// MarshalText writes the wire name.
+func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads the wire name.
+func (s *State) UnmarshalText(b []byte) error {
+	v, err := ParseState(string(b))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
+// Down reports whether the state is failed or left.
+func (s State) Down() bool { return s == StateFailed || s == StateLeft }
+
+// Meta is what a node tells the others about itself. It rides in
+// memberlist's node metadata (limit 512 bytes) and in every fast heartbeat,
+// so it stays current even when memberlist's own path is cut.
+type Meta struct {
+	Priority  int               `json:"p"`
+	State     State             `json:"s"`
+	Healthy   bool              `json:"h"`
+	Backup    string            `json:"b,omitempty"`  // backup-path address
+	ProbePort int               `json:"pp"`           // fast heartbeat port
+	Boot      int64             `json:"bt"`           // start time (unix ns): tells a restart apart
+	Config    map[string]string `json:"c,omitempty"`  // hashes of shared config sections
+	Ext       map[string]string `json:"x,omitempty"`  // other components' small state (drain counts, generation)
+}
+
+func (m Meta) clone() Meta {
+	m.Config = maps.Clone(m.Config)
+	m.Ext = maps.Clone(m.Ext)
+	return m
+}
+
+func (m Meta) encode() ([]byte, error) { return json.Marshal(m) }
+
+func decodeMeta(b []byte) (Meta, error) {
+	var m Meta
+	if len(b) == 0 {
+		return m, fmt.Errorf("empty node metadata")
+	}
+	err := json.Unmarshal(b, &m)
+	return m, err
+}
+
+// mismatch lists the shared config sections in which a and b differ.
+func mismatch(a, b map[string]string) []string {
+	var out []string
+	for k, v := range a {
+		if b[k] != v {
+			out = append(out, k)
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	sortStrings(out)
+	return out
+}

@@ -1,0 +1,249 @@
+package heartbeat
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+)
+
+// heartbeat is the fast heartbeat's payload (sealed with the cluster key).
+type heartbeat struct {
+	Name string `json:"n"`
+	Seq  uint64 `json:"q"`
+	V    uint64 `json:"v"` // meta version: a newer one replaces memberlist's copy
+	Meta Meta   `json:"m"`
+}
+
+// Counters of the fast heartbeat, for status and metrics.
+var (
+	HeartbeatsSent     atomic.Uint64
+	HeartbeatsReceived atomic.Uint64
+	HeartbeatsDropped  atomic.Uint64 // malformed, wrong key, unknown sender, wrong source address
+)
+
+func (m *Membership) sendLoop(ctx context.Context) {
+	t := time.NewTicker(m.opts.Profile.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.sendHeartbeats()
+		}
+	}
+}
+
+// sendHeartbeats sends one sealed heartbeat to every known member on every
+// path, failed members included, so that they are seen again the moment a
+// cable is mended.
+func (m *Membership) sendHeartbeats() {
+	type dst struct {
+		path int
+		addr netip.AddrPort
+	}
+	m.mu.Lock()
+	m.seq++
+	hb := heartbeat{Name: m.opts.Name, Seq: m.seq, V: m.metaV, Meta: m.meta.clone()}
+	var dsts []dst
+	for _, p := range m.peers {
+		port := uint16(p.meta.ProbePort)
+		if port == 0 {
+			continue
+		}
+		dsts = append(dsts, dst{pathPrivate, netip.AddrPortFrom(p.addr, port)})
+		if m.hasPath(p, pathBackup) {
+			if b, err := netip.ParseAddr(p.meta.Backup); err == nil {
+				dsts = append(dsts, dst{pathBackup, netip.AddrPortFrom(b, port)})
+			}
+		}
+	}
+	m.mu.Unlock()
+	if len(dsts) == 0 {
+		return
+	}
+	b, err := json.Marshal(hb)
+	if err != nil {
+		return
+	}
+	pkt := m.sealer.seal(b)
+	for _, d := range dsts {
+		if c := m.conns[d.path]; c != nil {
+			// Errors (unreachable network during a cable pull) are the
+			// normal case for a dead path; silence is what peers judge.
+			if _, err := c.WriteToUDPAddrPort(pkt, d.addr); err == nil {
+				HeartbeatsSent.Add(1)
+			}
+		}
+	}
+}
+
+func (m *Membership) recvLoop(ctx context.Context, path int) {
+	c := m.conns[path]
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		if err := m.handleHeartbeat(path, buf[:n], from.Addr().Unmap(), time.Now()); err != nil {
+			HeartbeatsDropped.Add(1)
+			m.log.Debug("dropping heartbeat", slog.String("from", from.String()), slog.Any("error", err))
+			continue
+		}
+		HeartbeatsReceived.Add(1)
+	}
+}
+
+// handleHeartbeat applies one received heartbeat. It refuses packets that do
+// not open with a cluster key, senders it does not know, and a known name
+// arriving from an address that is not that member's (a duplicate name
+// must not keep the real member alive).
+func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now time.Time) error {
+	plain, err := m.sealer.open(pkt)
+	if err != nil {
+		return err
+	}
+	var hb heartbeat
+	if err := json.Unmarshal(plain, &hb); err != nil {
+		return fmt.Errorf("malformed heartbeat: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.peers[hb.Name]
+	if !ok {
+		return fmt.Errorf("heartbeat from %q, not a member (yet)", hb.Name)
+	}
+	want := p.addr
+	if path == pathBackup {
+		want, _ = netip.ParseAddr(p.meta.Backup)
+	}
+	if from != want {
+		return fmt.Errorf("heartbeat for %q from %s, but its %s address is %s", hb.Name, from, pathNames[path], want)
+	}
+	p.seen[path] = now
+	if hb.Meta.Boot != p.meta.Boot || hb.V > p.metaV {
+		m.applyMetaLocked(p, hb.Meta, hb.V, now)
+	}
+	if p.state.Down() && hb.Meta.State != StateLeft {
+		m.setPeerStateLocked(p, hb.Meta.State, now, "heard again")
+	}
+	if !p.pathUp[path] {
+		p.pathUp[path] = true
+		if m.hasPath(p, pathBackup) && !p.state.Down() && !p.since.Equal(now) {
+			m.emit(EventPathUp, p.name, pathNames[path]+" path is up")
+		}
+	}
+	return nil
+}
+
+// applyMetaLocked takes a member's new metadata and raises the events its
+// changes mean.
+func (m *Membership) applyMetaLocked(p *peer, meta Meta, v uint64, now time.Time) {
+	old := p.meta
+	p.meta, p.metaV = meta, v
+	if old.Healthy != meta.Healthy && !p.state.Down() {
+		if meta.Healthy {
+			m.emit(EventHealthy, p.name, "health checks pass")
+		} else {
+			m.emit(EventUnhealthy, p.name, "a health check fails")
+		}
+	}
+	if !p.state.Down() && meta.State != p.state {
+		m.setPeerStateLocked(p, meta.State, now, "")
+	}
+	m.checkMismatchLocked(p, now)
+}
+
+func (m *Membership) setPeerStateLocked(p *peer, s State, now time.Time, detail string) {
+	old := p.state
+	if old == s {
+		return
+	}
+	p.state, p.since = s, now
+	p.changes++
+	switch {
+	case s == StateFailed:
+		m.emit(EventFailed, p.name, detail)
+	case s == StateLeft:
+		m.emit(EventLeft, p.name, "left the cluster")
+	case old.Down():
+		m.emit(EventJoined, p.name, fmt.Sprintf("state %s, priority %d", s, p.meta.Priority))
+	case s == StateDraining:
+		m.emit(EventDraining, p.name, "takes no new flows")
+	case s == StateDrained:
+		m.emit(EventDrained, p.name, "no connections left")
+	case s == StateActive && (old == StateDraining || old == StateDrained):
+		m.emit(EventResumed, p.name, "takes new flows again")
+	}
+}
+
+// checkLoop fails members whose heartbeat has been silent on every path
+// for Profile.Timeout, and tracks each path.
+func (m *Membership) checkLoop(ctx context.Context) {
+	t := time.NewTicker(m.opts.Profile.Check)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.check(time.Now())
+		}
+	}
+}
+
+func (m *Membership) check(now time.Time) {
+	prof := m.opts.Profile
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.lastCheck.IsZero() {
+		if late := now.Sub(m.lastCheck); late > 2*prof.Check+100*time.Millisecond {
+			// We were not running: silence we measured is ours, not theirs.
+			m.pauseTill = now.Add(prof.Timeout)
+			m.log.Warn("heartbeat checker ran late; not failing anyone for one timeout",
+				slog.Duration("late", late), slog.Duration("timeout", prof.Timeout))
+		}
+	}
+	m.lastCheck = now
+	for _, p := range m.peers {
+		if p.state.Down() {
+			p.pathUp = [2]bool{}
+			continue
+		}
+		anyUp := false
+		var last time.Duration = -1
+		for i := range m.conns {
+			if !m.hasPath(p, i) {
+				continue
+			}
+			age := now.Sub(p.seen[i])
+			up := age < prof.Timeout
+			if last < 0 || age < last {
+				last = age
+			}
+			if up {
+				anyUp = true
+			}
+			if p.pathUp[i] && !up && now.After(m.pauseTill) {
+				p.pathUp[i] = false
+				if m.hasPath(p, pathBackup) {
+					m.emit(EventPathDown, p.name, fmt.Sprintf("no heartbeat on the %s path for %s", pathNames[i], age.Round(time.Millisecond)))
+				}
+			}
+		}
+		if !anyUp && now.After(m.pauseTill) {
+			m.setPeerStateLocked(p, StateFailed, now,
+				fmt.Sprintf("no heartbeat on any path for %s", last.Round(time.Millisecond)))
+		}
+	}
+}

@@ -1,0 +1,52 @@
+package heartbeat
+
+import (
+	"fmt"
+	"time"
+)
+
+// Profile is the timing of the fast heartbeat.
+//
+// Every node sends a heartbeat to every other node on every path each
+// Interval. A peer is failed when no heartbeat has arrived on any path for
+// Timeout. Counting from the moment a node dies, each survivor marks it
+// failed after
+//
+//	Timeout - U(0, Interval) + U(0, Check)
+//
+// (the last heartbeat left up to one Interval before the death; the checker
+// runs every Check). For lan that is 350..410 ms, for fast 130..154 ms,
+// independent of the cluster size: all-to-all costs N-1 small packets per
+// path per Interval per node, ~620 packets/s per path at 32 nodes (lan),
+// which a LAN does not notice.
+//
+// A node whose own checker ran late (its process was starved, the VM
+// paused) does not trust its silence: it waits for one more Timeout before
+// failing anyone (Pause guard), the way corosync refuses to act on a token
+// it could not have seen.
+type Profile struct {
+	Name     string
+	Interval time.Duration
+	Timeout  time.Duration
+	Check    time.Duration
+	// JoinTimeout: a node that finds no peer in this time forms the
+	// cluster alone (becomes active) and keeps trying to join.
+	JoinTimeout time.Duration
+}
+
+// Profiles by name.
+var (
+	ProfileLAN  = Profile{Name: "lan", Interval: 50 * time.Millisecond, Timeout: 400 * time.Millisecond, Check: 10 * time.Millisecond, JoinTimeout: 5 * time.Second}
+	ProfileFast = Profile{Name: "fast", Interval: 20 * time.Millisecond, Timeout: 150 * time.Millisecond, Check: 5 * time.Millisecond, JoinTimeout: 3 * time.Second}
+)
+
+// LookupProfile returns a profile by its config name.
+func LookupProfile(name string) (Profile, error) {
+	switch name {
+	case "", "lan":
+		return ProfileLAN, nil
+	case "fast":
+		return ProfileFast, nil
+	}
+	return Profile{}, fmt.Errorf("unknown heartbeat profile %q", name)
+}
