@@ -145,13 +145,13 @@ func (d *delegate) NotifyMerge(peers []*memberlist.Node) error {
 		}
 		if n.Name == m.opts.Name && n.Addr.String() != m.opts.Bind {
 			reason := fmt.Sprintf("node name %q is already used by %s", n.Name, n.Addr)
-			m.selfRefused(reason)
+			m.noteMergeRefusal(reason)
 			return fmt.Errorf("%s", reason)
 		}
 		if n.Name != m.opts.Name {
 			if reason := m.priorityClash(n.Name, meta.Priority); reason != "" {
 				m.refuse(n.Name, n.Addr.String(), reason)
-				m.selfRefused(reason)
+				m.noteMergeRefusal(reason)
 				return fmt.Errorf("%s", reason)
 			}
 		}
@@ -184,9 +184,22 @@ func (m *Membership) refuse(name, addr, reason string) {
 	m.emit(EventRefused, name, reason+" (at "+addr+")")
 }
 
-func (m *Membership) selfRefused(reason string) {
+// noteMergeRefusal remembers why the last merge was refused: if our own
+// join then fails, it is we who were refused (NotifyMerge also runs on the
+// side that refuses, which must not think itself refused).
+func (m *Membership) noteMergeRefusal(reason string) {
+	m.mu.Lock()
+	m.mergeRefusal = reason
+	m.mu.Unlock()
+}
+
+func (m *Membership) selfRefused() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	reason := m.mergeRefusal
+	if reason == "" {
+		return
+	}
 	msg := "this node was refused by the cluster: " + reason + "; give it a unique node.name and node.priority"
 	if m.problems["refused"] != msg {
 		m.problems["refused"] = msg

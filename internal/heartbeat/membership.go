@@ -112,17 +112,18 @@ type Membership struct {
 	ring   *memberlist.Keyring
 	conns  [2]*net.UDPConn
 
-	mu        sync.Mutex
-	meta      Meta
-	metaV     uint64
-	since     time.Time
-	changes   uint64
-	peers     map[string]*peer
-	refused   map[string]string // "name@addr" -> reason
-	problems  map[string]string // our own problems, by kind
-	pauseTill time.Time
-	lastCheck time.Time
-	seq       uint64
+	mu           sync.Mutex
+	meta         Meta
+	metaV        uint64
+	since        time.Time
+	changes      uint64
+	peers        map[string]*peer
+	refused      map[string]string // "name@addr" -> reason
+	problems     map[string]string // our own problems, by kind
+	mergeRefusal string
+	pauseTill    time.Time
+	lastCheck    time.Time
+	seq          uint64
 
 	events    chan Event
 	dropped   uint64
@@ -565,7 +566,11 @@ func (m *Membership) joinLoop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		if len(targets) > 0 && m.ml.NumMembers() <= 1 {
+			m.noteMergeRefusal("")
 			n, err := m.ml.Join(targets)
+			if n == 0 {
+				m.selfRefused()
+			}
 			if n > 0 {
 				m.mu.Lock()
 				delete(m.problems, "join")

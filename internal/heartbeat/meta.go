@@ -71,11 +71,11 @@ type Meta struct {
 	Priority  int               `json:"p"`
 	State     State             `json:"s"`
 	Healthy   bool              `json:"h"`
-	Backup    string            `json:"b,omitempty"`  // backup-path address
-	ProbePort int               `json:"pp"`           // fast heartbeat port
-	Boot      int64             `json:"bt"`           // start time (unix ns): tells a restart apart
-	Config    map[string]string `json:"c,omitempty"`  // hashes of shared config sections
-	Ext       map[string]string `json:"x,omitempty"`  // other components' small state (drain counts, generation)
+	Backup    string            `json:"b,omitempty"` // backup-path address
+	ProbePort int               `json:"pp"`          // fast heartbeat port
+	Boot      int64             `json:"bt"`          // start time (unix ns): tells a restart apart
+	Config    map[string]string `json:"c,omitempty"` // hashes of shared config sections
+	Ext       map[string]string `json:"x,omitempty"` // other components' small state (drain counts, generation)
 }
 
 func (m Meta) clone() Meta {

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/kardianos/service"
+
+	"github.com/clusterd/clusterd/internal/agent"
+	"github.com/clusterd/clusterd/internal/config"
+)
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func cmdRun(args []string, stderr io.Writer) int {
+	fs := newFlags("run", stderr)
+	path := fs.String("config", "", "config file")
+	format := fs.String("log-format", "text", "text or json")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if fs.Parse(args) != nil || *path == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "clusterd run: usage: clusterd run --config FILE")
+		return exitUsage
+	}
+	log, err := newLogger(stderr, *format, *level)
+	if err != nil {
+		fmt.Fprintln(stderr, "clusterd run:", err)
+		return exitUsage
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		fmt.Fprintln(stderr, "clusterd run: refusing to start on a bad config; fix the lines above (check with: clusterd validate --config", *path+")")
+		return exitUsage
+	}
+	if !service.Interactive() {
+		// Started by the service manager (Windows SCM, systemd): let it
+		// drive start and stop.
+		s, err := service.New(&program{cfgPath: *path}, serviceConfig(*path))
+		if err == nil {
+			if err := s.Run(); err != nil {
+				log.Error("service run", slog.Any("error", err))
+				return exitFailed
+			}
+			return exitOK
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return runAgent(ctx, cfg, log, *path)
+}
+
+// runAgent runs until ctx ends (SIGTERM/SIGINT, or the service manager),
+// reloading on SIGHUP.
+func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger, path string) int {
+	if cfg.Heartbeat.Realtime != nil && *cfg.Heartbeat.Realtime {
+		if err := agent.SetRealtime(); err != nil {
+			log.Warn("running without real-time scheduling: heartbeats may be late on a saturated CPU", slog.Any("error", err))
+		}
+	}
+	a, err := agent.New(cfg, log)
+	if err != nil {
+		log.Error("cannot start", slog.Any("error", err))
+		return exitFailed
+	}
+	if err := a.Start(ctx); err != nil {
+		log.Error("cannot start", slog.Any("error", err))
+		a.Close()
+		return exitFailed
+	}
+	hup := make(chan os.Signal, 1)
+	notifyHUP(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("stopping: leaving the cluster")
+			a.Close()
+			log.Info("stopped")
+			return exitOK
+		case <-hup:
+			next, err := config.Load(path)
+			if err != nil {
+				log.Error("reload refused: the config has errors; the running config stays", slog.String("errors", err.Error()))
+				continue
+			}
+			if err := a.Reload(next); err != nil {
+				log.Error("reload failed", slog.Any("error", err))
+			}
+		}
+	}
+}

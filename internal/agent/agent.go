@@ -1,0 +1,178 @@
+// Package agent wires clusterd's parts together: it is the only package
+// that knows them all. Each part has New / Start / Close; the agent starts
+// them in order and closes them in reverse.
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/clusterd/clusterd/internal/api"
+	"github.com/clusterd/clusterd/internal/config"
+	"github.com/clusterd/clusterd/internal/heartbeat"
+)
+
+// Agent is one clusterd node.
+type Agent struct {
+	log *slog.Logger
+
+	mu  sync.Mutex
+	cfg *config.Config
+
+	members *heartbeat.Membership
+	events  *eventLog
+	srv     *http.Server
+
+	wg        sync.WaitGroup
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// New builds an agent from a validated config.
+func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
+	a := &Agent{log: log, cfg: cfg, events: newEventLog(1000), done: make(chan struct{})}
+	prof, err := heartbeat.LookupProfile(cfg.Heartbeat.Profile)
+	if err != nil {
+		return nil, err
+	}
+	a.members, err = heartbeat.New(heartbeat.Options{
+		Cluster:    cfg.Cluster.Name,
+		Name:       cfg.Node.Name,
+		Priority:   cfg.Node.Priority,
+		Keys:       cfg.Keys,
+		Bind:       cfg.Heartbeat.Bind,
+		Port:       cfg.Heartbeat.Port,
+		ProbePort:  cfg.Heartbeat.ProbePort,
+		BackupBind: cfg.Heartbeat.BackupBind,
+		Join:       cfg.Heartbeat.Join,
+		Profile:    prof,
+		ReapAfter:  cfg.Heartbeat.ReapAfter.D(),
+		Config:     cfg.SharedHashes(),
+		Healthy:    true,
+		Logger:     log.With(slog.String("component", "heartbeat")),
+		OnEvent: func(e heartbeat.Event) {
+			a.record(api.Event{Time: e.Time, Type: string(e.Type), Node: e.Node, Detail: e.Detail})
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("setting up membership: %w", err)
+	}
+	return a, nil
+}
+
+// Start brings the node up: state directory, control socket, membership.
+// The socket opens first so that a second agent on the same host is
+// refused before it touches the network.
+func (a *Agent) Start(ctx context.Context) error {
+	if err := os.MkdirAll(a.cfg.Node.StateDir, 0o700); err != nil {
+		return fmt.Errorf("creating node.state_dir: %w", err)
+	}
+	l, err := api.Listen(a.cfg.Control.Socket, a.cfg.Control.Group)
+	if err != nil {
+		return fmt.Errorf("opening the control endpoint: %w", err)
+	}
+	if err := a.members.Start(ctx); err != nil {
+		l.Close()
+		return err
+	}
+	a.serveAPI(l)
+	a.log.Info("clusterd started", slog.String("cluster", a.cfg.Cluster.Name), slog.String("node", a.cfg.Node.Name),
+		slog.Int("priority", a.cfg.Node.Priority), slog.String("socket", a.cfg.Control.Socket))
+	return nil
+}
+
+// Close leaves the cluster and stops every part. It is idempotent.
+func (a *Agent) Close() error {
+	a.closeOnce.Do(func() {
+		close(a.done)
+		a.members.Close()
+		if a.srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			a.srv.Shutdown(ctx)
+			cancel()
+		}
+		a.wg.Wait()
+	})
+	return nil
+}
+
+// Reload applies what can change without a restart: the cluster keys (key
+// rotation) and the shared-config hashes other nodes compare against.
+// Anything else that differs is logged as needing a restart.
+func (a *Agent) Reload(next *config.Config) error {
+	a.mu.Lock()
+	cur := a.cfg
+	a.mu.Unlock()
+	if next.Node.Name != cur.Node.Name || next.Node.Priority != cur.Node.Priority ||
+		next.Heartbeat.Bind != cur.Heartbeat.Bind || next.Heartbeat.BackupBind != cur.Heartbeat.BackupBind ||
+		next.Heartbeat.Port != cur.Heartbeat.Port || next.Heartbeat.Profile != cur.Heartbeat.Profile ||
+		next.Control.Socket != cur.Control.Socket {
+		a.log.Warn("node, heartbeat and control settings change only on restart; keeping the running ones")
+	}
+	if err := a.members.SetKeys(next.Keys); err != nil {
+		return fmt.Errorf("installing cluster keys: %w", err)
+	}
+	a.members.SetConfig(next.SharedHashes())
+	a.mu.Lock()
+	kept := *cur
+	kept.Keys = next.Keys
+	kept.LoadBalancing, kept.Failover, kept.Quorum, kept.SNMP = next.LoadBalancing, next.Failover, next.Quorum, next.SNMP
+	a.cfg = &kept
+	a.mu.Unlock()
+	a.log.Info("configuration reloaded", slog.Int("keys", len(next.Keys)))
+	return nil
+}
+
+func (a *Agent) record(e api.Event) {
+	a.events.add(e)
+}
+
+// Status is the cluster as this node sees it.
+func (a *Agent) Status() api.Status {
+	a.mu.Lock()
+	cfg := a.cfg
+	a.mu.Unlock()
+	s := api.Status{
+		Cluster:   cfg.Cluster.Name,
+		Node:      cfg.Node.Name,
+		Converged: true,
+		Members:   []api.Member{},
+		VIPs:      []api.VIP{},
+		Groups:    []api.Group{},
+		Problems:  a.members.Problems(),
+		Heartbeat: api.HeartbeatStats{
+			Profile:  cfg.Heartbeat.Profile,
+			Sent:     heartbeat.HeartbeatsSent.Load(),
+			Received: heartbeat.HeartbeatsReceived.Load(),
+			Dropped:  heartbeat.HeartbeatsDropped.Load(),
+		},
+	}
+	if s.Problems == nil {
+		s.Problems = []string{}
+	}
+	for _, m := range a.members.Members() {
+		mm := m.Mismatch
+		if mm == nil {
+			mm = []string{}
+		}
+		if len(mm) > 0 && !m.State.Down() {
+			s.Converged = false
+		}
+		s.Members = append(s.Members, api.Member{
+			Name: m.Name, Priority: m.Priority, Address: m.Addr, State: m.State.String(),
+			Healthy: m.Healthy, Paths: m.Paths, ConfigMismatch: mm,
+			Since: m.Since, StateChanges: m.Changes, Self: m.Self,
+		})
+		for p, up := range m.Paths {
+			if !up && !m.Self && !m.State.Down() {
+				s.Problems = append(s.Problems, fmt.Sprintf("%s: the %s heartbeat path is down; the node is reached over its other path", m.Name, p))
+			}
+		}
+	}
+	return s
+}

@@ -1,0 +1,125 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/clusterd/clusterd/internal/api"
+	"github.com/clusterd/clusterd/internal/heartbeat"
+)
+
+type ctxKey int
+
+const uidKey ctxKey = 0
+
+func (a *Agent) handler() http.Handler {
+	mux := http.NewServeMux()
+	p := "/" + api.Version
+	mux.HandleFunc("GET "+p+"/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, a.Status())
+	})
+	mux.HandleFunc("GET "+p+"/events", a.serveEvents)
+	mux.HandleFunc("POST "+p+"/forget", func(w http.ResponseWriter, r *http.Request) {
+		var req api.ForgetRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		a.operator(r, "forget "+req.Node)
+		if err := a.members.Forget(req.Node); err != nil {
+			code := http.StatusConflict
+			if errors.Is(err, heartbeat.ErrUnknownNode) {
+				code = http.StatusNotFound
+			}
+			writeErr(w, code, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, struct{}{})
+	})
+	return mux
+}
+
+// operator records who ran which mutating command: the caller's uid comes
+// from the socket's peer credentials, not from anything the caller says.
+func (a *Agent) operator(r *http.Request, what string) {
+	uid, _ := r.Context().Value(uidKey).(int)
+	who := "uid " + fmt.Sprint(uid)
+	if uid < 0 {
+		who = "an administrator"
+	}
+	a.record(api.Event{Time: time.Now(), Type: "operator", Node: a.cfg.Node.Name, Detail: fmt.Sprintf("%s ran clusterctl %s", who, what)})
+}
+
+func (a *Agent) serveEvents(w http.ResponseWriter, r *http.Request) {
+	follow := r.URL.Query().Get("follow") != ""
+	past, ch := a.events.snapshot(follow)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	enc := json.NewEncoder(w)
+	for _, e := range past {
+		enc.Encode(e)
+	}
+	if ch == nil {
+		return
+	}
+	defer a.events.unfollow(ch)
+	fl, _ := w.(http.Flusher)
+	if fl != nil {
+		fl.Flush()
+	}
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-a.done:
+			return
+		case e := <-ch:
+			enc.Encode(e)
+			if fl != nil {
+				fl.Flush()
+			}
+		}
+	}
+}
+
+func (a *Agent) serveAPI(l net.Listener) {
+	a.srv = &http.Server{
+		Handler:           a.handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, uidKey, api.PeerUID(c))
+		},
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := a.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("control endpoint stopped", slog.Any("error", err))
+		}
+	}()
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, api.ErrorResponse{Error: err.Error()})
+}
+
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(v); err != nil {
+		writeErr(w, http.StatusBadRequest, fmt.Errorf("malformed request: %w", err))
+		return false
+	}
+	return true
+}

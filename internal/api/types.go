@@ -1,0 +1,120 @@
+// Package api holds the control endpoint's wire types, shared by clusterd
+// and clusterctl, and the typed client. It is a leaf: it imports no other
+// clusterd package.
+package api
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Version prefixes every route; a breaking change gets /v2.
+const Version = "v1"
+
+// Status is `clusterctl status --json`, exactly as SPEC.md shows it, plus
+// fields operators need (paths, mismatches, problems).
+type Status struct {
+	Cluster   string         `json:"cluster"`
+	Node      string         `json:"node"`
+	Converged bool           `json:"converged"`
+	Members   []Member       `json:"members"`
+	VIPs      []VIP          `json:"vips"`
+	Groups    []Group        `json:"groups"`
+	Quorum    *Quorum        `json:"quorum,omitempty"`
+	Problems  []string       `json:"problems"`
+	Heartbeat HeartbeatStats `json:"heartbeat"`
+}
+
+// Member is one cluster member.
+type Member struct {
+	Name     string `json:"name"`
+	Priority int    `json:"priority"`
+	Address  string `json:"address"`
+	State    string `json:"state"`
+	Healthy  bool   `json:"healthy"`
+	Buckets  int    `json:"buckets"`
+	// Paths: heartbeat path name -> reachable ("private", "backup").
+	Paths          map[string]bool `json:"paths"`
+	ConfigMismatch []string        `json:"config_mismatch"`
+	Since          time.Time       `json:"since"`
+	StateChanges   uint64          `json:"state_changes"`
+	Self           bool            `json:"self,omitempty"`
+}
+
+// VIP is one load-balanced virtual IP.
+type VIP struct {
+	Address         string `json:"address"`
+	Mode            string `json:"mode"`
+	MAC             string `json:"mac"`
+	Generation      uint64 `json:"generation"`
+	PacketsAccepted uint64 `json:"packets_accepted"`
+	PacketsDropped  uint64 `json:"packets_dropped"`
+	Rules           []Rule `json:"rules"`
+}
+
+// Rule is one port rule's bucket ownership.
+type Rule struct {
+	Ports        string         `json:"ports"`
+	Protocol     string         `json:"protocol"`
+	BucketsTotal int            `json:"buckets_total"`
+	Owners       map[string]int `json:"owners"`
+}
+
+// Group is one failover group.
+type Group struct {
+	Name        string `json:"name"`
+	Owner       string `json:"owner"`
+	State       string `json:"state"`
+	VIP         string `json:"vip"`
+	Replication string `json:"replication"`
+}
+
+// Quorum is the voters' state.
+type Quorum struct {
+	Voters    int    `json:"voters"`
+	Alive     int    `json:"alive"`
+	HasQuorum bool   `json:"has_quorum"`
+	Leader    string `json:"leader"`
+}
+
+// HeartbeatStats counts fast-heartbeat packets on this node.
+type HeartbeatStats struct {
+	Profile  string `json:"profile"`
+	Sent     uint64 `json:"sent"`
+	Received uint64 `json:"received"`
+	Dropped  uint64 `json:"dropped"`
+}
+
+// Event is one entry of the event log; its JSON form is SPEC.md's
+// {"time", "type", "node", "detail"} with an RFC 3339 time that always
+// carries a fraction.
+type Event struct {
+	Time   time.Time `json:"time"`
+	Type   string    `json:"type"`
+	Node   string    `json:"node"`
+	Detail string    `json:"detail"`
+}
+
+// TimeFormat is RFC 3339 with a fixed microsecond fraction.
+const TimeFormat = "2006-01-02T15:04:05.000000Z07:00"
+
+// MarshalJSON writes the time with its fraction even when it is zero.
+func (e Event) MarshalJSON() ([]byte, error) {
+	type wire struct {
+		Time   string `json:"time"`
+		Type   string `json:"type"`
+		Node   string `json:"node"`
+		Detail string `json:"detail"`
+	}
+	return json.Marshal(wire{e.Time.Format(TimeFormat), e.Type, e.Node, e.Detail})
+}
+
+// ForgetRequest asks the agent to forget a failed or left member.
+type ForgetRequest struct {
+	Node string `json:"node"`
+}
+
+// ErrorResponse is the body of every non-2xx answer.
+type ErrorResponse struct {
+	Error string `json:"error"`
+}
