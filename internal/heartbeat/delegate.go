@@ -184,12 +184,14 @@ func (m *Membership) refuse(name, addr, reason string) {
 	m.emit(EventRefused, name, reason+" (at "+addr+")")
 }
 
-// noteMergeRefusal remembers why the last merge was refused: if our own
-// join then fails, it is we who were refused (NotifyMerge also runs on the
+// noteMergeRefusal remembers why a merge during our own join was refused:
+// then it is we who were refused (NotifyMerge also runs on the
 // side that refuses, which must not think itself refused).
 func (m *Membership) noteMergeRefusal(reason string) {
 	m.mu.Lock()
-	m.mergeRefusal = reason
+	if m.joining {
+		m.mergeRefusal = reason
+	}
 	m.mu.Unlock()
 }
 

@@ -121,6 +121,7 @@ type Membership struct {
 	refused      map[string]string // "name@addr" -> reason
 	problems     map[string]string // our own problems, by kind
 	mergeRefusal string
+	joining      bool
 	pauseTill    time.Time
 	lastCheck    time.Time
 	seq          uint64
@@ -566,11 +567,7 @@ func (m *Membership) joinLoop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		if len(targets) > 0 && m.ml.NumMembers() <= 1 {
-			m.noteMergeRefusal("")
-			n, err := m.ml.Join(targets)
-			if n == 0 {
-				m.selfRefused()
-			}
+			n, err := m.join(targets)
 			if n > 0 {
 				m.mu.Lock()
 				delete(m.problems, "join")
@@ -591,6 +588,9 @@ func (m *Membership) joinLoop(ctx context.Context) {
 				}
 			}
 		} else if len(targets) > 0 {
+			m.mu.Lock()
+			delete(m.problems, "join")
+			m.mu.Unlock()
 			markJoined("joined the cluster")
 		}
 		m.rejoinHeard()
@@ -600,6 +600,21 @@ func (m *Membership) joinLoop(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// join is memberlist's Join that also learns whether one of the members
+// it met refused us (a duplicate name or priority), even if another one
+// accepted us.
+func (m *Membership) join(addrs []string) (int, error) {
+	m.mu.Lock()
+	m.joining, m.mergeRefusal = true, ""
+	m.mu.Unlock()
+	n, err := m.ml.Join(addrs)
+	m.mu.Lock()
+	m.joining = false
+	m.mu.Unlock()
+	m.selfRefused()
+	return n, err
 }
 
 // rejoinHeard re-joins, through memberlist, members that the heartbeat
@@ -626,7 +641,7 @@ func (m *Membership) rejoinHeard() {
 	}
 	m.mu.Unlock()
 	for _, a := range addrs {
-		if _, err := m.ml.Join([]string{a}); err != nil {
+		if _, err := m.join([]string{a}); err != nil {
 			m.log.Debug("re-joining a member heard on the heartbeat", slog.String("addr", a), slog.Any("error", err))
 		}
 	}

@@ -1,0 +1,591 @@
+// Package testnet builds multi-node clusters in Linux network namespaces
+// and runs the real clusterd binaries on them, for end-to-end tests and
+// scenario benchmarks.
+//
+// The topology mirrors the hospital's dual-NIC servers: a switch namespace
+// holds two bridges, "pub" (the public LAN: clients and VIPs) and "priv"
+// (the heartbeat network). Every node namespace has eth0 on pub and eth1 on
+// priv; a client namespace sits on pub. Faults: kill -9, SIGTERM, a cable
+// pull per NIC (the switch port goes down), a NIC down inside the node, and
+// partitions (bridge-level nftables drops between chosen node sets).
+//
+// Everything created is removed when the test ends, also on failure.
+package testnet
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/clusterd/clusterd/internal/api"
+	"github.com/clusterd/clusterd/internal/config"
+)
+
+// TB is the part of testing.TB the harness needs, so that benchmark
+// programs can use it too.
+type TB interface {
+	Helper()
+	Logf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
+// Skipper is a TB that can skip (testing.T).
+type Skipper interface {
+	Skip(args ...any)
+}
+
+// RequireRoot skips the test when not root: namespaces need CAP_NET_ADMIN.
+func RequireRoot(t TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if s, ok := t.(Skipper); ok {
+			s.Skip("skipping: this test builds network namespaces and needs root (run: sudo ./scripts/test.sh)")
+		}
+		t.Fatalf("needs root")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Fatalf("the ip command (iproute2) is missing: apt-get install iproute2")
+	}
+}
+
+// Options shape a test cluster.
+type Options struct {
+	Nodes   int
+	Backup  bool   // heartbeat.backup_bind on the public NIC
+	Profile string // heartbeat profile ("" = lan)
+	// Extra is appended to node i's config (0-based), e.g. load_balancing.
+	Extra func(i int) string
+	// Realtime runs agents under SCHED_RR (the default of a real node);
+	// off by default so that 32 test agents cannot starve the test itself.
+	Realtime bool
+}
+
+// Net is one test network.
+type Net struct {
+	t      TB
+	ID     string
+	Dir    string
+	Bin    string
+	Key    string
+	opts   Options
+	sw     string
+	Client string // client namespace
+	Nodes  []*Node
+
+	mu      sync.Mutex
+	cleanup []func()
+}
+
+// Node is one cluster node.
+type Node struct {
+	net     *Net
+	Index   int
+	Name    string
+	NS      string
+	PubIP   string
+	PrivIP  string
+	Config  string
+	Socket  string
+	LogPath string
+
+	mu  sync.Mutex
+	cmd *exec.Cmd
+	ch  chan struct{}
+}
+
+// Addresses of the test LANs.
+const (
+	PubNet   = "10.77.1."
+	PrivNet  = "10.77.2."
+	ClientIP = PubNet + "250"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+	seq       int
+	seqMu     sync.Mutex
+)
+
+// Binaries builds clusterd and clusterctl once per process and returns
+// their directory.
+func Binaries(t TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "clusterd-bin-")
+		if buildErr != nil {
+			return
+		}
+		root, err := moduleRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", binDir, "./cmd/clusterd", "./cmd/clusterctl")
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("building binaries: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("%v", buildErr)
+	}
+	return binDir
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", err
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("not inside the clusterd module")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// New builds the namespaces and writes the configs; Start runs the nodes.
+func New(t TB, o Options) *Net {
+	t.Helper()
+	RequireRoot(t)
+	bin := Binaries(t)
+	seqMu.Lock()
+	seq++
+	id := fmt.Sprintf("cd%d%c", os.Getpid()%100000, 'a'+rune(seq%26))
+	seqMu.Unlock()
+	dir, err := os.MkdirTemp("", "clusterd-net-")
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	n := &Net{t: t, ID: id, Dir: dir, Bin: bin, opts: o, sw: id + "sw", Client: id + "cl"}
+	t.Cleanup(n.Close)
+	removeStale()
+	n.mustRun("ip", "netns", "add", n.sw)
+	n.addCleanup(func() { run("ip", "netns", "del", n.sw) })
+	for _, br := range []string{"pub", "priv"} {
+		n.mustRun("ip", "-n", n.sw, "link", "add", br, "type", "bridge")
+		// No STP, no forwarding delay, and no multicast snooping: a plain
+		// switch that floods, as the hospital's NLB VLAN does.
+		n.mustRun("ip", "-n", n.sw, "link", "set", br, "type", "bridge", "forward_delay", "0", "stp_state", "0", "mcast_snooping", "0")
+		n.mustRun("ip", "-n", n.sw, "link", "set", br, "up")
+	}
+	n.addHost(n.Client, "c", ClientIP, "")
+	k, _ := config.NewKey()
+	n.Key = filepath.Join(dir, "cluster.key")
+	os.WriteFile(n.Key, []byte(k), 0o600)
+	for i := 0; i < o.Nodes; i++ {
+		n.Nodes = append(n.Nodes, n.newNode(i))
+	}
+	return n
+}
+
+// removeStale deletes namespaces left by an earlier test process that died
+// before its cleanup ran.
+func removeStale() {
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 || !strings.HasPrefix(f[0], "cd") {
+			continue
+		}
+		digits := strings.TrimLeft(f[0][2:], "0123456789")
+		pid, err := strconv.Atoi(f[0][2 : len(f[0])-len(digits)])
+		if err != nil || pid == os.Getpid()%100000 {
+			continue
+		}
+		if syscall.Kill(pid, 0) != nil {
+			run("ip", "netns", "del", f[0])
+		}
+	}
+}
+
+func (n *Net) addCleanup(f func()) {
+	n.mu.Lock()
+	n.cleanup = append(n.cleanup, f)
+	n.mu.Unlock()
+}
+
+// Close kills every process and removes every namespace (idempotent).
+func (n *Net) Close() {
+	for _, nd := range n.Nodes {
+		nd.Kill()
+	}
+	n.mu.Lock()
+	c := n.cleanup
+	n.cleanup = nil
+	n.mu.Unlock()
+	for i := len(c) - 1; i >= 0; i-- {
+		c[i]()
+	}
+	if os.Getenv("CLUSTERD_KEEP_LOGS") == "" {
+		os.RemoveAll(n.Dir)
+	}
+}
+
+// addHost creates namespace ns wired to the bridges: eth0 on pub (pubIP),
+// and eth1 on priv if privIP is set. Switch-side ports are <tag>p / <tag>q.
+func (n *Net) addHost(ns, tag, pubIP, privIP string) {
+	n.mustRun("ip", "netns", "add", ns)
+	n.addCleanup(func() { run("ip", "netns", "del", ns) })
+	n.mustRun("ip", "-n", ns, "link", "set", "lo", "up")
+	wire := func(port, nic, br, ip string) {
+		n.mustRun("ip", "-n", n.sw, "link", "add", port, "type", "veth", "peer", "name", nic, "netns", ns)
+		n.mustRun("ip", "-n", n.sw, "link", "set", port, "master", br, "up")
+		n.mustRun("ip", "-n", ns, "addr", "add", ip+"/24", "dev", nic)
+		n.mustRun("ip", "-n", ns, "link", "set", nic, "up")
+	}
+	wire(tag+"p", "eth0", "pub", pubIP)
+	if privIP != "" {
+		wire(tag+"q", "eth1", "priv", privIP)
+	}
+}
+
+func (n *Net) newNode(i int) *Node {
+	nd := &Node{
+		net:    n,
+		Index:  i,
+		Name:   fmt.Sprintf("node%d", i+1),
+		NS:     fmt.Sprintf("%sn%d", n.ID, i+1),
+		PubIP:  fmt.Sprintf("%s%d", PubNet, 11+i),
+		PrivIP: fmt.Sprintf("%s%d", PrivNet, 11+i),
+	}
+	n.addHost(nd.NS, fmt.Sprintf("n%d", i+1), nd.PubIP, nd.PrivIP)
+	nd.Config = filepath.Join(n.Dir, nd.Name+".yaml")
+	nd.Socket = filepath.Join(n.Dir, nd.Name+".sock")
+	nd.LogPath = filepath.Join(n.Dir, nd.Name+".log")
+	nd.WriteConfig("")
+	return nd
+}
+
+// WriteConfig writes the node's config; extra YAML is appended after the
+// harness's own (and after Options.Extra).
+func (nd *Node) WriteConfig(extra string) {
+	n := nd.net
+	var join []string
+	for j := 0; j < n.opts.Nodes && j < 3; j++ {
+		join = append(join, fmt.Sprintf("%s%d", PrivNet, 11+j))
+	}
+	backup := ""
+	if n.opts.Backup {
+		backup = "  backup_bind: " + nd.PubIP + "\n"
+	}
+	prof := n.opts.Profile
+	if prof == "" {
+		prof = "lan"
+	}
+	cfg := fmt.Sprintf(`cluster:
+  name: test
+  key_file: %s
+node:
+  name: %s
+  priority: %d
+  state_dir: %s
+  shutdown_drain: 1s
+heartbeat:
+  bind: %s
+  join: [%s]
+%s  profile: %s
+  realtime: %v
+control:
+  socket: %s
+`, n.Key, nd.Name, nd.Index+1, filepath.Join(n.Dir, nd.Name+".state"), nd.PrivIP, strings.Join(join, ", "), backup, prof, n.opts.Realtime, nd.Socket)
+	if n.opts.Extra != nil {
+		cfg += n.opts.Extra(nd.Index)
+	}
+	cfg += extra
+	if err := os.WriteFile(nd.Config, []byte(cfg), 0o644); err != nil {
+		n.t.Fatalf("%v", err)
+	}
+}
+
+// Start runs every node (in index order).
+func (n *Net) Start() {
+	n.t.Helper()
+	for _, nd := range n.Nodes {
+		nd.Start()
+	}
+}
+
+// Start runs this node's clusterd and waits until its control socket
+// answers.
+func (nd *Node) Start() {
+	n := nd.net
+	n.t.Helper()
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if nd.cmd != nil {
+		n.t.Fatalf("%s is already running", nd.Name)
+	}
+	lf, err := os.OpenFile(nd.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		n.t.Fatalf("%v", err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", nd.NS, filepath.Join(n.Bin, "clusterd"), "run", "--config", nd.Config)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	if err := cmd.Start(); err != nil {
+		n.t.Fatalf("starting %s: %v", nd.Name, err)
+	}
+	ch := make(chan struct{})
+	go func() { cmd.Wait(); lf.Close(); close(ch) }()
+	nd.cmd, nd.ch = cmd, ch
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		_, err := api.NewClient(nd.Socket).Status(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		select {
+		case <-ch:
+			n.t.Fatalf("%s exited at start:\n%s", nd.Name, nd.Log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("%s did not answer on its socket within 10s: %v\n%s", nd.Name, err, nd.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Running reports whether the node's agent process is alive.
+func (nd *Node) Running() bool {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	return nd.cmd != nil
+}
+
+// Kill sends SIGKILL (kill -9) and waits for the process to be gone.
+func (nd *Node) Kill() { nd.signal(syscall.SIGKILL, 5*time.Second) }
+
+// Term sends SIGTERM and waits (up to timeout) for a clean exit.
+func (nd *Node) Term(timeout time.Duration) bool { return nd.signal(syscall.SIGTERM, timeout) }
+
+func (nd *Node) signal(sig syscall.Signal, timeout time.Duration) bool {
+	nd.mu.Lock()
+	cmd, ch := nd.cmd, nd.ch
+	nd.mu.Unlock()
+	if cmd == nil {
+		return true
+	}
+	cmd.Process.Signal(sig)
+	ok := true
+	select {
+	case <-ch:
+	case <-time.After(timeout):
+		ok = false
+		cmd.Process.Kill()
+		<-ch
+	}
+	nd.mu.Lock()
+	nd.cmd = nil
+	nd.mu.Unlock()
+	return ok
+}
+
+// Log returns the node's log so far.
+func (nd *Node) Log() string {
+	b, _ := os.ReadFile(nd.LogPath)
+	return string(b)
+}
+
+// Status asks the node's agent for its status.
+func (nd *Node) Status() (*api.Status, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return api.NewClient(nd.Socket).Status(ctx)
+}
+
+// Events returns the node's event log.
+func (nd *Node) Events() ([]api.Event, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var out []api.Event
+	err := api.NewClient(nd.Socket).Events(ctx, false, func(e api.Event) { out = append(out, e) })
+	return out, err
+}
+
+// Ctl runs clusterctl against this node and returns its output and exit
+// code.
+func (nd *Node) Ctl(args ...string) (string, int) {
+	cmd := exec.Command(filepath.Join(nd.net.Bin, "clusterctl"), append([]string{"--socket", nd.Socket}, args...)...)
+	var b bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &b, &b
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	}
+	return b.String(), code
+}
+
+// MemberState is what this node says of member name ("" if unlisted or the
+// node does not answer).
+func (nd *Node) MemberState(name string) string {
+	s, err := nd.Status()
+	if err != nil {
+		return ""
+	}
+	for _, m := range s.Members {
+		if m.Name == name {
+			return m.State
+		}
+	}
+	return ""
+}
+
+// NIC names inside a node.
+const (
+	Public  = "eth0"
+	Private = "eth1"
+)
+
+func (nd *Node) port(nic string) string {
+	if nic == Public {
+		return fmt.Sprintf("n%dp", nd.Index+1)
+	}
+	return fmt.Sprintf("n%dq", nd.Index+1)
+}
+
+// Cable pulls (up=false) or mends the cable of one NIC: the switch port
+// goes down, so both directions stop.
+func (nd *Node) Cable(nic string, up bool) {
+	state := "down"
+	if up {
+		state = "up"
+	}
+	nd.net.mustRun("ip", "-n", nd.net.sw, "link", "set", nd.port(nic), state)
+}
+
+// NIC sets a NIC down or up inside the node (an administrator's ifdown).
+func (nd *Node) NIC(nic string, up bool) {
+	state := "down"
+	if up {
+		state = "up"
+	}
+	nd.net.mustRun("ip", "-n", nd.NS, "link", "set", nic, state)
+}
+
+// Partition drops all traffic between the two node sets, on both bridges,
+// until Heal.
+func (n *Net) Partition(a, b []*Node) {
+	var rules strings.Builder
+	for _, x := range a {
+		for _, y := range b {
+			for _, nic := range []string{Public, Private} {
+				fmt.Fprintf(&rules, "add rule bridge cdpart fwd iifname %s oifname %s drop\n", x.port(nic), y.port(nic))
+				fmt.Fprintf(&rules, "add rule bridge cdpart fwd iifname %s oifname %s drop\n", y.port(nic), x.port(nic))
+			}
+		}
+	}
+	script := "add table bridge cdpart\nadd chain bridge cdpart fwd { type filter hook forward priority 0; }\n" + rules.String()
+	n.nft(script)
+}
+
+// PartitionNIC is Partition on one network only (Public or Private).
+func (n *Net) PartitionNIC(nic string, a, b []*Node) {
+	var rules strings.Builder
+	for _, x := range a {
+		for _, y := range b {
+			fmt.Fprintf(&rules, "add rule bridge cdpart fwd iifname %s oifname %s drop\n", x.port(nic), y.port(nic))
+			fmt.Fprintf(&rules, "add rule bridge cdpart fwd iifname %s oifname %s drop\n", y.port(nic), x.port(nic))
+		}
+	}
+	n.nft("add table bridge cdpart\nadd chain bridge cdpart fwd { type filter hook forward priority 0; }\n" + rules.String())
+}
+
+// Heal removes every partition.
+func (n *Net) Heal() { run("ip", "netns", "exec", n.sw, "nft", "delete table bridge cdpart") }
+
+func (n *Net) nft(script string) {
+	cmd := exec.Command("ip", "netns", "exec", n.sw, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		n.t.Fatalf("nft: %v\n%s\n%s", err, out, script)
+	}
+}
+
+// WaitFor polls cond every 10 ms until it holds or d passes.
+func (n *Net) WaitFor(d time.Duration, what string, cond func() bool) {
+	n.t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			var logs strings.Builder
+			for _, nd := range n.Nodes {
+				s, _ := nd.Ctl("status")
+				fmt.Fprintf(&logs, "--- %s status:\n%s\n", nd.Name, s)
+			}
+			n.t.Fatalf("timed out after %s waiting for %s\n%s", d, what, logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// WaitState waits until every running node other than about says member
+// about is in state.
+func (n *Net) WaitState(d time.Duration, about *Node, state string) {
+	n.t.Helper()
+	n.WaitFor(d, fmt.Sprintf("every running node to see %s as %s", about.Name, state), func() bool {
+		for _, nd := range n.Nodes {
+			if nd == about || !nd.Running() {
+				continue
+			}
+			if nd.MemberState(about.Name) != state {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// WaitConverged waits until every running node lists every running node
+// as active.
+func (n *Net) WaitConverged(d time.Duration) {
+	n.t.Helper()
+	n.WaitFor(d, "all running nodes active on every running node", func() bool {
+		for _, nd := range n.Nodes {
+			if !nd.Running() {
+				continue
+			}
+			for _, other := range n.Nodes {
+				if other.Running() && nd.MemberState(other.Name) != "active" {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
+func (n *Net) mustRun(args ...string) {
+	n.t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		n.t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func run(args ...string) {
+	exec.Command(args[0], args[1:]...).Run()
+}
+
+// HUP sends SIGHUP (reload) to the node's agent.
+func (nd *Node) HUP() {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if nd.cmd != nil {
+		nd.cmd.Process.Signal(syscall.SIGHUP)
+	}
+}
