@@ -172,6 +172,7 @@ func New(t TB, o Options) *Net {
 	n := &Net{t: t, ID: id, Dir: dir, Bin: bin, opts: o, sw: id + "sw", Client: id + "cl"}
 	t.Cleanup(n.Close)
 	removeStale()
+	raiseNeighbourLimits()
 	n.mustRun("ip", "netns", "add", n.sw)
 	n.addCleanup(func() { run("ip", "netns", "del", n.sw) })
 	for _, br := range []string{"pub", "priv"} {
@@ -189,6 +190,21 @@ func New(t TB, o Options) *Net {
 		n.Nodes = append(n.Nodes, n.newNode(i))
 	}
 	return n
+}
+
+// raiseNeighbourLimits: the kernel's ARP table is shared by all network
+// namespaces and overflows at its default 1024 entries once ~16 nodes talk
+// to each other on two NICs ("neighbor table overflow", then ENOBUFS). One
+// machine playing 32 hosts needs more; real hosts each have their own.
+func raiseNeighbourLimits() {
+	for k, v := range map[string]string{"gc_thresh1": "4096", "gc_thresh2": "8192", "gc_thresh3": "16384"} {
+		p := "/proc/sys/net/ipv4/neigh/default/" + k
+		if cur, err := os.ReadFile(p); err == nil {
+			if n, _ := strconv.Atoi(strings.TrimSpace(string(cur))); n < 4096 {
+				os.WriteFile(p, []byte(v), 0o644)
+			}
+		}
+	}
 }
 
 // removeStale deletes namespaces left by an earlier test process that died
