@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command detect is the failure-detection scenario benchmark.
 //
 //	detect -nodes 4 -runs 20 -fault kill     # kill -9 of one agent per run

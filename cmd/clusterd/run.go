@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/kardianos/service"
@@ -70,9 +71,12 @@ func cmdRun(args []string, stderr io.Writer) int {
 // runAgent runs until ctx ends (SIGTERM/SIGINT, or the service manager),
 // reloading on SIGHUP.
 func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger, path string) int {
-	if cfg.Heartbeat.Realtime != nil && *cfg.Heartbeat.Realtime {
-		if err := agent.SetRealtime(); err != nil {
-			log.Warn("running without real-time scheduling: heartbeats may be late on a saturated CPU", slog.Any("error", err))
+	// CLUSTERD_CPUPROFILE=FILE writes a CPU profile until the agent stops
+	// (for the developers; see docs/benchmarks.md).
+	if f := os.Getenv("CLUSTERD_CPUPROFILE"); f != "" {
+		if w, err := os.Create(fmt.Sprintf("%s.%d", f, os.Getpid())); err == nil {
+			pprof.StartCPUProfile(w)
+			defer func() { pprof.StopCPUProfile(); w.Close() }()
 		}
 	}
 	a, err := agent.New(cfg, log)

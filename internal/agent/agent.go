@@ -54,6 +54,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 		ReapAfter:  cfg.Heartbeat.ReapAfter.D(),
 		Config:     cfg.SharedHashes(),
 		Healthy:    true,
+		Realtime:   cfg.Heartbeat.Realtime != nil && *cfg.Heartbeat.Realtime,
 		Logger:     log.With(slog.String("component", "heartbeat")),
 		OnEvent: func(e heartbeat.Event) {
 			a.record(api.Event{Time: e.Time, Type: string(e.Type), Node: e.Node, Detail: e.Detail})

@@ -30,7 +30,9 @@ type Options struct {
 	ReapAfter  time.Duration
 	Config     map[string]string // hashes of shared config sections
 	Healthy    bool
-	Logger     *slog.Logger
+	// Realtime runs the heartbeat's loops on SCHED_RR threads (Linux).
+	Realtime bool
+	Logger   *slog.Logger
 	// OnEvent is called for every event, in order, from one goroutine.
 	OnEvent func(Event)
 }
@@ -101,6 +103,7 @@ type peer struct {
 	mismatch []string
 	mlAlive  bool
 	joinTry  time.Time
+	interval time.Duration // the peer's announced heartbeat interval
 }
 
 // Membership is this node's view of the cluster.
@@ -125,12 +128,15 @@ type Membership struct {
 	pauseTill    time.Time
 	lastCheck    time.Time
 	seq          uint64
+	interval     time.Duration // our current send interval
+	metaChanged  time.Time
 
 	events    chan Event
 	dropped   uint64
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	rtWarn    sync.Once
 	joined    chan struct{}
 }
 
@@ -151,15 +157,16 @@ func New(o Options) (*Membership, error) {
 	}
 	now := time.Now()
 	m := &Membership{
-		opts:     o,
-		log:      o.Logger,
-		sealer:   s,
-		peers:    map[string]*peer{},
-		refused:  map[string]string{},
-		problems: map[string]string{},
-		events:   make(chan Event, 1024),
-		joined:   make(chan struct{}),
-		since:    now,
+		opts:        o,
+		log:         o.Logger,
+		sealer:      s,
+		peers:       map[string]*peer{},
+		refused:     map[string]string{},
+		problems:    map[string]string{},
+		events:      make(chan Event, 1024),
+		joined:      make(chan struct{}),
+		since:       now,
+		metaChanged: now.Add(time.Second), // full heartbeats for the first 2 s
 		meta: Meta{
 			Priority:  o.Priority,
 			State:     StateJoining,
@@ -230,14 +237,27 @@ func (m *Membership) Start(ctx context.Context) error {
 	}
 	for i, c := range m.conns {
 		if c != nil {
-			m.goRun(func() { m.recvLoop(ctx, i) })
+			m.goRun(func() { m.realtime(); m.recvLoop(ctx, i) })
 		}
 	}
-	m.goRun(func() { m.sendLoop(ctx) })
-	m.goRun(func() { m.checkLoop(ctx) })
+	m.goRun(func() { m.realtime(); m.sendLoop(ctx) })
+	m.goRun(func() { m.realtime(); m.checkLoop(ctx) })
 	m.goRun(func() { m.joinLoop(ctx) })
 	m.goRun(func() { m.dispatch(ctx) })
 	return nil
+}
+
+// realtime puts the calling heartbeat loop on a real-time thread if
+// configured; failing that it runs at normal priority and says so once.
+func (m *Membership) realtime() {
+	if !m.opts.Realtime {
+		return
+	}
+	if err := lockRealtime(); err != nil {
+		m.rtWarn.Do(func() {
+			m.log.Warn("heartbeat runs without real-time scheduling: a saturated CPU may delay it", slog.Any("error", err))
+		})
+	}
 }
 
 func (m *Membership) goRun(f func()) {
@@ -388,6 +408,7 @@ func (m *Membership) updateMeta(f func(*Meta) bool) {
 	changed := f(&m.meta)
 	if changed {
 		m.metaV++
+		m.metaChanged = time.Now()
 	}
 	ml := m.ml
 	m.mu.Unlock()

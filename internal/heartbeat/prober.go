@@ -14,10 +14,14 @@ import (
 
 // heartbeat is the fast heartbeat's payload (sealed with the cluster key).
 type heartbeat struct {
-	Name string `json:"n"`
-	Seq  uint64 `json:"q"`
-	V    uint64 `json:"v"` // meta version: a newer one replaces memberlist's copy
-	Meta Meta   `json:"m"`
+	Name     string `json:"n"`
+	Seq      uint64 `json:"q"`
+	Interval int64  `json:"i"` // the sender's interval (ms): receivers time it out by it
+	V        uint64 `json:"v"` // meta version: a newer one replaces memberlist's copy
+	// Meta rides in every 10th heartbeat, and in every one for a second
+	// after it changes or the node starts: decoding it is most of a
+	// heartbeat's cost.
+	Meta *Meta `json:"m,omitempty"`
 }
 
 // Counters of the fast heartbeat, for status and metrics.
@@ -28,13 +32,21 @@ var (
 )
 
 func (m *Membership) sendLoop(ctx context.Context) {
-	t := time.NewTicker(m.opts.Profile.Interval)
-	defer t.Stop()
 	for {
+		m.mu.Lock()
+		n := 1
+		for _, p := range m.peers {
+			if !p.state.Down() {
+				n++
+			}
+		}
+		m.interval = m.opts.Profile.IntervalFor(n)
+		d := m.interval
+		m.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(d):
 			m.sendHeartbeats()
 		}
 	}
@@ -50,7 +62,14 @@ func (m *Membership) sendHeartbeats() {
 	}
 	m.mu.Lock()
 	m.seq++
-	hb := heartbeat{Name: m.opts.Name, Seq: m.seq, V: m.metaV, Meta: m.meta.clone()}
+	if m.interval == 0 {
+		m.interval = m.opts.Profile.Interval
+	}
+	hb := heartbeat{Name: m.opts.Name, Seq: m.seq, V: m.metaV, Interval: m.interval.Milliseconds()}
+	if m.seq%10 == 0 || time.Since(m.metaChanged) < time.Second {
+		meta := m.meta.clone()
+		hb.Meta = &meta
+	}
 	var dsts []dst
 	for _, p := range m.peers {
 		port := uint16(p.meta.ProbePort)
@@ -131,8 +150,14 @@ func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now 
 		return fmt.Errorf("heartbeat for %q from %s, but its %s address is %s", hb.Name, from, pathNames[path], want)
 	}
 	p.seen[path] = now
+	if hb.Interval > 0 {
+		p.interval = time.Duration(hb.Interval) * time.Millisecond
+	}
+	if hb.Meta == nil {
+		return nil // liveness only; state follows with the next full heartbeat
+	}
 	if hb.Meta.Boot != p.meta.Boot || hb.V > p.metaV {
-		m.applyMetaLocked(p, hb.Meta, hb.V, now)
+		m.applyMetaLocked(p, *hb.Meta, hb.V, now)
 	}
 	if p.state.Down() && hb.Meta.State != StateLeft {
 		m.setPeerStateLocked(p, hb.Meta.State, now, "heard again")
@@ -222,12 +247,13 @@ func (m *Membership) check(now time.Time) {
 		}
 		anyUp := false
 		var last time.Duration = -1
+		timeout := prof.TimeoutFor(p.interval)
 		for i := range m.conns {
 			if !m.hasPath(p, i) {
 				continue
 			}
 			age := now.Sub(p.seen[i])
-			up := age < prof.Timeout
+			up := age < timeout
 			if last < 0 || age < last {
 				last = age
 			}

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package testnet builds multi-node clusters in Linux network namespaces
 // and runs the real clusterd binaries on them, for end-to-end tests and
 // scenario benchmarks.
@@ -235,9 +237,14 @@ func (n *Net) addCleanup(f func()) {
 
 // Close kills every process and removes every namespace (idempotent).
 func (n *Net) Close() {
+	// SIGTERM first, all at once, so agents flush what they write at exit
+	// (CPU profiles); whatever does not stop in 3 s is killed.
+	var wg sync.WaitGroup
 	for _, nd := range n.Nodes {
-		nd.Kill()
+		wg.Add(1)
+		go func() { defer wg.Done(); nd.Term(3 * time.Second) }()
 	}
+	wg.Wait()
 	n.mu.Lock()
 	c := n.cleanup
 	n.cleanup = nil
@@ -540,14 +547,39 @@ func (n *Net) WaitFor(d time.Duration, what string, cond func() bool) {
 	for !cond() {
 		if time.Now().After(deadline) {
 			var logs strings.Builder
+			if len(n.Nodes) > 8 {
+				for nd, view := range n.states() {
+					fmt.Fprintf(&logs, "%s sees %v\n", nd.Name, view)
+				}
+				n.t.Fatalf("timed out after %s waiting for %s\n%s", d, what, logs.String())
+			}
 			for _, nd := range n.Nodes {
 				s, _ := nd.Ctl("status")
 				fmt.Fprintf(&logs, "--- %s status:\n%s\n", nd.Name, s)
 			}
 			n.t.Fatalf("timed out after %s waiting for %s\n%s", d, what, logs.String())
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(time.Duration(10*max(1, len(n.Nodes)/4)) * time.Millisecond)
 	}
+}
+
+// states returns, for each running node, its view of every member's state
+// (one status call per node).
+func (n *Net) states() map[*Node]map[string]string {
+	out := map[*Node]map[string]string{}
+	for _, nd := range n.Nodes {
+		if !nd.Running() {
+			continue
+		}
+		m := map[string]string{}
+		if s, err := nd.Status(); err == nil {
+			for _, mem := range s.Members {
+				m[mem.Name] = mem.State
+			}
+		}
+		out[nd] = m
+	}
+	return out
 }
 
 // WaitState waits until every running node other than about says member
@@ -555,11 +587,8 @@ func (n *Net) WaitFor(d time.Duration, what string, cond func() bool) {
 func (n *Net) WaitState(d time.Duration, about *Node, state string) {
 	n.t.Helper()
 	n.WaitFor(d, fmt.Sprintf("every running node to see %s as %s", about.Name, state), func() bool {
-		for _, nd := range n.Nodes {
-			if nd == about || !nd.Running() {
-				continue
-			}
-			if nd.MemberState(about.Name) != state {
+		for nd, view := range n.states() {
+			if nd != about && view[about.Name] != state {
 				return false
 			}
 		}
@@ -572,12 +601,10 @@ func (n *Net) WaitState(d time.Duration, about *Node, state string) {
 func (n *Net) WaitConverged(d time.Duration) {
 	n.t.Helper()
 	n.WaitFor(d, "all running nodes active on every running node", func() bool {
-		for _, nd := range n.Nodes {
-			if !nd.Running() {
-				continue
-			}
-			for _, other := range n.Nodes {
-				if other.Running() && nd.MemberState(other.Name) != "active" {
+		views := n.states()
+		for _, view := range views {
+			for other := range views {
+				if view[other.Name] != "active" {
 					return false
 				}
 			}

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command demo runs a local clusterd cluster in network namespaces on this
 // machine, shows it working through a node failure, and tears it all down
 // on Ctrl-C. Run it with scripts/demo.sh (as root).

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package e2e runs real clusterd binaries in network namespaces and injects
 // faults. The tests need root; without it they skip and say why.
 package e2e
