@@ -24,6 +24,11 @@ usage: clusterctl [--socket PATH] COMMAND [flags]
 commands:
   status [--json] [--watch]    members, VIPs, buckets, groups, quorum
   events [--follow] [--json]   the event log, newest last
+  drain [NODE] [--rule PORTS] [--wait] [--timeout DUR]
+                               take no new flows; established ones go on
+  resume [NODE]                undo drain
+  owner VIP:PORT CLIENT_IP:CLIENT_PORT [--proto tcp|udp]
+                               which node and bucket serve a flow
   forget NODE                  drop a failed or left member from the list
   version                      versions of clusterctl and the agent
 
@@ -99,6 +104,12 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		code = e.events(ctx, rest)
 	case "forget":
 		code = e.forget(ctx, rest)
+	case "drain":
+		code = e.drain(ctx, rest)
+	case "resume":
+		code = e.resume(ctx, rest)
+	case "owner":
+		code = e.owner(ctx, rest)
 	case "version", "--version":
 		code = e.version(ctx, rest)
 	case "help", "-h", "--help":

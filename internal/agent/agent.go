@@ -9,12 +9,14 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/clusterd/clusterd/internal/api"
 	"github.com/clusterd/clusterd/internal/config"
 	"github.com/clusterd/clusterd/internal/heartbeat"
+	"github.com/clusterd/clusterd/internal/vip"
 )
 
 // Agent is one clusterd node.
@@ -25,6 +27,8 @@ type Agent struct {
 	cfg *config.Config
 
 	members *heartbeat.Membership
+	tier    *vip.Tier // nil without load_balancing
+	prof    heartbeat.Profile
 	events  *eventLog
 	srv     *http.Server
 
@@ -63,6 +67,28 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("setting up membership: %w", err)
 	}
+	a.prof = prof
+	if len(cfg.LoadBalancing) > 0 {
+		a.tier, err = vip.New(vip.Options{
+			Cluster: cfg.Cluster.Name, Node: cfg.Node.Name, Priority: cfg.Node.Priority,
+			VIPs: cfg.LoadBalancing, StateDir: cfg.Node.StateDir, Members: a.members,
+			// A peer learns of a change within one heartbeat interval.
+			Settle: 2*prof.Interval + prof.Check,
+			// Expires 2 intervals before the earliest moment a survivor
+			// can declare this node failed (Timeout - Interval).
+			LiveTTL: prof.Timeout - 3*prof.Interval,
+			Tick:    prof.Check,
+			Logger:  log.With(slog.String("component", "vip")),
+			Event: func(typ, node, detail string) {
+				a.record(api.Event{Time: time.Now(), Type: typ, Node: node, Detail: detail})
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("setting up the VIPs: %w", err)
+		}
+	}
+	a.members.Handle(msgDrain, a.onDrainMsg)
+	a.members.Handle(msgResume, a.onResumeMsg)
 	return a, nil
 }
 
@@ -81,6 +107,13 @@ func (a *Agent) Start(ctx context.Context) error {
 		l.Close()
 		return err
 	}
+	if a.tier != nil {
+		if err := a.tier.Start(ctx); err != nil {
+			a.members.Close()
+			l.Close()
+			return err
+		}
+	}
 	a.serveAPI(l)
 	a.log.Info("clusterd started", slog.String("cluster", a.cfg.Cluster.Name), slog.String("node", a.cfg.Node.Name),
 		slog.Int("priority", a.cfg.Node.Priority), slog.String("socket", a.cfg.Control.Socket))
@@ -91,6 +124,10 @@ func (a *Agent) Start(ctx context.Context) error {
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
 		close(a.done)
+		if a.tier != nil {
+			a.log.Info("stopping new flows; established connections get node.shutdown_drain", slog.Duration("shutdown_drain", a.cfg.Node.ShutdownDrain.D()))
+			a.tier.Shutdown(a.cfg.Node.ShutdownDrain.D())
+		}
 		a.members.Close()
 		if a.srv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -156,7 +193,16 @@ func (a *Agent) Status() api.Status {
 	if s.Problems == nil {
 		s.Problems = []string{}
 	}
-	for _, m := range a.members.Members() {
+	members := a.members.Members()
+	buckets := map[string]int{}
+	if a.tier != nil {
+		s.VIPs, buckets = a.tier.Status()
+		s.Converged = a.tier.Converged(members)
+		if cfg.Heartbeat.BackupBind == "" {
+			s.Problems = append(s.Problems, "no heartbeat.backup_bind: if the private network splits, both sides answer the VIP; set a backup path on the public NIC")
+		}
+	}
+	for _, m := range members {
 		mm := m.Mismatch
 		if mm == nil {
 			mm = []string{}
@@ -166,8 +212,9 @@ func (a *Agent) Status() api.Status {
 		}
 		s.Members = append(s.Members, api.Member{
 			Name: m.Name, Priority: m.Priority, Address: m.Addr, State: m.State.String(),
-			Healthy: m.Healthy, Paths: m.Paths, ConfigMismatch: mm,
-			Since: m.Since, StateChanges: m.Changes, Self: m.Self,
+			Healthy: m.Healthy, Paths: m.Paths, ConfigMismatch: mm, Buckets: buckets[m.Name],
+			Connections: atoiOr0(m.Ext["cn"]),
+			Since:       m.Since, StateChanges: m.Changes, Self: m.Self,
 		})
 		for p, up := range m.Paths {
 			if !up && !m.Self && !m.State.Down() {
@@ -176,4 +223,9 @@ func (a *Agent) Status() api.Status {
 		}
 	}
 	return s
+}
+
+func atoiOr0(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }

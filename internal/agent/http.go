@@ -41,6 +41,7 @@ func (a *Agent) handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, struct{}{})
 	})
+	a.nlbRoutes(mux, p)
 	return mux
 }
 

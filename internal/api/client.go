@@ -99,6 +99,23 @@ func (c *Client) Forget(ctx context.Context, node string) error {
 	return c.do(ctx, http.MethodPost, "/forget", ForgetRequest{Node: node}, nil)
 }
 
+// Drain asks a node to take no new flows; it returns once the node has
+// acknowledged (shows draining).
+func (c *Client) Drain(ctx context.Context, req DrainRequest) error {
+	return c.do(ctx, http.MethodPost, "/drain", req, nil)
+}
+
+// Resume undoes a drain.
+func (c *Client) Resume(ctx context.Context, node string) error {
+	return c.do(ctx, http.MethodPost, "/resume", NodeRequest{Node: node}, nil)
+}
+
+// Owner asks which node and bucket serve a flow.
+func (c *Client) Owner(ctx context.Context, req OwnerRequest) (*OwnerResponse, error) {
+	var r OwnerResponse
+	return &r, c.do(ctx, http.MethodPost, "/owner", req, &r)
+}
+
 // Events returns the event log; with follow it then calls fn for each new
 // event until ctx ends.
 func (c *Client) Events(ctx context.Context, follow bool, fn func(Event)) error {

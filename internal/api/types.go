@@ -36,6 +36,7 @@ type Member struct {
 	// Paths: heartbeat path name -> reachable ("private", "backup").
 	Paths          map[string]bool `json:"paths"`
 	ConfigMismatch []string        `json:"config_mismatch"`
+	Connections    int             `json:"connections"` // established connections (reported while draining)
 	Since          time.Time       `json:"since"`
 	StateChanges   uint64          `json:"state_changes"`
 	Self           bool            `json:"self,omitempty"`
@@ -107,6 +108,35 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		Detail string `json:"detail"`
 	}
 	return json.Marshal(wire{e.Time.Format(TimeFormat), e.Type, e.Node, e.Detail})
+}
+
+// DrainRequest asks a node to take no new flows.
+type DrainRequest struct {
+	Node    string `json:"node"`              // "" = the agent's own node
+	Rule    string `json:"rule,omitempty"`    // only this rule's ports
+	Timeout string `json:"timeout,omitempty"` // server-side: drained after this long even with connections left
+}
+
+// NodeRequest names a node ("" = the agent's own).
+type NodeRequest struct {
+	Node string `json:"node"`
+}
+
+// OwnerRequest asks which node serves a flow.
+type OwnerRequest struct {
+	VIP    string `json:"vip"`    // VIP:PORT
+	Client string `json:"client"` // CLIENT_IP:CLIENT_PORT
+	Proto  string `json:"proto"`  // tcp | udp
+}
+
+// OwnerResponse explains which bucket and node serve a flow.
+type OwnerResponse struct {
+	Rule      string `json:"rule"`
+	Filtering string `json:"filtering,omitempty"`
+	Affinity  string `json:"affinity,omitempty"`
+	Bucket    int    `json:"bucket"`
+	Node      string `json:"node"`
+	Note      string `json:"note,omitempty"`
 }
 
 // ForgetRequest asks the agent to forget a failed or left member.

@@ -32,6 +32,16 @@ func (d *delegate) NotifyMsg(b []byte) {
 	if len(b) < 2 {
 		return
 	}
+	d.m.mu.Lock()
+	h := d.m.handlers[b[0]]
+	d.m.mu.Unlock()
+	if h != nil {
+		// Handlers may block (they act on the node): not on memberlist's
+		// goroutine.
+		body := append([]byte(nil), b[1:]...)
+		go h(body)
+		return
+	}
 	switch b[0] {
 	case msgForget:
 		name := string(b[1:])

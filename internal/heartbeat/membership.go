@@ -124,6 +124,7 @@ type Membership struct {
 	refused      map[string]string // "name@addr" -> reason
 	problems     map[string]string // our own problems, by kind
 	mergeRefusal string
+	handlers     map[byte]func([]byte)
 	joining      bool
 	pauseTill    time.Time
 	lastCheck    time.Time
@@ -499,6 +500,29 @@ func (m *Membership) Forget(name string) error {
 		}
 	}
 	return nil
+}
+
+// Handle registers f for user messages of kind (>= 16; lower kinds are
+// membership's own). Messages are encrypted and authenticated with the
+// cluster key like all gossip.
+func (m *Membership) Handle(kind byte, f func(body []byte)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.handlers == nil {
+		m.handlers = map[byte]func([]byte){}
+	}
+	m.handlers[kind] = f
+}
+
+// Send delivers a user message to a member over memberlist's reliable
+// (TCP) channel.
+func (m *Membership) Send(node string, kind byte, body []byte) error {
+	for _, n := range m.ml.Members() {
+		if n.Name == node {
+			return m.ml.SendReliable(n, append([]byte{kind}, body...))
+		}
+	}
+	return fmt.Errorf("%w %q (or it is not reachable now)", ErrUnknownNode, node)
 }
 
 // ErrUnknownNode is returned for a node name nobody knows.

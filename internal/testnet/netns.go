@@ -1,0 +1,180 @@
+//go:build linux
+
+package testnet
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// inNS runs f on an OS thread that has entered namespace ns. Sockets
+// created there stay in that namespace wherever they are used later. The
+// thread is never unlocked, so Go discards it rather than reuse a thread
+// in the wrong namespace.
+func inNS(ns string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("entering namespace %s: %w", ns, err)
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}
+
+// Backend is a real HTTP server in a node's namespace: it answers with the
+// node's name, serves long-lived streams, and a health URL that a test can
+// fail.
+type Backend struct {
+	Node     *Node
+	srv      *http.Server
+	Served   atomic.Int64
+	unhealth atomic.Bool
+}
+
+// Serve starts an HTTP backend on 0.0.0.0:port inside the node.
+//
+//	/          -> the node's name (header X-Node too)
+//	/stream?s= -> a chunk every 100 ms for s seconds (a long-lived connection)
+//	/health    -> 200, or 503 after SetHealthy(false)
+func (nd *Node) Serve(port int) *Backend {
+	b := &Backend{Node: nd}
+	var l net.Listener
+	err := inNS(nd.NS, func() error {
+		var err error
+		l, err = net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port))
+		return err
+	})
+	if err != nil {
+		nd.net.t.Fatalf("backend on %s: %v", nd.Name, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		b.Served.Add(1)
+		w.Header().Set("X-Node", nd.Name)
+		fmt.Fprintln(w, nd.Name)
+	})
+	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
+		b.Served.Add(1)
+		secs, _ := strconv.ParseFloat(r.URL.Query().Get("s"), 64)
+		w.Header().Set("X-Node", nd.Name)
+		fl := w.(http.Flusher)
+		end := time.Now().Add(time.Duration(secs * float64(time.Second)))
+		for time.Now().Before(end) {
+			fmt.Fprintf(w, "%s\n", nd.Name)
+			fl.Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		fmt.Fprintln(w, "end")
+	})
+	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+		if b.unhealth.Load() {
+			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	b.srv = &http.Server{Handler: mux}
+	go b.srv.Serve(l)
+	nd.net.addCleanup(func() { b.srv.Close() })
+	return b
+}
+
+// SetHealthy makes /health answer 200 (true) or 503 (false).
+func (b *Backend) SetHealthy(ok bool) { b.unhealth.Store(!ok) }
+
+// Client is an HTTP client whose connections start in the client
+// namespace. It records, per request, which node answered from which
+// client port.
+type Client struct {
+	HTTP *http.Client
+	ns   string
+	mu   sync.Mutex
+	port map[string]int // remote->local port of the last dial (unused when keep-alive is off)
+}
+
+// NewClient returns a client in the client namespace; every request uses
+// a new connection (no keep-alive), as new flows are what the NLB hashes.
+func (n *Net) NewClient(timeout time.Duration) *Client {
+	c := &Client{ns: n.Client, port: map[string]int{}}
+	tr := &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return c.Dial(ctx, network, addr)
+		},
+	}
+	c.HTTP = &http.Client{Transport: tr, Timeout: timeout}
+	return c
+}
+
+// Dial opens a connection from the client namespace.
+func (c *Client) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var conn net.Conn
+	err := inNS(c.ns, func() error {
+		var d net.Dialer
+		var err error
+		conn, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return conn, err
+}
+
+// Result is one request's outcome.
+type Result struct {
+	Node       string
+	ClientPort int
+	Err        error
+	At         time.Time
+}
+
+// Get makes one request on a new connection and says who answered.
+func (c *Client) Get(ctx context.Context, url string) Result {
+	r := Result{At: time.Now()}
+	var local int
+	tr := c.HTTP.Transport.(*http.Transport).Clone()
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := c.Dial(ctx, network, addr)
+		if err == nil {
+			local = conn.LocalAddr().(*net.TCPAddr).Port
+		}
+		return conn, err
+	}
+	hc := &http.Client{Transport: tr, Timeout: c.HTTP.Timeout}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := hc.Do(req)
+	r.ClientPort = local
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 256)
+	n, _ := resp.Body.Read(buf)
+	r.Node = strings.TrimSpace(string(buf[:n]))
+	if resp.StatusCode != 200 {
+		r.Err = fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	return r
+}

@@ -1,0 +1,536 @@
+package vip
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/packet"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Table names: clusterd owns these two tables and touches nothing else.
+const (
+	nftTable    = "clusterd"
+	nftARPTable = "clusterd_arp"
+)
+
+// Registers: NFT_REG_1 (16 bytes) and the 32-bit NFT_REG32_00/01, which
+// alias the start of NFT_REG_1. Concatenated hash inputs use the 32-bit
+// ones, as nft does.
+const (
+	reg1   = 1
+	reg32a = 8
+	reg32b = 9
+)
+
+type nftDatapath struct {
+	log *slog.Logger
+
+	mu      sync.Mutex
+	nft     *nftables.Conn
+	table   *nftables.Table
+	arpTbl  *nftables.Table
+	live    *nftables.Set
+	def     map[int]*nftables.Set
+	own     map[[2]int]*nftables.Set
+	chain   *nftables.Chain
+	vips    []VIPPlan
+	liveTTL time.Duration
+	arps    []*arpResponder
+	sysctls map[string]string // path -> value to restore
+	addrs   []netlinkAddr
+}
+
+type netlinkAddr struct {
+	link netlink.Link
+	addr *netlink.Addr
+}
+
+func newDatapath(log *slog.Logger) (datapath, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("opening nftables netlink socket: %w", err)
+	}
+	return &nftDatapath{log: log, nft: c, def: map[int]*nftables.Set{}, own: map[[2]int]*nftables.Set{}, sysctls: map[string]string{}}, nil
+}
+
+func le32(v uint32) []byte { return binaryutil.NativeEndian.PutUint32(v) }
+
+var one = le32(1)
+
+func (d *nftDatapath) Setup(vips []VIPPlan, liveTTL time.Duration) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.vips, d.liveTTL = vips, liveTTL
+	for _, v := range vips {
+		link, err := netlink.LinkByName(v.Interface)
+		if err != nil {
+			return fmt.Errorf("VIP %s: interface %s: %w", v.Addr, v.Interface, err)
+		}
+		// The address goes on as /32: the prefix in the config describes
+		// the subnet, but a /32 leaves this node's routes and source
+		// address selection untouched.
+		a := &netlink.Addr{IPNet: &net.IPNet{IP: v.Addr.Addr().AsSlice(), Mask: net.CIDRMask(32, 32)}, Label: labelFor(v.Interface)}
+		if err := netlink.AddrReplace(link, a); err != nil {
+			return fmt.Errorf("adding VIP %s to %s: %w", v.Addr.Addr(), v.Interface, err)
+		}
+		d.addrs = append(d.addrs, netlinkAddr{link, a})
+		// Our ARP requests must come from the NIC's own address, never the
+		// VIP, or clients and switches would learn VIP -> this node's MAC.
+		d.setSysctl(fmt.Sprintf("/proc/sys/net/ipv4/conf/%s/arp_announce", v.Interface), "2")
+	}
+	if err := d.buildRuleset(); err != nil {
+		return err
+	}
+	for _, v := range vips {
+		r, err := startARPResponder(v, d.log)
+		if err != nil {
+			return err
+		}
+		d.arps = append(d.arps, r)
+	}
+	return nil
+}
+
+// labelFor names the VIP address so that `ip addr` shows who added it.
+func labelFor(ifname string) string {
+	l := ifname + ":cd"
+	if len(l) > 15 {
+		return ""
+	}
+	return l
+}
+
+func (d *nftDatapath) setSysctl(path, value string) {
+	old, err := os.ReadFile(path)
+	if err != nil {
+		d.log.Warn("cannot read sysctl", slog.String("path", path), slog.Any("error", err))
+		return
+	}
+	if _, saved := d.sysctls[path]; !saved {
+		d.sysctls[path] = strings.TrimSpace(string(old))
+	}
+	if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
+		d.log.Warn("cannot set sysctl", slog.String("path", path), slog.Any("error", err))
+	}
+}
+
+// buildRuleset replaces our tables in one transaction.
+func (d *nftDatapath) buildRuleset() error {
+	c := d.nft
+	if t, err := c.ListTableOfFamily(nftTable, nftables.TableFamilyIPv4); err == nil && t != nil {
+		c.DelTable(t)
+	}
+	if t, err := c.ListTableOfFamily(nftARPTable, nftables.TableFamilyARP); err == nil && t != nil {
+		c.DelTable(t)
+	}
+	d.table = c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: nftTable})
+	d.live = &nftables.Set{Table: d.table, Name: "live", KeyType: nftables.TypeInteger, HasTimeout: true}
+	if err := c.AddSet(d.live, nil); err != nil {
+		return fmt.Errorf("adding the liveness set: %w", err)
+	}
+	// Conntrack runs at -200; at mangle priority (-150) its verdict is known.
+	prio := nftables.ChainPriorityMangle
+	d.chain = c.AddChain(&nftables.Chain{
+		Name: "prerouting", Table: d.table, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPrerouting, Priority: prio,
+	})
+	for _, v := range d.vips {
+		ds := &nftables.Set{Table: d.table, Name: fmt.Sprintf("default_%d", v.Index), KeyType: nftables.TypeInteger}
+		if err := c.AddSet(ds, nil); err != nil {
+			return err
+		}
+		d.def[v.Index] = ds
+		for ri := range v.Rules {
+			s := &nftables.Set{Table: d.table, Name: fmt.Sprintf("own_%d_%d", v.Index, ri), KeyType: nftables.TypeInteger}
+			if err := c.AddSet(s, nil); err != nil {
+				return err
+			}
+			d.own[[2]int{v.Index, ri}] = s
+		}
+		for _, r := range vipRules(v, d.live, ds, func(ri int) *nftables.Set { return d.own[[2]int{v.Index, ri}] }) {
+			r.Table, r.Chain = d.table, d.chain
+			c.AddRule(r)
+		}
+	}
+	d.arpTbl = c.AddTable(&nftables.Table{Family: nftables.TableFamilyARP, Name: nftARPTable})
+	arpIn := c.AddChain(&nftables.Chain{Name: "input", Table: d.arpTbl, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter})
+	for _, v := range d.vips {
+		// The kernel must not answer ARP for the VIP with the NIC's MAC:
+		// the agent answers with the cluster MAC instead.
+		c.AddRule(&nftables.Rule{Table: d.arpTbl, Chain: arpIn, Exprs: []expr.Any{
+			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 4},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: v.Addr.Addr().AsSlice()},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		}})
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("installing the nftables ruleset: %w", err)
+	}
+	return nil
+}
+
+func tag(kind string, vip int) []byte { return []byte(fmt.Sprintf("%s:%d", kind, vip)) }
+
+// vipRules is the ruleset of one VIP, in order:
+//
+//  1. frames to the cluster MAC arrive as pkttype multicast, which TCP
+//     drops: set pkttype host;
+//  2. established TCP flows (and ICMP related to them) stay where they are;
+//  3. per rule and protocol: a new flow whose bucket this node owns is
+//     accepted while the agent is alive; for TCP only a bare SYN counts as
+//     new, so mid-stream packets of a flow this node does not know are
+//     dropped silently instead of being answered with RST;
+//  4. anything else on a rule's ports is dropped;
+//  5. traffic no rule matches (ICMP echo, other ports) goes to the default
+//     host only;
+//  6. the rest is dropped.
+func vipRules(v VIPPlan, live, def *nftables.Set, own func(int) *nftables.Set) []*nftables.Rule {
+	daddr := []expr.Any{
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: v.Addr.Addr().AsSlice()},
+	}
+	with := func(parts ...[]expr.Any) []expr.Any {
+		var out []expr.Any
+		out = append(out, daddr...)
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+	isLive := []expr.Any{
+		&expr.Immediate{Register: reg1, Data: one},
+		&expr.Lookup{SourceRegister: reg1, SetName: live.Name, SetID: live.ID},
+	}
+	accept := []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictAccept}}
+	drop := []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}}
+	var rules []*nftables.Rule
+	if v.Mode != "unicast" {
+		rules = append(rules, &nftables.Rule{Exprs: with([]expr.Any{
+			&expr.Immediate{Register: reg1, Data: []byte{unix.PACKET_HOST}},
+			&expr.Meta{Key: expr.MetaKeyPKTTYPE, SourceRegister: true, Register: reg1},
+		})})
+	}
+	rules = append(rules, &nftables.Rule{UserData: tag("acc", v.Index), Exprs: with([]expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: []byte{unix.IPPROTO_UDP}},
+		&expr.Ct{Register: reg1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: le32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED), Xor: le32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: le32(0)},
+	}, accept)})
+	for ri, r := range v.Rules {
+		for _, proto := range r.Protos {
+			match := []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{proto}},
+				&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+				&expr.Range{Op: expr.CmpOpEq, Register: reg1, FromData: binaryutil.BigEndian.PutUint16(r.Lo), ToData: binaryutil.BigEndian.PutUint16(r.Hi)},
+			}
+			if r.Filtering != "disabled" {
+				var syn []expr.Any
+				if proto == unix.IPPROTO_TCP {
+					syn = []expr.Any{
+						&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+						// FIN|SYN|RST|ACK == SYN
+						&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 1, Mask: []byte{0x17}, Xor: []byte{0}},
+						&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{0x02}},
+					}
+				}
+				s := own(ri)
+				owned := append(hashExprs(r.Affinity, v.Seed),
+					&expr.Lookup{SourceRegister: reg1, SetName: s.Name, SetID: s.ID})
+				rules = append(rules, &nftables.Rule{UserData: tag("acc", v.Index), Exprs: with(match, syn, isLive, owned, accept)})
+			}
+			rules = append(rules, &nftables.Rule{UserData: tag("drop", v.Index), Exprs: with(match, drop)})
+		}
+	}
+	rules = append(rules, &nftables.Rule{UserData: tag("acc", v.Index), Exprs: with(isLive, []expr.Any{
+		&expr.Immediate{Register: reg1, Data: one},
+		&expr.Lookup{SourceRegister: reg1, SetName: def.Name, SetID: def.ID},
+	}, accept)})
+	rules = append(rules, &nftables.Rule{UserData: tag("drop", v.Index), Exprs: with(drop)})
+	return rules
+}
+
+// hashExprs put the flow's bucket into reg1, the way Bucket computes it.
+func hashExprs(affinity string, seed uint32) []expr.Any {
+	saddr := &expr.Payload{DestRegister: reg32a, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}
+	h := &expr.Hash{SourceRegister: reg32a, DestRegister: reg1, Length: 4, Modulus: TableSize, Seed: seed, Type: expr.HashTypeJenkins}
+	switch affinity {
+	case "single":
+		return []expr.Any{saddr, h}
+	case "network":
+		return []expr.Any{saddr,
+			&expr.Bitwise{SourceRegister: reg32a, DestRegister: reg32a, Len: 4, Mask: []byte{255, 255, 255, 0}, Xor: []byte{0, 0, 0, 0}}, h}
+	}
+	h.Length = 8
+	return []expr.Any{saddr,
+		&expr.Payload{DestRegister: reg32b, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2}, h}
+}
+
+func (d *nftDatapath) Apply(o Ownership) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := d.nft
+	for key, s := range d.own {
+		c.FlushSet(s)
+		if b := o.Owned[key]; len(b) > 0 {
+			els := make([]nftables.SetElement, len(b))
+			for i, x := range b {
+				els[i] = nftables.SetElement{Key: le32(x)}
+			}
+			if err := c.SetAddElements(s, els); err != nil {
+				return err
+			}
+		}
+	}
+	for vi, s := range d.def {
+		c.FlushSet(s)
+		if o.Default[vi] {
+			if err := c.SetAddElements(s, []nftables.SetElement{{Key: one}}); err != nil {
+				return err
+			}
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("updating bucket ownership: %w", err)
+	}
+	return nil
+}
+
+func (d *nftDatapath) Refresh() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.live == nil {
+		return errors.New("datapath not set up")
+	}
+	d.nft.FlushSet(d.live)
+	if err := d.nft.SetAddElements(d.live, []nftables.SetElement{{Key: one, Timeout: d.liveTTL}}); err != nil {
+		return err
+	}
+	return d.nft.Flush()
+}
+
+func (d *nftDatapath) StopNew() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.live == nil {
+		return nil
+	}
+	d.nft.FlushSet(d.live)
+	return d.nft.Flush()
+}
+
+func (d *nftDatapath) Counters() (map[int]Counters, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	rules, err := d.nft.GetRules(d.table, d.chain)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]Counters{}
+	for _, r := range rules {
+		kind, num, ok := strings.Cut(string(r.UserData), ":")
+		vi, err := strconv.Atoi(num)
+		if !ok || err != nil {
+			continue
+		}
+		for _, e := range r.Exprs {
+			if ctr, ok := e.(*expr.Counter); ok {
+				c := out[vi]
+				if kind == "acc" {
+					c.Accepted += ctr.Packets
+				} else if kind == "drop" {
+					c.Dropped += ctr.Packets
+				}
+				out[vi] = c
+			}
+		}
+	}
+	return out, nil
+}
+
+func (d *nftDatapath) Connections() (int, error) {
+	flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, netlink.FAMILY_V4)
+	if err != nil {
+		return 0, fmt.Errorf("reading conntrack: %w", err)
+	}
+	vips := map[netip.Addr]bool{}
+	for _, v := range d.vips {
+		vips[v.Addr.Addr()] = true
+	}
+	n := 0
+	for _, f := range flows {
+		dst, _ := netip.AddrFromSlice(f.Forward.DstIP.To4())
+		if !vips[dst] || f.Forward.Protocol != unix.IPPROTO_TCP {
+			continue
+		}
+		if tcp, ok := f.ProtoInfo.(*netlink.ProtoInfoTCP); ok {
+			// Count connections that can still carry data: SYN_RECV (2)
+			// through CLOSE_WAIT (5) and LAST_ACK (6); not TIME_WAIT/CLOSE.
+			if tcp.State >= 2 && tcp.State <= 6 {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+func (d *nftDatapath) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, r := range d.arps {
+		r.Close()
+	}
+	d.arps = nil
+	var errs []error
+	if d.table != nil {
+		d.nft.DelTable(d.table)
+		d.nft.DelTable(d.arpTbl)
+		if err := d.nft.Flush(); err != nil {
+			errs = append(errs, fmt.Errorf("removing the nftables ruleset: %w", err))
+		}
+		d.table = nil
+	}
+	for _, a := range d.addrs {
+		if err := netlink.AddrDel(a.link, a.addr); err != nil {
+			errs = append(errs, fmt.Errorf("removing VIP %s: %w", a.addr.IP, err))
+		}
+	}
+	d.addrs = nil
+	for p, v := range d.sysctls {
+		os.WriteFile(p, []byte(v), 0o644)
+	}
+	return errors.Join(errs...)
+}
+
+// arpResponder answers ARP requests for one VIP with the cluster MAC from
+// a raw socket, and keeps the NIC listening to the cluster MAC.
+type arpResponder struct {
+	conn  *packet.Conn
+	igmp  *net.UDPConn
+	done  chan struct{}
+	wg    sync.WaitGroup
+	vip   netip.Addr
+	cmac  net.HardwareAddr
+	nic   *net.Interface
+	log   *slog.Logger
+	stats struct{ requests, replies, malformed uint64 }
+}
+
+func startARPResponder(v VIPPlan, log *slog.Logger) (*arpResponder, error) {
+	ifi, err := net.InterfaceByName(v.Interface)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := packet.Listen(ifi, packet.Raw, etherTypeARP, nil)
+	if err != nil {
+		return nil, fmt.Errorf("opening a raw ARP socket on %s: %w", v.Interface, err)
+	}
+	r := &arpResponder{conn: conn, done: make(chan struct{}), vip: v.Addr.Addr(), cmac: v.MAC, nic: ifi, log: log}
+	if v.Mode == "multicast" || v.Mode == "igmp" {
+		// Tell the NIC to pass frames for the cluster MAC up. The kernel
+		// drops this membership when the socket closes, also on kill -9.
+		if err := r.joinMAC(); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
+	if v.Mode == "igmp" {
+		// Joining the IP group sends IGMP reports, so snooping switches
+		// deliver the VIP's frames here.
+		g := IGMPGroup(v.Addr.Addr())
+		r.igmp, err = net.ListenMulticastUDP("udp4", ifi, &net.UDPAddr{IP: g.AsSlice(), Port: 9})
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("joining IGMP group %s on %s: %w", g, v.Interface, err)
+		}
+	}
+	r.wg.Add(1)
+	go r.serve()
+	for i := 0; i < 3; i++ {
+		r.send(net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, gratuitousARP(r.vip, r.cmac))
+	}
+	return r, nil
+}
+
+func (r *arpResponder) joinMAC() error {
+	raw, err := r.conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = raw.Control(func(fd uintptr) {
+		mreq := &unix.PacketMreq{Ifindex: int32(r.nic.Index), Type: unix.PACKET_MR_MULTICAST, Alen: 6}
+		copy(mreq.Address[:], r.cmac)
+		serr = unix.SetsockoptPacketMreq(int(fd), unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, mreq)
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("joining cluster MAC %s on %s: %w", r.cmac, r.nic.Name, err)
+	}
+	return nil
+}
+
+func (r *arpResponder) send(dst net.HardwareAddr, arp []byte) {
+	f := make([]byte, 14+len(arp))
+	copy(f[0:], dst)
+	copy(f[6:], r.nic.HardwareAddr)
+	binary.BigEndian.PutUint16(f[12:], etherTypeARP)
+	copy(f[14:], arp)
+	if _, err := r.conn.WriteTo(f, &packet.Addr{HardwareAddr: dst}); err != nil {
+		r.log.Debug("sending ARP", slog.Any("error", err))
+	}
+}
+
+func (r *arpResponder) serve() {
+	defer r.wg.Done()
+	buf := make([]byte, 1600)
+	for {
+		n, _, err := r.conn.ReadFrom(buf)
+		if err != nil {
+			select {
+			case <-r.done:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		if n < 14 {
+			r.stats.malformed++
+			continue
+		}
+		dst, reply := arpReplyFor(buf[14:n], r.vip, r.cmac, r.nic.HardwareAddr)
+		if reply != nil {
+			r.stats.replies++
+			r.send(dst, reply)
+		}
+	}
+}
+
+func (r *arpResponder) Close() {
+	close(r.done)
+	r.conn.Close()
+	if r.igmp != nil {
+		r.igmp.Close()
+	}
+	r.wg.Wait()
+}

@@ -1,0 +1,98 @@
+package vip
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"time"
+
+	"github.com/clusterd/clusterd/internal/config"
+)
+
+// checker runs one VIP's health check: fall failures in a row make the
+// node unhealthy for that VIP, rise successes make it healthy again.
+type checker struct {
+	cfg     config.HealthCheck
+	healthy bool
+	streak  int // consecutive results contrary to the current verdict
+	last    error
+	client  *http.Client
+}
+
+func newChecker(c config.HealthCheck) *checker {
+	return &checker{cfg: c, healthy: true, client: &http.Client{
+		Timeout: c.Timeout.D(),
+		// A health check must see this node's service, not a redirect
+		// target elsewhere, and must not keep idle connections around.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport:     &http.Transport{DisableKeepAlives: true},
+	}}
+}
+
+// probe runs the check once.
+func (c *checker) probe(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout.D())
+	defer cancel()
+	switch {
+	case c.cfg.HTTP != "":
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.HTTP, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := c.client.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode < 200 || resp.StatusCode >= 400 {
+			return fmt.Errorf("HTTP %d from %s", resp.StatusCode, c.cfg.HTTP)
+		}
+		return nil
+	case c.cfg.TCP != "":
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "tcp", c.cfg.TCP)
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	case len(c.cfg.Exec) > 0:
+		out, err := exec.CommandContext(ctx, c.cfg.Exec[0], c.cfg.Exec[1:]...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, truncate(string(out), 200))
+		}
+		return nil
+	}
+	return nil
+}
+
+// observe folds one result into the verdict; it reports whether the
+// verdict changed.
+func (c *checker) observe(err error) bool {
+	c.last = err
+	ok := err == nil
+	if ok == c.healthy {
+		c.streak = 0
+		return false
+	}
+	c.streak++
+	need := c.cfg.Fall
+	if !c.healthy {
+		need = c.cfg.Rise
+	}
+	if c.streak >= need {
+		c.healthy, c.streak = ok, 0
+		return true
+	}
+	return false
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+var _ = time.Second

@@ -1,0 +1,741 @@
+package vip
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/clusterd/clusterd/internal/api"
+	"github.com/clusterd/clusterd/internal/config"
+	"github.com/clusterd/clusterd/internal/heartbeat"
+)
+
+// Membership is what the tier needs from membership.
+type Membership interface {
+	Members() []heartbeat.Member
+	SetExt(key, value string)
+	SetState(heartbeat.State)
+	SetHealthy(bool)
+	State() heartbeat.State
+}
+
+// Options configure a Tier.
+type Options struct {
+	Cluster  string
+	Node     string
+	Priority int
+	VIPs     []config.VIPConfig
+	StateDir string
+	Members  Membership
+	// Settle: how long a node waits before taking a bucket whose previous
+	// owner is still alive (it must have dropped it first); ~2 heartbeat
+	// intervals.
+	Settle time.Duration
+	// LiveTTL: after the agent stops refreshing (kill -9), the node takes
+	// no new flows after this long. Must be shorter than failure detection
+	// so that a survivor never takes a bucket the zombie still accepts.
+	LiveTTL time.Duration
+	// Tick is how often membership is re-read.
+	Tick   time.Duration
+	Logger *slog.Logger
+	// Event records an event (type, node, detail).
+	Event func(typ, node, detail string)
+}
+
+// Ext keys this tier publishes in the node metadata.
+const (
+	extRules  = "lb" // per VIP ";", per rule ",": "weight/handling_priority"
+	extHealth = "hl" // per VIP: '1' healthy, '0' not
+	extInputs = "tb" // hash of the convergence inputs: equal on all nodes = converged
+	extConns  = "cn" // established connections while draining
+)
+
+// Tier is the NLB tier of one node.
+type Tier struct {
+	o     Options
+	log   *slog.Logger
+	plans []VIPPlan
+	dp    datapath
+
+	mu          sync.Mutex
+	tables      [][]Table // [vip][rule]
+	inputs      string
+	generation  uint64
+	applied     Ownership
+	pending     *Ownership
+	pendingAt   time.Time
+	failOpen    map[int]bool
+	checkers    []*checker
+	drain       drainState
+	drainRules  map[string]bool
+	conns       int
+	lastMembers map[string]heartbeat.State
+	defaults    map[int]string
+
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+type drainState struct {
+	Draining bool      `json:"draining"`
+	Drained  bool      `json:"drained"`
+	Since    time.Time `json:"since"`
+	Deadline time.Time `json:"deadline,omitempty"`
+}
+
+// New prepares the tier; nothing touches the kernel before Start.
+func New(o Options) (*Tier, error) {
+	t := &Tier{o: o, log: o.Logger, failOpen: map[int]bool{}, drainRules: map[string]bool{}}
+	seed := Seed(o.Cluster)
+	for i, v := range o.VIPs {
+		pfx, err := netip.ParsePrefix(v.VIP)
+		if err != nil {
+			return nil, err
+		}
+		mac, err := ClusterMAC(v.Mode, pfx.Addr())
+		if err != nil {
+			return nil, err
+		}
+		p := VIPPlan{Index: i, Addr: pfx, Interface: v.Interface, Mode: v.Mode, MAC: mac, Seed: seed}
+		for _, r := range v.Rules {
+			pr, _ := config.ParsePorts(r.Ports)
+			rp := RulePlan{Lo: pr.Lo, Hi: pr.Hi, Affinity: r.Affinity, Filtering: r.Filtering}
+			switch r.Protocol {
+			case "tcp":
+				rp.Protos = []uint8{6}
+			case "udp":
+				rp.Protos = []uint8{17}
+			default:
+				rp.Protos = []uint8{6, 17}
+			}
+			p.Rules = append(p.Rules, rp)
+		}
+		t.plans = append(t.plans, p)
+		if v.Health != nil {
+			t.checkers = append(t.checkers, newChecker(*v.Health))
+		} else {
+			t.checkers = append(t.checkers, nil)
+		}
+	}
+	return t, nil
+}
+
+// Start installs the datapath and starts converging.
+func (t *Tier) Start(ctx context.Context) error {
+	if len(t.plans) == 0 {
+		return nil
+	}
+	dp, err := newDatapath(t.log)
+	if err != nil {
+		return err
+	}
+	t.dp = dp
+	if err := dp.Setup(t.plans, t.o.LiveTTL); err != nil {
+		dp.Close()
+		return fmt.Errorf("setting up the VIP datapath: %w", err)
+	}
+	if err := dp.Refresh(); err != nil {
+		return fmt.Errorf("arming the liveness element: %w", err)
+	}
+	t.loadDrain()
+	t.publishRules()
+	t.publishHealth()
+	ctx, t.cancel = context.WithCancel(ctx)
+	t.wg.Add(3)
+	go func() { defer t.wg.Done(); t.refreshLoop(ctx) }()
+	go func() { defer t.wg.Done(); t.convergeLoop(ctx) }()
+	go func() { defer t.wg.Done(); t.healthLoop(ctx) }()
+	return nil
+}
+
+// Shutdown is the graceful stop: no new flows at once, established
+// connections get up to grace (fewer if they finish), then the VIP and the
+// rules go. Peers take the buckets as soon as they see this node draining.
+func (t *Tier) Shutdown(grace time.Duration) {
+	if t.dp == nil {
+		return
+	}
+	t.o.Members.SetState(heartbeat.StateDraining)
+	if err := t.dp.StopNew(); err != nil {
+		t.log.Warn("stopping new flows", slog.Any("error", err))
+	}
+	if t.cancel != nil {
+		t.cancel()
+	}
+	t.wg.Wait()
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) {
+		n, err := t.dp.Connections()
+		if err != nil || n == 0 {
+			break
+		}
+		t.o.Members.SetExt(extConns, strconv.Itoa(n))
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Close()
+}
+
+// Close removes the datapath at once (idempotent).
+func (t *Tier) Close() error {
+	var err error
+	t.closeOnce.Do(func() {
+		if t.cancel != nil {
+			t.cancel()
+		}
+		t.wg.Wait()
+		if t.dp != nil {
+			err = t.dp.Close()
+		}
+	})
+	return err
+}
+
+func (t *Tier) refreshLoop(ctx context.Context) {
+	tk := time.NewTicker(t.o.LiveTTL / 5)
+	defer tk.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tk.C:
+			if err := t.dp.Refresh(); err != nil {
+				t.log.Error("refreshing the liveness element: new flows stop soon", slog.Any("error", err))
+			}
+		}
+	}
+}
+
+func (t *Tier) convergeLoop(ctx context.Context) {
+	tk := time.NewTicker(t.o.Tick)
+	defer tk.Stop()
+	for {
+		t.converge(time.Now())
+		select {
+		case <-ctx.Done():
+			return
+		case <-tk.C:
+		}
+	}
+}
+
+// memberRules parses a member's published weights and handling priorities.
+func memberRules(ext map[string]string) [][][2]int {
+	var out [][][2]int
+	for _, v := range strings.Split(ext[extRules], ";") {
+		var rules [][2]int
+		for _, r := range strings.Split(v, ",") {
+			w, hp, _ := strings.Cut(r, "/")
+			wi, err1 := strconv.Atoi(w)
+			hi, err2 := strconv.Atoi(hp)
+			if err1 != nil || err2 != nil {
+				rules = append(rules, [2]int{0, 99})
+				continue
+			}
+			rules = append(rules, [2]int{wi, hi})
+		}
+		out = append(out, rules)
+	}
+	return out
+}
+
+func memberHealthy(ext map[string]string, vip int) bool {
+	h := ext[extHealth]
+	return vip >= len(h) || h[vip] == '1'
+}
+
+// compute derives every rule's table from the members (pure apart from
+// reading t.plans): the same inputs give the same tables on every node.
+func (t *Tier) compute(members []heartbeat.Member) (tables [][]Table, inputs string, failOpen map[int]bool, defaults map[int]string) {
+	failOpen = map[int]bool{}
+	defaults = map[int]string{}
+	var sig strings.Builder
+	for vi, p := range t.plans {
+		var active []heartbeat.Member
+		for _, m := range members {
+			if m.State == heartbeat.StateActive {
+				active = append(active, m)
+			}
+		}
+		healthy := active[:0:0]
+		for _, m := range active {
+			if memberHealthy(m.Ext, vi) {
+				healthy = append(healthy, m)
+			}
+		}
+		eligible := healthy
+		if len(healthy) == 0 && len(active) > 0 {
+			eligible, failOpen[vi] = active, true
+		}
+		sort.Slice(eligible, func(i, j int) bool { return eligible[i].Priority < eligible[j].Priority })
+		if len(eligible) > 0 {
+			defaults[vi] = eligible[0].Name
+		}
+		var rules []Table
+		for ri, r := range p.Rules {
+			var cands []Candidate
+			bestHP, best := 1<<30, ""
+			for _, m := range eligible {
+				mr := memberRules(m.Ext)
+				w, hp := 0, 99
+				if vi < len(mr) && ri < len(mr[vi]) {
+					w, hp = mr[vi][ri][0], mr[vi][ri][1]
+				}
+				cands = append(cands, Candidate{Name: m.Name, Weight: w})
+				if w > 0 && hp < bestHP {
+					bestHP, best = hp, m.Name
+				}
+				fmt.Fprintf(&sig, "%d/%d/%s/%d/%d;", vi, ri, m.Name, w, hp)
+			}
+			switch r.Filtering {
+			case "single":
+				rules = append(rules, Single(best, TableSize))
+			case "disabled":
+				rules = append(rules, Single("", TableSize))
+			default:
+				rules = append(rules, Assign(cands, TableSize))
+			}
+		}
+		tables = append(tables, rules)
+		fmt.Fprintf(&sig, "default=%s;", defaults[vi])
+	}
+	h := sha256.Sum256([]byte(sig.String()))
+	return tables, hex.EncodeToString(h[:6]), failOpen, defaults
+}
+
+func (t *Tier) converge(now time.Time) {
+	start := time.Now()
+	members := t.o.Members.Members()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	states := map[string]heartbeat.State{}
+	for _, m := range members {
+		states[m.Name] = m.State
+	}
+	if t.pending != nil && now.After(t.pendingAt) {
+		if err := t.dp.Apply(*t.pending); err != nil {
+			t.log.Error("applying bucket ownership", slog.Any("error", err))
+		} else {
+			t.applied, t.pending = *t.pending, nil
+		}
+	}
+	tables, inputs, failOpen, defaults := t.compute(members)
+	if inputs == t.inputs {
+		t.lastMembers = states
+		return
+	}
+	cause := describeChange(t.lastMembers, states)
+	t.lastMembers = states
+	for vi := range t.plans {
+		if failOpen[vi] != t.failOpen[vi] {
+			if failOpen[vi] {
+				t.o.Event("node_unhealthy", t.o.Node, fmt.Sprintf("no node passes the health check of %s: all active nodes serve it (fail open)", t.plans[vi].Addr))
+			} else {
+				t.o.Event("node_healthy", t.o.Node, fmt.Sprintf("a node passes the health check of %s again: fail-open ends", t.plans[vi].Addr))
+			}
+		}
+	}
+	t.failOpen = failOpen
+	want := Ownership{Owned: map[[2]int][]uint32{}, Default: map[int]bool{}}
+	now2 := Ownership{Owned: map[[2]int][]uint32{}, Default: map[int]bool{}}
+	settle := false
+	for vi := range tables {
+		want.Default[vi] = defaults[vi] == t.o.Node
+		prevDef := t.defaults[vi]
+		now2.Default[vi] = want.Default[vi] && (t.applied.Default[vi] || prevDef == "" || prevDef == t.o.Node || !alive(states, prevDef))
+		if want.Default[vi] && !now2.Default[vi] {
+			settle = true
+		}
+		for ri, tb := range tables[vi] {
+			key := [2]int{vi, ri}
+			mine := tb.Buckets(t.o.Node)
+			want.Owned[key] = mine
+			had := map[uint32]bool{}
+			for _, b := range t.applied.Owned[key] {
+				had[b] = true
+			}
+			for _, b := range mine {
+				if had[b] {
+					now2.Owned[key] = append(now2.Owned[key], b)
+					continue
+				}
+				prev := ""
+				if t.tables != nil {
+					prev = t.tables[vi][ri].Owner(int(b))
+				}
+				if prev == "" || !alive(states, prev) {
+					now2.Owned[key] = append(now2.Owned[key], b)
+				} else {
+					settle = true
+				}
+			}
+		}
+	}
+	if err := t.dp.Apply(now2); err != nil {
+		t.log.Error("applying bucket ownership", slog.Any("error", err))
+		return
+	}
+	t.applied = now2
+	t.pending = nil
+	if settle {
+		// Buckets of a live previous owner come after it has let go.
+		t.pending, t.pendingAt = &want, now.Add(t.o.Settle)
+	}
+	t.tables, t.inputs, t.defaults = tables, inputs, defaults
+	t.generation++
+	t.o.Members.SetExt(extInputs, inputs)
+	counts := 0
+	for _, tb := range want.Owned {
+		counts += len(tb)
+	}
+	t.o.Event("converged", t.o.Node, fmt.Sprintf("generation %d: %s; this node owns %d buckets; computed in %s",
+		t.generation, cause, counts, time.Since(start).Round(time.Microsecond)))
+}
+
+func alive(states map[string]heartbeat.State, name string) bool {
+	s, ok := states[name]
+	return ok && !s.Down()
+}
+
+// describeChange says what changed between two views of the members.
+func describeChange(old, cur map[string]heartbeat.State) string {
+	if old == nil {
+		return "start"
+	}
+	var parts []string
+	for n, s := range cur {
+		if o, ok := old[n]; !ok {
+			parts = append(parts, n+" appeared ("+s.String()+")")
+		} else if o != s {
+			parts = append(parts, fmt.Sprintf("%s %s→%s", n, o, s))
+		}
+	}
+	for n := range old {
+		if _, ok := cur[n]; !ok {
+			parts = append(parts, n+" forgotten")
+		}
+	}
+	sort.Strings(parts)
+	if len(parts) == 0 {
+		return "weights, health or rules changed"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// publishRules announces this node's weights and handling priorities
+// (drained rules count as weight 0).
+func (t *Tier) publishRules() {
+	var vs []string
+	for vi, v := range t.o.VIPs {
+		var rs []string
+		for _, r := range v.Rules {
+			w := *r.Weight
+			if t.drainRules[ruleKey(vi, r.Ports)] || t.drainRules[ruleKey(-1, r.Ports)] {
+				w = 0
+			}
+			rs = append(rs, fmt.Sprintf("%d/%d", w, r.HandlingPriority))
+		}
+		vs = append(vs, strings.Join(rs, ","))
+	}
+	t.o.Members.SetExt(extRules, strings.Join(vs, ";"))
+}
+
+func ruleKey(vi int, ports string) string { return fmt.Sprintf("%d/%s", vi, ports) }
+
+func (t *Tier) publishHealth() {
+	var b strings.Builder
+	all := true
+	for _, c := range t.checkers {
+		if c == nil || c.healthy {
+			b.WriteByte('1')
+		} else {
+			b.WriteByte('0')
+			all = false
+		}
+	}
+	t.o.Members.SetExt(extHealth, b.String())
+	t.o.Members.SetHealthy(all)
+}
+
+func (t *Tier) healthLoop(ctx context.Context) {
+	next := make([]time.Time, len(t.checkers))
+	tk := time.NewTicker(10 * time.Millisecond)
+	defer tk.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tk.C:
+			for i, c := range t.checkers {
+				if c == nil || now.Before(next[i]) {
+					continue
+				}
+				next[i] = now.Add(c.cfg.Interval.D())
+				err := c.probe(ctx)
+				if ctx.Err() != nil {
+					return
+				}
+				t.mu.Lock()
+				changed := c.observe(err)
+				t.mu.Unlock()
+				if changed {
+					if c.healthy {
+						t.o.Event("node_healthy", t.o.Node, fmt.Sprintf("health check of %s passes %d times in a row", t.plans[i].Addr, c.cfg.Rise))
+					} else {
+						t.o.Event("node_unhealthy", t.o.Node, fmt.Sprintf("health check of %s failed %d times in a row: %v", t.plans[i].Addr, c.cfg.Fall, err))
+					}
+					t.publishHealth()
+				}
+			}
+			t.watchDrain(now)
+		}
+	}
+}
+
+// --- drain ---------------------------------------------------------------
+
+func (t *Tier) drainFile() string { return filepath.Join(t.o.StateDir, "drain.json") }
+
+func (t *Tier) loadDrain() {
+	b, err := os.ReadFile(t.drainFile())
+	if err != nil {
+		return
+	}
+	var d drainState
+	if json.Unmarshal(b, &d) != nil || !d.Draining {
+		return
+	}
+	t.drain = d
+	st := heartbeat.StateDraining
+	if d.Drained {
+		st = heartbeat.StateDrained
+	}
+	t.o.Members.SetState(st)
+	t.log.Info("restored drain state from node.state_dir; run clusterctl resume to take flows again", slog.String("state", st.String()))
+}
+
+func (t *Tier) saveDrain() {
+	if !t.drain.Draining {
+		os.Remove(t.drainFile())
+		return
+	}
+	b, _ := json.Marshal(t.drain)
+	tmp := t.drainFile() + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err == nil {
+		os.Rename(tmp, t.drainFile())
+	}
+}
+
+// ErrNotLB is returned for drain operations on a node without VIPs.
+var ErrNotLB = errors.New("this node serves no load-balanced VIP")
+
+// Drain stops new flows on this node (or on one rule's ports) at once;
+// established connections go on. The node is drained when none are left
+// or when timeout passes (0: no timeout); remaining connections are not
+// cut.
+func (t *Tier) Drain(rule string, timeout time.Duration) error {
+	if len(t.plans) == 0 {
+		return ErrNotLB
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if rule != "" {
+		found := false
+		for vi, v := range t.o.VIPs {
+			for _, r := range v.Rules {
+				if r.Ports == rule {
+					t.drainRules[ruleKey(vi, rule)] = true
+					found = true
+				}
+			}
+		}
+		if !found {
+			return fmt.Errorf("no rule with ports %q on this node", rule)
+		}
+		t.publishRules()
+		t.o.Event("node_draining", t.o.Node, "rule "+rule+" takes no new flows")
+		return nil
+	}
+	now := time.Now()
+	t.drain = drainState{Draining: true, Since: now}
+	if timeout > 0 {
+		t.drain.Deadline = now.Add(timeout)
+	}
+	t.saveDrain()
+	t.o.Members.SetState(heartbeat.StateDraining)
+	t.o.Event("node_draining", t.o.Node, "takes no new flows; established connections go on")
+	return nil
+}
+
+// Resume undoes Drain.
+func (t *Tier) Resume() error {
+	if len(t.plans) == 0 {
+		return ErrNotLB
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	wasRules := len(t.drainRules) > 0
+	t.drainRules = map[string]bool{}
+	t.publishRules()
+	if !t.drain.Draining {
+		if wasRules {
+			t.o.Event("node_resumed", t.o.Node, "all rules take new flows again")
+		}
+		return nil
+	}
+	t.drain = drainState{}
+	t.saveDrain()
+	t.o.Members.SetExt(extConns, "")
+	t.o.Members.SetState(heartbeat.StateActive)
+	t.o.Event("node_resumed", t.o.Node, "takes new flows again")
+	return nil
+}
+
+// watchDrain moves draining to drained at zero connections or at the
+// deadline, and publishes the remaining count.
+func (t *Tier) watchDrain(now time.Time) {
+	t.mu.Lock()
+	d := t.drain
+	t.mu.Unlock()
+	if !d.Draining || d.Drained {
+		return
+	}
+	n, err := t.dp.Connections()
+	if err != nil {
+		t.log.Warn("counting connections", slog.Any("error", err))
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.conns = n
+	t.o.Members.SetExt(extConns, strconv.Itoa(n))
+	timedOut := !d.Deadline.IsZero() && now.After(d.Deadline)
+	// A drain is at least one tick old before it can end, so peers see
+	// "draining" before "drained".
+	if (n == 0 || timedOut) && now.Sub(d.Since) > 200*time.Millisecond {
+		t.drain.Drained = true
+		t.saveDrain()
+		t.o.Members.SetState(heartbeat.StateDrained)
+		detail := "no connections left"
+		if n > 0 {
+			detail = fmt.Sprintf("drain timeout passed with %d connections left (not cut)", n)
+		}
+		t.o.Event("node_drained", t.o.Node, detail)
+	}
+}
+
+// --- status and owner ----------------------------------------------------
+
+// Status fills the VIP part of status and each member's bucket count.
+func (t *Tier) Status() (vips []api.VIP, buckets map[string]int) {
+	buckets = map[string]int{}
+	var ctr map[int]Counters
+	if t.dp != nil {
+		ctr, _ = t.dp.Counters()
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for vi, p := range t.plans {
+		v := api.VIP{Address: p.Addr.String(), Mode: p.Mode, MAC: p.MAC.String(), Generation: t.generation,
+			PacketsAccepted: ctr[vi].Accepted, PacketsDropped: ctr[vi].Dropped, Rules: []api.Rule{}}
+		for ri, r := range t.o.VIPs[vi].Rules {
+			owners := map[string]int{}
+			if t.tables != nil {
+				owners = t.tables[vi][ri].Counts()
+			}
+			for n, c := range owners {
+				buckets[n] += c
+			}
+			v.Rules = append(v.Rules, api.Rule{Ports: r.Ports, Protocol: r.Protocol, BucketsTotal: TableSize, Owners: owners})
+		}
+		vips = append(vips, v)
+	}
+	return vips, buckets
+}
+
+// Converged reports whether every active member computed the same tables.
+func (t *Tier) Converged(members []heartbeat.Member) bool {
+	if len(t.plans) == 0 {
+		return true
+	}
+	t.mu.Lock()
+	mine := t.inputs
+	t.mu.Unlock()
+	for _, m := range members {
+		if !m.State.Down() && m.State != heartbeat.StateJoining && m.Ext[extInputs] != mine {
+			return false
+		}
+	}
+	return true
+}
+
+// Owner says which node serves a flow and in which bucket.
+func (t *Tier) Owner(vip netip.AddrPort, client netip.AddrPort, proto string) (api.OwnerResponse, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	pn := uint8(6)
+	if proto == "udp" {
+		pn = 17
+	}
+	for vi, p := range t.plans {
+		if p.Addr.Addr() != vip.Addr() {
+			continue
+		}
+		for ri, r := range p.Rules {
+			if vip.Port() < r.Lo || vip.Port() > r.Hi || !slices.Contains(r.Protos, pn) {
+				continue
+			}
+			cfg := t.o.VIPs[vi].Rules[ri]
+			resp := api.OwnerResponse{Rule: cfg.Ports + "/" + cfg.Protocol, Filtering: r.Filtering, Affinity: r.Affinity}
+			if r.Filtering == "disabled" {
+				resp.Note = "the rule is disabled: this traffic is dropped on every node"
+				return resp, nil
+			}
+			resp.Bucket = Bucket(r.Affinity, client, p.Seed, TableSize)
+			if t.tables != nil {
+				resp.Node = t.tables[vi][ri].Owner(resp.Bucket)
+			}
+			if resp.Node == "" {
+				resp.Note = "no node owns this bucket now: new flows are dropped until one does"
+			}
+			return resp, nil
+		}
+		resp := api.OwnerResponse{Rule: "none", Bucket: -1, Note: "no port rule matches: the default host serves it"}
+		for _, m := range t.o.Members.Members() {
+			if m.State == heartbeat.StateActive && (resp.Node == "" || m.Priority < t.priorityOf(resp.Node)) {
+				resp.Node = m.Name
+			}
+		}
+		return resp, nil
+	}
+	return api.OwnerResponse{}, fmt.Errorf("%s is not a load-balanced VIP of this cluster", vip.Addr())
+}
+
+func (t *Tier) priorityOf(name string) int {
+	for _, m := range t.o.Members.Members() {
+		if m.Name == name {
+			return m.Priority
+		}
+	}
+	return 1 << 30
+}
+
+// Connections is the last counted number of established connections.
+func (t *Tier) Connections() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.conns
+}

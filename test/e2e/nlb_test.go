@@ -1,0 +1,339 @@
+//go:build linux
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clusterd/clusterd/internal/testnet"
+)
+
+const vipAddr = "10.77.1.100"
+
+func lbConfig(weight int, mode string) string {
+	return fmt.Sprintf(`load_balancing:
+  - vip: %s/24
+    interface: eth0
+    mode: %s
+    rules:
+      - ports: "80"
+        protocol: tcp
+        weight: %d
+    health:
+      http: http://127.0.0.1:80/health
+      interval: 100ms
+      fall: 2
+      rise: 2
+`, vipAddr, mode, weight)
+}
+
+type nlb struct {
+	*testnet.Net
+	backends []*testnet.Backend
+	client   *testnet.Client
+}
+
+func newNLB(t *testing.T, nodes int, mode string, start bool) *nlb {
+	n := testnet.New(t, testnet.Options{Nodes: nodes, Backup: true, Extra: func(int) string { return lbConfig(50, mode) }})
+	x := &nlb{Net: n, client: n.NewClient(2 * time.Second)}
+	for _, nd := range n.Nodes {
+		x.backends = append(x.backends, nd.Serve(80))
+	}
+	if start {
+		n.Start()
+		x.waitOwners(nodes)
+	}
+	return x
+}
+
+// waitOwners waits until every running node agrees that k nodes own
+// buckets.
+func (x *nlb) waitOwners(k int) {
+	x.WaitFor(15*time.Second, fmt.Sprintf("%d bucket owners, converged", k), func() bool {
+		for _, nd := range x.Nodes {
+			if !nd.Running() {
+				continue
+			}
+			s, err := nd.Status()
+			if err != nil || !s.Converged || len(s.VIPs) == 0 || len(s.VIPs[0].Rules[0].Owners) != k {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// burst makes n requests, each on a new connection, c at a time.
+func (x *nlb) burst(n, c int) []testnet.Result {
+	out := make([]testnet.Result, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, c)
+	for i := range out {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			out[i] = x.client.Get(context.Background(), "http://"+vipAddr+"/")
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func tally(rs []testnet.Result) (map[string]int, []error) {
+	m := map[string]int{}
+	var errs []error
+	for _, r := range rs {
+		if r.Err != nil {
+			errs = append(errs, r.Err)
+			continue
+		}
+		m[r.Node]++
+	}
+	return m, errs
+}
+
+// TestNLBSpreadsFlowsAndOwnerPredicts: every connection is answered, the
+// load spreads over the 4 nodes per their (equal) weights, and clusterctl
+// owner names the node that actually answered each flow.
+func TestNLBSpreadsFlowsAndOwnerPredicts(t *testing.T) {
+	x := newNLB(t, 4, "multicast", true)
+	rs := x.burst(400, 8)
+	m, errs := tally(rs)
+	if len(errs) > 0 {
+		t.Fatalf("%d of 400 requests failed, first: %v", len(errs), errs[0])
+	}
+	t.Logf("spread: %v", m)
+	for _, nd := range x.Nodes {
+		if m[nd.Name] < 50 || m[nd.Name] > 150 {
+			t.Errorf("%s served %d of 400 (want ~100)", nd.Name, m[nd.Name])
+		}
+	}
+	// The kernel's choice and clusterctl owner agree.
+	for _, r := range rs[:40] {
+		out, code := x.Nodes[0].Ctl("owner", vipAddr+":80", fmt.Sprintf("%s:%d", testnet.ClientIP, r.ClientPort))
+		if code != 0 || !strings.Contains(out, "served by "+r.Node) {
+			t.Fatalf("owner says %q (exit %d); the flow was served by %s", out, code, r.Node)
+		}
+	}
+	// ICMP echo to the VIP: exactly one node (the default host) answers.
+	if _, err := exec.LookPath("ping"); err == nil {
+		out, _ := exec.Command("ip", "netns", "exec", x.Client, "ping", "-c", "3", "-i", "0.2", "-W", "1", vipAddr).CombinedOutput()
+		if strings.Contains(string(out), "DUP!") || !strings.Contains(string(out), " 0% packet loss") {
+			t.Errorf("ping to the VIP:\n%s", out)
+		}
+	}
+	s, _ := x.Nodes[0].Status()
+	if v := s.VIPs[0]; v.PacketsAccepted == 0 || v.PacketsDropped == 0 || v.MAC != "03:bf:0a:4d:01:64" {
+		t.Errorf("VIP status: %+v", v)
+	}
+}
+
+// TestNLBKill9FailsClosed: the agent of one node dies but its web server
+// lives on (a zombie): after the liveness window it takes no new flows,
+// survivors take its buckets, and no request fails after takeover.
+func TestNLBKill9FailsClosed(t *testing.T) {
+	x := newNLB(t, 4, "multicast", true)
+	victim := x.Nodes[3]
+	victim.Kill()
+	killed := time.Now()
+	x.WaitState(3*time.Second, victim, "failed")
+	time.Sleep(300 * time.Millisecond)
+	rs := x.burst(200, 8)
+	m, errs := tally(rs)
+	if len(errs) > 0 {
+		t.Errorf("%d of 200 requests failed after takeover: %v", len(errs), errs[0])
+	}
+	if m[victim.Name] > 0 {
+		t.Errorf("the node whose agent died still took %d new flows %s after the kill", m[victim.Name], time.Since(killed))
+	}
+	t.Logf("after kill -9 of %s: %v", victim.Name, m)
+}
+
+// TestNLBDrainKeepsEstablished: a long-lived connection on the drained node
+// runs to its end while new requests all go elsewhere and none fails;
+// drain --wait returns 0 when it has ended.
+func TestNLBDrainKeepsEstablished(t *testing.T) {
+	x := newNLB(t, 3, "multicast", true)
+	// Open streams until one lands on node2.
+	var target = x.Nodes[1]
+	type stream struct {
+		node string
+		body string
+		err  error
+	}
+	done := make(chan stream, 1)
+	for i := 0; i < 40; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		hc := x.NewClient(20 * time.Second)
+		req, _ := httpGet(ctx, "http://"+vipAddr+"/stream?s=4")
+		resp, err := hc.HTTP.Do(req)
+		if err != nil {
+			cancel()
+			t.Fatalf("opening a stream: %v", err)
+		}
+		if resp.Header.Get("X-Node") != target.Name {
+			resp.Body.Close()
+			cancel()
+			continue
+		}
+		go func() {
+			defer cancel()
+			b, err := readAll(resp.Body)
+			done <- stream{target.Name, b, err}
+		}()
+		break
+	}
+	out, code := x.Nodes[0].Ctl("drain", target.Name)
+	if code != 0 {
+		t.Fatalf("drain: %d %s", code, out)
+	}
+	waitOut := make(chan string, 1)
+	go func() {
+		o, c := target.Ctl("drain", "--wait", "--timeout", "30s")
+		waitOut <- fmt.Sprintf("exit %d: %s", c, o)
+	}()
+	time.Sleep(300 * time.Millisecond)
+	rs := x.burst(150, 6)
+	m, errs := tally(rs)
+	if len(errs) > 0 || m[target.Name] > 0 {
+		t.Errorf("during drain: %v, %d errors %v", m, len(errs), errs)
+	}
+	select {
+	case s := <-done:
+		if s.err != nil || !strings.HasSuffix(strings.TrimSpace(s.body), "end") {
+			t.Errorf("the long-lived connection on the drained node broke: %v %q", s.err, s.body)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the stream did not finish")
+	}
+	select {
+	case o := <-waitOut:
+		if !strings.HasPrefix(o, "exit 0") || !strings.Contains(o, "drained") {
+			t.Errorf("drain --wait: %s", o)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("drain --wait did not return")
+	}
+	if st := x.Nodes[0].MemberState(target.Name); st != "drained" {
+		t.Errorf("state %q, want drained", st)
+	}
+	// Drain survives an agent restart until resumed.
+	target.Kill()
+	target.Start()
+	x.WaitFor(5*time.Second, "drained after restart", func() bool { return x.Nodes[0].MemberState(target.Name) == "drained" })
+	if out, code := x.Nodes[2].Ctl("resume", target.Name); code != 0 {
+		t.Fatalf("resume from another node: %d %s", code, out)
+	}
+	x.waitOwners(3)
+}
+
+// TestNLBHealthCheckWithdraws: a failing health check takes the node out
+// of the VIP; recovery brings it back.
+func TestNLBHealthCheckWithdraws(t *testing.T) {
+	x := newNLB(t, 3, "igmp", true)
+	x.backends[2].SetHealthy(false)
+	x.waitOwners(2)
+	m, errs := tally(x.burst(120, 6))
+	if len(errs) > 0 || m["node3"] > 0 {
+		t.Errorf("with node3 unhealthy: %v, errors %v", m, errs)
+	}
+	s, _ := x.Nodes[0].Status()
+	for _, mem := range s.Members {
+		if mem.Name == "node3" && mem.Healthy {
+			t.Error("status shows node3 healthy")
+		}
+	}
+	x.backends[2].SetHealthy(true)
+	x.waitOwners(3)
+}
+
+// TestNLBJoinKeepsEstablished: a node joining takes buckets without
+// breaking established connections.
+func TestNLBJoinKeepsEstablished(t *testing.T) {
+	x := newNLB(t, 4, "multicast", false)
+	for _, nd := range x.Nodes[:3] {
+		nd.Start()
+	}
+	x.waitOwners(3)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var broken []string
+	for i := 0; i < 12; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hc := x.NewClient(20 * time.Second)
+			req, _ := httpGet(context.Background(), "http://"+vipAddr+"/stream?s=3")
+			resp, err := hc.HTTP.Do(req)
+			if err != nil {
+				mu.Lock()
+				broken = append(broken, err.Error())
+				mu.Unlock()
+				return
+			}
+			b, err := readAll(resp.Body)
+			if err != nil || !strings.HasSuffix(strings.TrimSpace(b), "end") {
+				mu.Lock()
+				broken = append(broken, fmt.Sprintf("%v %q", err, b))
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	x.Nodes[3].Start()
+	x.waitOwners(4)
+	wg.Wait()
+	if len(broken) > 0 {
+		t.Errorf("%d of 12 established connections broke when node4 joined: %v", len(broken), broken)
+	}
+	m, errs := tally(x.burst(100, 5))
+	if len(errs) > 0 || m["node4"] == 0 {
+		t.Errorf("after join: %v, errors %v", m, errs)
+	}
+}
+
+// TestNLBSIGTERMKeepsEstablished: SIGTERM stops new flows at once, and an
+// established connection finishes within node.shutdown_drain.
+func TestNLBSIGTERMKeepsEstablished(t *testing.T) {
+	x := newNLB(t, 3, "multicast", true)
+	target := x.Nodes[2]
+	var resp2 *httpResp
+	for i := 0; i < 40 && resp2 == nil; i++ {
+		hc := x.NewClient(20 * time.Second)
+		req, _ := httpGet(context.Background(), "http://"+vipAddr+"/stream?s=0.8")
+		resp, err := hc.HTTP.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Header.Get("X-Node") == target.Name {
+			resp2 = resp
+		} else {
+			resp.Body.Close()
+		}
+	}
+	if resp2 == nil {
+		t.Fatal("no stream landed on node3")
+	}
+	stopped := make(chan bool)
+	go func() { stopped <- target.Term(10 * time.Second) }()
+	b, err := readAll(resp2.Body)
+	if err != nil || !strings.HasSuffix(strings.TrimSpace(b), "end") {
+		t.Errorf("established connection broken by SIGTERM: %v %q", err, b)
+	}
+	if !<-stopped {
+		t.Error("agent did not stop")
+	}
+	x.WaitState(3*time.Second, target, "left")
+	m, errs := tally(x.burst(60, 4))
+	if len(errs) > 0 || m[target.Name] > 0 {
+		t.Errorf("after SIGTERM: %v %v", m, errs)
+	}
+}
