@@ -96,6 +96,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 // The socket opens first so that a second agent on the same host is
 // refused before it touches the network.
 func (a *Agent) Start(ctx context.Context) error {
+	// ctx bounds start-up only: the parts run until Close, which stops them
+	// in order. Tying them to main's context would stop the heartbeat the
+	// moment SIGTERM arrives and peers would see a failure, not a leave.
+	ctx = context.WithoutCancel(ctx)
 	if err := os.MkdirAll(a.cfg.Node.StateDir, 0o700); err != nil {
 		return fmt.Errorf("creating node.state_dir: %w", err)
 	}

@@ -29,7 +29,7 @@ func (d *delegate) NodeMeta(limit int) []byte {
 
 // NotifyMsg handles user messages sent with SendReliable.
 func (d *delegate) NotifyMsg(b []byte) {
-	if len(b) < 2 {
+	if len(b) < 1 {
 		return
 	}
 	d.m.mu.Lock()
@@ -42,8 +42,8 @@ func (d *delegate) NotifyMsg(b []byte) {
 		go h(body)
 		return
 	}
-	switch b[0] {
-	case msgForget:
+	switch {
+	case b[0] == msgForget && len(b) > 1:
 		name := string(b[1:])
 		if err := d.m.forgetLocal(name); err == nil {
 			d.m.log.Info("forgot a member at a peer's request", slog.String("node", name))

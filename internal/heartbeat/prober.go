@@ -161,6 +161,8 @@ func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now 
 	}
 	if p.state.Down() && hb.Meta.State != StateLeft {
 		m.setPeerStateLocked(p, hb.Meta.State, now, "heard again")
+	} else if p.state == StateFailed && hb.Meta.State == StateLeft {
+		m.setPeerStateLocked(p, StateLeft, now, "")
 	}
 	if !p.pathUp[path] {
 		p.pathUp[path] = true

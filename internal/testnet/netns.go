@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -106,19 +105,16 @@ func (nd *Node) Serve(port int) *Backend {
 func (b *Backend) SetHealthy(ok bool) { b.unhealth.Store(!ok) }
 
 // Client is an HTTP client whose connections start in the client
-// namespace. It records, per request, which node answered from which
-// client port.
+// namespace.
 type Client struct {
 	HTTP *http.Client
 	ns   string
-	mu   sync.Mutex
-	port map[string]int // remote->local port of the last dial (unused when keep-alive is off)
 }
 
 // NewClient returns a client in the client namespace; every request uses
 // a new connection (no keep-alive), as new flows are what the NLB hashes.
 func (n *Net) NewClient(timeout time.Duration) *Client {
-	c := &Client{ns: n.Client, port: map[string]int{}}
+	c := &Client{ns: n.Client}
 	tr := &http.Transport{
 		DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {

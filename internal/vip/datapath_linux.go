@@ -27,6 +27,9 @@ const (
 	nftARPTable = "clusterd_arp"
 )
 
+// nfARPIn is NF_ARP_IN from linux/netfilter_arp.h (x/sys/unix lacks it).
+const nfARPIn = 0
+
 // Registers: NFT_REG_1 (16 bytes) and the 32-bit NFT_REG32_00/01, which
 // alias the start of NFT_REG_1. Concatenated hash inputs use the 32-bit
 // ones, as nft does.
@@ -167,7 +170,9 @@ func (d *nftDatapath) buildRuleset() error {
 		}
 	}
 	d.arpTbl = c.AddTable(&nftables.Table{Family: nftables.TableFamilyARP, Name: nftARPTable})
-	arpIn := c.AddChain(&nftables.Chain{Name: "input", Table: d.arpTbl, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter})
+	// In the arp family the input hook is NF_ARP_IN (0); google/nftables'
+	// ChainHookInput is the inet value, which would be NF_ARP_OUT here.
+	arpIn := c.AddChain(&nftables.Chain{Name: "input", Table: d.arpTbl, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookRef(nfARPIn), Priority: nftables.ChainPriorityFilter})
 	for _, v := range d.vips {
 		// The kernel must not answer ARP for the VIP with the NIC's MAC:
 		// the agent answers with the cluster MAC instead.
