@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,6 +40,20 @@ func inNS(ns string, f func() error) error {
 	return <-errc
 }
 
+// listen opens a TCP listener on 0.0.0.0:port inside the node.
+func (nd *Node) listen(port int) net.Listener {
+	var l net.Listener
+	err := inNS(nd.NS, func() error {
+		var err error
+		l, err = net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port))
+		return err
+	})
+	if err != nil {
+		nd.net.t.Fatalf("backend on %s: %v", nd.Name, err)
+	}
+	return l
+}
+
 // Backend is a real HTTP server in a node's namespace: it answers with the
 // node's name, serves long-lived streams, and a health URL that a test can
 // fail.
@@ -56,15 +71,7 @@ type Backend struct {
 //	/health    -> 200, or 503 after SetHealthy(false)
 func (nd *Node) Serve(port int) *Backend {
 	b := &Backend{Node: nd}
-	var l net.Listener
-	err := inNS(nd.NS, func() error {
-		var err error
-		l, err = net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port))
-		return err
-	})
-	if err != nil {
-		nd.net.t.Fatalf("backend on %s: %v", nd.Name, err)
-	}
+	l := nd.listen(port)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		b.Served.Add(1)
@@ -101,6 +108,27 @@ func (nd *Node) Serve(port int) *Backend {
 	return b
 }
 
+// ServeCapacity starts a backend with a fixed capacity: workers requests in
+// service at once, each taking service, the rest queued (an app server's
+// thread pool). Scale benchmarks use it so that the figures show what the
+// cluster adds, not what the shared host CPU can do.
+func (nd *Node) ServeCapacity(port, workers int, service time.Duration) *Backend {
+	b := &Backend{Node: nd}
+	l := nd.listen(port)
+	pool := make(chan struct{}, workers)
+	b.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pool <- struct{}{}
+		time.Sleep(service)
+		<-pool
+		b.Served.Add(1)
+		w.Header().Set("X-Node", nd.Name)
+		fmt.Fprintln(w, nd.Name)
+	})}
+	go b.srv.Serve(l)
+	nd.net.addCleanup(func() { b.srv.Close() })
+	return b
+}
+
 // SetHealthy makes /health answer 200 (true) or 503 (false).
 func (b *Backend) SetHealthy(ok bool) { b.unhealth.Store(!ok) }
 
@@ -109,7 +137,28 @@ func (b *Backend) SetHealthy(ok bool) { b.unhealth.Store(!ok) }
 type Client struct {
 	HTTP *http.Client
 	ns   string
+
+	once  sync.Once
+	dials chan dialReq
 }
+
+type dialReq struct {
+	ctx           context.Context
+	network, addr string
+	port          int
+	reply         chan dialResult
+}
+
+type dialResult struct {
+	conn net.Conn
+	err  error
+}
+
+// dialerThreads is the size of the pool of threads that stay in the
+// client namespace to create sockets (a socket belongs to the namespace of
+// the thread that created it; creating a thread per dial is too slow for
+// tens of thousands of connections).
+const dialerThreads = 64
 
 // NewClient returns a client in the client namespace; every request uses
 // a new connection (no keep-alive), as new flows are what the NLB hashes.
@@ -122,19 +171,35 @@ func (n *Net) NewClient(timeout time.Duration) *Client {
 		},
 	}
 	c.HTTP = &http.Client{Transport: tr, Timeout: timeout}
+	n.addCleanup(func() {
+		c.once.Do(func() {}) // no dialers start after this
+		if c.dials != nil {
+			close(c.dials)
+		}
+	})
 	return c
 }
 
 // Dial opens a connection from the client namespace.
 func (c *Client) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	var conn net.Conn
-	err := inNS(c.ns, func() error {
-		var d net.Dialer
-		var err error
-		conn, err = d.DialContext(ctx, network, addr)
-		return err
-	})
-	return conn, err
+	return c.DialFrom(ctx, network, addr, 0)
+}
+
+func (c *Client) startDialers() {
+	c.dials = make(chan dialReq)
+	for i := 0; i < dialerThreads; i++ {
+		go inNS(c.ns, func() error {
+			for r := range c.dials {
+				d := net.Dialer{}
+				if r.port != 0 {
+					d.LocalAddr = &net.TCPAddr{Port: r.port}
+				}
+				conn, err := d.DialContext(r.ctx, r.network, r.addr)
+				r.reply <- dialResult{conn, err}
+			}
+			return nil
+		})
+	}
 }
 
 // Result is one request's outcome.
@@ -173,4 +238,18 @@ func (c *Client) Get(ctx context.Context, url string) Result {
 		r.Err = fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
 	return r
+}
+
+// DialFrom opens a connection from the client namespace with a fixed
+// source port (0: any; the NLB hashes on it).
+func (c *Client) DialFrom(ctx context.Context, network, addr string, port int) (net.Conn, error) {
+	c.once.Do(c.startDialers)
+	r := dialReq{ctx: ctx, network: network, addr: addr, port: port, reply: make(chan dialResult, 1)}
+	select {
+	case c.dials <- r:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	res := <-r.reply
+	return res.conn, res.err
 }

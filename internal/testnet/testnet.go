@@ -504,29 +504,21 @@ func (nd *Node) NIC(nic string, up bool) {
 // Partition drops all traffic between the two node sets, on both bridges,
 // until Heal.
 func (n *Net) Partition(a, b []*Node) {
-	var rules strings.Builder
-	for _, x := range a {
-		for _, y := range b {
-			for _, nic := range []string{Public, Private} {
-				fmt.Fprintf(&rules, "add rule bridge cdpart fwd iifname %s oifname %s drop\n", x.port(nic), y.port(nic))
-				fmt.Fprintf(&rules, "add rule bridge cdpart fwd iifname %s oifname %s drop\n", y.port(nic), x.port(nic))
-			}
-		}
-	}
-	script := "add table bridge cdpart\nadd chain bridge cdpart fwd { type filter hook forward priority 0; }\n" + rules.String()
-	n.nft(script)
+	n.PartitionNIC(Public, a, b)
+	n.PartitionNIC(Private, a, b)
 }
 
-// PartitionNIC is Partition on one network only (Public or Private).
+// PartitionNIC drops traffic between the two node sets on one network
+// only (Public or Private), until Heal.
 func (n *Net) PartitionNIC(nic string, a, b []*Node) {
 	var rules strings.Builder
 	for _, x := range a {
 		for _, y := range b {
-			fmt.Fprintf(&rules, "add rule bridge cdpart fwd iifname %s oifname %s drop\n", x.port(nic), y.port(nic))
-			fmt.Fprintf(&rules, "add rule bridge cdpart fwd iifname %s oifname %s drop\n", y.port(nic), x.port(nic))
+			fmt.Fprintf(&rules, "add rule bridge cdpart cut iifname %s oifname %s drop\n", x.port(nic), y.port(nic))
+			fmt.Fprintf(&rules, "add rule bridge cdpart cut iifname %s oifname %s drop\n", y.port(nic), x.port(nic))
 		}
 	}
-	n.nft("add table bridge cdpart\nadd chain bridge cdpart fwd { type filter hook forward priority 0; }\n" + rules.String())
+	n.nft("add table bridge cdpart\nadd chain bridge cdpart cut { type filter hook forward priority 0; }\n" + rules.String())
 }
 
 // Heal removes every partition.

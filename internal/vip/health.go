@@ -95,4 +95,32 @@ func truncate(s string, n int) string {
 	return s
 }
 
+// linkUp says whether a NIC is up with a carrier (a pulled cable clears
+// IFF_RUNNING).
+func linkUp(name string) (bool, string) {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return false, fmt.Sprintf("interface %s: %v", name, err)
+	}
+	if ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagRunning == 0 {
+		return false, name + " has no link"
+	}
+	return true, ""
+}
+
+// onInterface says whether addr is configured on the named NIC.
+func onInterface(name, addr string) bool {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return false
+	}
+	addrs, _ := ifi.Addrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.String() == addr {
+			return true
+		}
+	}
+	return false
+}
+
 var _ = time.Second

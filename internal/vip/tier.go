@@ -49,8 +49,12 @@ type Options struct {
 	// so that a survivor never takes a bucket the zombie still accepts.
 	LiveTTL time.Duration
 	// Tick is how often membership is re-read.
-	Tick   time.Duration
-	Logger *slog.Logger
+	Tick time.Duration
+	// BackupBind is heartbeat.backup_bind: when it is on a VIP's NIC and no
+	// peer is heard on it, that NIC is cut off and the node withdraws from
+	// the VIP, as NLB does when its cluster-NIC heartbeats stop.
+	BackupBind string
+	Logger     *slog.Logger
 	// Event records an event (type, node, detail).
 	Event func(typ, node, detail string)
 }
@@ -79,6 +83,7 @@ type Tier struct {
 	pendingAt   time.Time
 	failOpen    map[int]bool
 	checkers    []*checker
+	linkOK      []bool // the VIP's NIC reaches the LAN
 	drain       drainState
 	drainRules  map[string]bool
 	conns       int
@@ -458,8 +463,8 @@ func ruleKey(vi int, ports string) string { return fmt.Sprintf("%d/%s", vi, port
 func (t *Tier) publishHealth() {
 	var b strings.Builder
 	all := true
-	for _, c := range t.checkers {
-		if c == nil || c.healthy {
+	for i, c := range t.checkers {
+		if (c == nil || c.healthy) && (t.linkOK == nil || t.linkOK[i]) {
 			b.WriteByte('1')
 		} else {
 			b.WriteByte('0')
@@ -500,8 +505,51 @@ func (t *Tier) healthLoop(ctx context.Context) {
 					t.publishHealth()
 				}
 			}
+			t.watchLinks()
 			t.watchDrain(now)
 		}
+	}
+}
+
+// watchLinks withdraws the node from a VIP whose NIC has lost its link, or
+// whose backup heartbeat path (on that NIC) hears no peer: clients could
+// not reach the buckets it owns.
+func (t *Tier) watchLinks() {
+	if t.linkOK == nil {
+		t.linkOK = make([]bool, len(t.plans))
+		for i := range t.linkOK {
+			t.linkOK[i] = true
+		}
+	}
+	var self heartbeat.Member
+	peers := 0
+	for _, m := range t.o.Members.Members() {
+		if m.Self {
+			self = m
+		} else if !m.State.Down() {
+			peers++
+		}
+	}
+	changed := false
+	for i, p := range t.plans {
+		ok, why := linkUp(p.Interface)
+		if ok && peers > 0 && t.o.BackupBind != "" && onInterface(p.Interface, t.o.BackupBind) {
+			if up, has := self.Paths["backup"]; has && !up {
+				ok, why = false, "no peer heard on the backup heartbeat path of "+p.Interface
+			}
+		}
+		if ok != t.linkOK[i] {
+			t.linkOK[i] = ok
+			changed = true
+			if ok {
+				t.o.Event("node_healthy", t.o.Node, fmt.Sprintf("%s reaches the LAN again: takes %s flows", p.Interface, p.Addr))
+			} else {
+				t.o.Event("node_unhealthy", t.o.Node, fmt.Sprintf("%s: withdrawing from %s", why, p.Addr))
+			}
+		}
+	}
+	if changed {
+		t.publishHealth()
 	}
 }
 

@@ -6,12 +6,15 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"time"
 
 	"github.com/clusterd/clusterd/internal/testnet"
 )
+
+const vip = "10.77.1.100"
 
 func main() {
 	nodes := flag.Int("nodes", 3, "cluster size")
@@ -24,15 +27,44 @@ func main() {
 
 	say := func(f string, a ...any) { fmt.Printf("\n\033[1m>>> "+f+"\033[0m\n", a...) }
 	say("building clusterd and a %d-node network (public + private NIC per node, plus a client)", *nodes)
-	n := testnet.New(p, testnet.Options{Nodes: *nodes, Backup: true})
+	n := testnet.New(p, testnet.Options{Nodes: *nodes, Backup: true, Extra: func(int) string {
+		return "load_balancing:\n  - vip: " + vip + "/24\n    interface: eth0\n    rules:\n      - ports: \"80\"\n"
+	}})
+	for _, nd := range n.Nodes {
+		nd.Serve(80) // a small web server in each node's namespace
+	}
 	n.Start()
 	n.WaitConverged(20 * time.Second)
+	time.Sleep(500 * time.Millisecond)
+	client := n.NewClient(2 * time.Second)
+	spread := func(k int) {
+		count := map[string]int{}
+		for i := 0; i < k; i++ {
+			r := client.Get(context.Background(), "http://"+vip+"/")
+			if r.Err != nil {
+				count["errors"]++
+			} else {
+				count[r.Node]++
+			}
+		}
+		fmt.Printf("%d requests from the client namespace to http://%s/, each on a new connection: %v\n", k, vip, count)
+	}
 	ctl := func(nd *testnet.Node, args ...string) {
 		out, _ := nd.Ctl(args...)
 		fmt.Print(out)
 	}
 	say("clusterctl status on %s", n.Nodes[0].Name)
 	ctl(n.Nodes[0], "status")
+
+	say("the shared VIP %s: every node holds it, each accepts only the flows whose bucket it owns", vip)
+	spread(120)
+	d := n.Nodes[1]
+	say("clusterctl drain %s: no new flows for it, established ones go on", d.Name)
+	ctl(n.Nodes[0], "drain", d.Name)
+	time.Sleep(300 * time.Millisecond)
+	spread(120)
+	ctl(n.Nodes[0], "resume", d.Name)
+	time.Sleep(500 * time.Millisecond)
 
 	v := n.Nodes[len(n.Nodes)-1]
 	say("pulling %s's private (heartbeat) cable: the backup path on the public NIC keeps it a member", v.Name)
@@ -45,8 +77,9 @@ func main() {
 	start := time.Now()
 	v.Kill()
 	n.WaitState(5*time.Second, v, "failed")
-	fmt.Printf("every survivor marked %s failed after %s\n", v.Name, time.Since(start).Round(time.Millisecond))
+	fmt.Printf("every survivor marked %s failed after %s; its buckets moved to the survivors\n", v.Name, time.Since(start).Round(time.Millisecond))
 	ctl(n.Nodes[0], "status")
+	spread(60)
 
 	say("restarting %s: it rejoins", v.Name)
 	v.Start()

@@ -337,3 +337,79 @@ func TestNLBSIGTERMKeepsEstablished(t *testing.T) {
 		t.Errorf("after SIGTERM: %v %v", m, errs)
 	}
 }
+
+// TestNLBPublicCablePull: a node whose public cable is pulled stays a
+// member (its private heartbeat works) but must give up its buckets, since
+// no client can reach it; mended, it takes them back.
+func TestNLBPublicCablePull(t *testing.T) {
+	x := newNLB(t, 4, "multicast", true)
+	v := x.Nodes[2]
+	v.Cable(testnet.Public, false)
+	x.waitOwners(3)
+	if st := x.Nodes[0].MemberState(v.Name); st != "active" {
+		t.Errorf("%s is %s; its private heartbeat still works", v.Name, st)
+	}
+	m, errs := tally(x.burst(200, 8))
+	if len(errs) > 0 || m[v.Name] > 0 {
+		t.Errorf("with %s's public cable pulled: %v, %d errors %v", v.Name, m, len(errs), errs)
+	}
+	v.Cable(testnet.Public, true)
+	x.waitOwners(4)
+	m, errs = tally(x.burst(200, 8))
+	if len(errs) > 0 || m[v.Name] == 0 {
+		t.Errorf("after mending: %v, errors %v", m, errs)
+	}
+}
+
+// TestNLBPrivatePartitionWithBackupPath: the private network splits 2|2;
+// the backup path on the public LAN keeps one membership, so every
+// connection is still answered exactly once.
+func TestNLBPrivatePartitionWithBackupPath(t *testing.T) {
+	x := newNLB(t, 4, "multicast", true)
+	x.PartitionNIC(testnet.Private, x.Nodes[:2], x.Nodes[2:])
+	time.Sleep(time.Second) // well past the failure timeout
+	for _, nd := range x.Nodes {
+		s, err := nd.Status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range s.Members {
+			if m.State != "active" {
+				t.Errorf("%s sees %s as %s during a private-network split", nd.Name, m.Name, m.State)
+			}
+		}
+		if s.VIPs[0].Rules[0].Owners == nil || len(s.VIPs[0].Rules[0].Owners) != 4 {
+			t.Errorf("%s: owners %v", nd.Name, s.VIPs[0].Rules[0].Owners)
+		}
+	}
+	m, errs := tally(x.burst(300, 8))
+	if len(errs) > 0 {
+		t.Errorf("%d of 300 failed during the split: %v", len(errs), errs[0])
+	}
+	t.Logf("during the split: %v", m)
+	x.Heal()
+}
+
+// TestNLBMismatchedRulesFlagged: a node with other port rules is flagged
+// in every status, naming the section.
+func TestNLBMismatchedRulesFlagged(t *testing.T) {
+	n := testnet.New(t, testnet.Options{Nodes: 3, Backup: true, Extra: func(i int) string {
+		if i == 2 {
+			return strings.Replace(lbConfig(50, "multicast"), `ports: "80"`, `ports: "8080"`, 1)
+		}
+		return lbConfig(50, "multicast")
+	}})
+	n.Start()
+	n.WaitFor(10*time.Second, "node3 flagged on node1", func() bool {
+		s, err := n.Nodes[0].Status()
+		if err != nil {
+			return false
+		}
+		for _, m := range s.Members {
+			if m.Name == "node3" && contains(m.ConfigMismatch, "load_balancing") {
+				return !s.Converged
+			}
+		}
+		return false
+	})
+}
