@@ -24,6 +24,18 @@ else
 	echo "staticcheck not installed; skipping (CI installs it)"
 fi
 
+step "MIB lint (smilint -l 6: any output fails)"
+if command -v smilint >/dev/null 2>&1 && [ -n "${SMIPATH:-}" ] && [ -e "$SMIPATH/SNMPv2-SMI" ]; then
+	# smilint exits 0 even on errors: fail on any output at all.
+	out=$(smilint -c /dev/null -l 6 packaging/snmp/CLUSTERD-MIB.txt 2>&1)
+	if [ -n "$out" ]; then
+		echo "$out"; exit 1
+	fi
+	echo "CLUSTERD-MIB: clean"
+else
+	echo "smilint or the base MIBs (\$SMIPATH) missing; skipping (CI runs it)"
+fi
+
 step "Windows build"
 GOOS=windows GOARCH=amd64 go build ./...
 

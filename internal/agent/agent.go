@@ -16,6 +16,7 @@ import (
 	"github.com/clusterd/clusterd/internal/api"
 	"github.com/clusterd/clusterd/internal/config"
 	"github.com/clusterd/clusterd/internal/heartbeat"
+	"github.com/clusterd/clusterd/internal/snmp"
 	"github.com/clusterd/clusterd/internal/vip"
 )
 
@@ -28,6 +29,9 @@ type Agent struct {
 
 	members *heartbeat.Membership
 	tier    *vip.Tier // nil without load_balancing
+	traps   *snmp.Trapper
+	snmpAgt *snmp.Agent
+	start   time.Time
 	prof    heartbeat.Profile
 	events  *eventLog
 	srv     *http.Server
@@ -39,7 +43,7 @@ type Agent struct {
 
 // New builds an agent from a validated config.
 func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
-	a := &Agent{log: log, cfg: cfg, events: newEventLog(1000), done: make(chan struct{})}
+	a := &Agent{log: log, cfg: cfg, events: newEventLog(1000), done: make(chan struct{}), start: time.Now()}
 	prof, err := heartbeat.LookupProfile(cfg.Heartbeat.Profile)
 	if err != nil {
 		return nil, err
@@ -88,6 +92,12 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 			return nil, fmt.Errorf("setting up the VIPs: %w", err)
 		}
 	}
+	if len(cfg.SNMP.Traps) > 0 {
+		a.traps, err = snmp.NewTrapper(cfg.Node.Name, cfg.SNMP.Traps, a.start, a.generation, log.With(slog.String("component", "snmp")))
+		if err != nil {
+			return nil, err
+		}
+	}
 	a.members.Handle(msgDrain, a.onDrainMsg)
 	a.members.Handle(msgResume, a.onResumeMsg)
 	return a, nil
@@ -119,6 +129,17 @@ func (a *Agent) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	if a.traps != nil {
+		a.traps.Start()
+	}
+	if ag := a.cfg.SNMP.Agent; ag != nil && ag.Listen != "" {
+		a.snmpAgt, err = snmp.NewAgent(ag.Listen, ag.Community, a.Status, a.start, a.log.With(slog.String("component", "snmp")))
+		if err != nil {
+			a.log.Error("the built-in SNMP agent cannot listen; running without it", slog.String("listen", ag.Listen), slog.Any("error", err))
+		} else {
+			a.snmpAgt.Start()
+		}
+	}
 	a.serveAPI(l)
 	a.log.Info("clusterd started", slog.String("cluster", a.cfg.Cluster.Name), slog.String("node", a.cfg.Node.Name),
 		slog.Int("priority", a.cfg.Node.Priority), slog.String("socket", a.cfg.Control.Socket))
@@ -134,6 +155,12 @@ func (a *Agent) Close() error {
 			a.tier.Shutdown(a.cfg.Node.ShutdownDrain.D())
 		}
 		a.members.Close()
+		if a.snmpAgt != nil {
+			a.snmpAgt.Close()
+		}
+		if a.traps != nil {
+			a.traps.Close()
+		}
 		if a.srv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			a.srv.Shutdown(ctx)
@@ -173,6 +200,41 @@ func (a *Agent) Reload(next *config.Config) error {
 
 func (a *Agent) record(e api.Event) {
 	a.events.add(e)
+	if a.traps != nil && a.shouldTrap(e) {
+		a.traps.Notify(e)
+	}
+}
+
+// shouldTrap: a cluster-wide event is trapped once, by the live member with
+// the lowest priority number; a node's own health and operator events by
+// that node (only it knows them).
+func (a *Agent) shouldTrap(e api.Event) bool {
+	self := a.cfg.Node.Name
+	switch e.Type {
+	case "node_unhealthy", "node_healthy":
+		return e.Node == self
+	case "operator":
+		return true
+	}
+	lowest, prio := "", 1<<30
+	for _, m := range a.members.Members() {
+		if !m.State.Down() && m.Priority < prio {
+			lowest, prio = m.Name, m.Priority
+		}
+	}
+	return lowest == self
+}
+
+func (a *Agent) generation() uint {
+	if a.tier == nil {
+		return 0
+	}
+	vips, _ := a.tier.Status()
+	var g uint64
+	for _, v := range vips {
+		g = max(g, v.Generation)
+	}
+	return uint(g)
 }
 
 // Status is the cluster as this node sees it.

@@ -1,0 +1,154 @@
+//go:build linux
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clusterd/clusterd/internal/testnet"
+)
+
+const (
+	mibRoot     = ".1.3.6.1.4.1.32473"
+	oidNotify   = mibRoot + ".0."
+	oidNodeName = mibRoot + ".1.5.1.0"
+)
+
+func needTools(t *testing.T, tools ...string) {
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("skipping: %s is not installed (apt-get install snmp snmptrapd)", tool)
+		}
+	}
+}
+
+// trapd runs net-snmp's snmptrapd in the client namespace and returns the
+// file it logs to.
+func trapd(t *testing.T, n *testnet.Net) string {
+	conf := filepath.Join(n.Dir, "snmptrapd.conf")
+	os.WriteFile(conf, []byte("disableAuthorization yes\n"), 0o644)
+	log := filepath.Join(n.Dir, "traps.log")
+	cmd := exec.Command("ip", "netns", "exec", n.Client, "snmptrapd", "-f", "-C", "-c", conf, "-n", "-On",
+		"-Lf", log, "udp:"+testnet.ClientIP+":162")
+	cmd.Env = append(os.Environ(), "MIBS=", "MIBDIRS=/nonexistent")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	time.Sleep(300 * time.Millisecond)
+	return log
+}
+
+// trapsAbout counts logged notifications n (1..14) naming node.
+func trapsAbout(log string, n int, node string) int {
+	b, _ := os.ReadFile(log)
+	count := 0
+	// snmptrapd logs one trap per paragraph-like block; split on the
+	// notification OID and look at the varbinds that follow it.
+	parts := strings.Split(string(b), fmt.Sprintf("OID: %s%d\t", oidNotify, n))
+	for _, p := range parts[1:] {
+		end := strings.Index(p, "\n")
+		if end < 0 {
+			end = len(p)
+		}
+		if strings.Contains(p[:end], fmt.Sprintf("%s = STRING: \"%s\"", oidNodeName, node)) {
+			count++
+		}
+	}
+	return count
+}
+
+const snmpConfig = `snmp:
+  traps:
+    - target: ` + testnet.ClientIP + `:162
+      version: v2c
+      community: public
+  agent:
+    listen: 0.0.0.0:1161
+    community: public
+`
+
+func TestSNMPTrapsAndWalk(t *testing.T) {
+	needTools(t, "snmptrapd", "snmpwalk", "snmpbulkwalk")
+	n := testnet.New(t, testnet.Options{Nodes: 3, Backup: true, Extra: func(int) string { return lbConfig(50, "multicast") + snmpConfig }})
+	for _, nd := range n.Nodes {
+		nd.Serve(80)
+	}
+	log := trapd(t, n)
+	n.Start()
+	n.WaitConverged(15 * time.Second)
+
+	wait := func(what string, notif int, node string) {
+		t.Helper()
+		n.WaitFor(5*time.Second, what, func() bool { return trapsAbout(log, notif, node) >= 1 })
+	}
+	wait("node_joined trap for node3", 1, "node3")
+
+	// Drain node3 from node2's clusterctl: draining, then drained.
+	if out, code := n.Nodes[1].Ctl("drain", "node3"); code != 0 {
+		t.Fatalf("drain: %s", out)
+	}
+	wait("node_draining trap", 4, "node3")
+	wait("node_drained trap", 5, "node3")
+	n.Nodes[1].Ctl("resume", "node3")
+
+	// kill -9: node_failed, trapped once, by node1 (the lowest priority).
+	n.Nodes[2].Kill()
+	wait("node_failed trap", 2, "node3")
+	time.Sleep(500 * time.Millisecond)
+	if c := trapsAbout(log, 2, "node3"); c != 1 {
+		t.Errorf("node_failed for node3 trapped %d times, want once", c)
+	}
+	// SIGTERM: node_left.
+	n.Nodes[1].Term(10 * time.Second)
+	wait("node_left trap", 3, "node2")
+
+	b, _ := os.ReadFile(log)
+	if !strings.Contains(string(b), ".1.3.6.1.2.1.1.3.0 = Timeticks:") || !strings.Contains(string(b), ".1.3.6.1.6.3.1.1.4.1.0 = OID: "+oidNotify) {
+		t.Errorf("traps lack sysUpTime.0 / snmpTrapOID.0:\n%s", b)
+	}
+
+	// Polling: snmpwalk and snmpbulkwalk of the member table agree with
+	// clusterctl status --json.
+	out, code := n.Nodes[0].Ctl("status", "--json")
+	if code != 0 {
+		t.Fatal(out)
+	}
+	var st struct {
+		Members []struct {
+			Name     string `json:"name"`
+			Priority int    `json:"priority"`
+			State    string `json:"state"`
+		} `json:"members"`
+	}
+	json.Unmarshal([]byte(out), &st)
+	states := map[string]int{"joining": 1, "active": 2, "draining": 3, "drained": 4, "failed": 5, "left": 6}
+	for _, tool := range []string{"snmpwalk", "snmpbulkwalk"} {
+		cmd := exec.Command("ip", "netns", "exec", n.Client, tool, "-v2c", "-c", "public", "-On", "-t", "1", "-r", "1",
+			n.Nodes[0].PubIP+":1161", mibRoot+".1.2.1.4")
+		cmd.Env = append(os.Environ(), "MIBS=", "MIBDIRS=/nonexistent")
+		w, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", tool, err, w)
+		}
+		for _, m := range st.Members {
+			want := fmt.Sprintf("%s.1.2.1.4.%d = INTEGER: %d", mibRoot, m.Priority, states[m.State])
+			if !strings.Contains(string(w), want) {
+				t.Errorf("%s: missing %q in\n%s", tool, want, w)
+			}
+		}
+	}
+	// A wrong community gets no answer.
+	cmd := exec.Command("ip", "netns", "exec", n.Client, "snmpwalk", "-v2c", "-c", "wrong", "-On", "-t", "1", "-r", "0", n.Nodes[0].PubIP+":1161", mibRoot)
+	cmd.Env = append(os.Environ(), "MIBS=", "MIBDIRS=/nonexistent")
+	if w, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(w), "Timeout") {
+		t.Errorf("wrong community answered: %v %s", err, w)
+	}
+}
