@@ -5,23 +5,47 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
-type testLog struct{ t *testing.T }
+// testLog routes logs to t.Log until the test ends. memberlist's
+// suspicion timers outlive Shutdown and may log afterwards, which t.Log
+// turns into a panic; late lines are dropped.
+type testLog struct {
+	t    *testing.T
+	done *atomic.Bool
+}
 
-func (w testLog) Write(b []byte) (int, error) { w.t.Log(string(b)); return len(b), nil }
+func newTestLog(t *testing.T) testLog {
+	l := testLog{t: t, done: new(atomic.Bool)}
+	t.Cleanup(func() { l.done.Store(true) })
+	return l
+}
+
+func (w testLog) Write(b []byte) (int, error) {
+	if !w.done.Load() {
+		w.t.Log(string(b))
+	}
+	return len(b), nil
+}
 
 // newTestNode runs a membership on 127.0.0.N (loopback: no root needed).
 func newTestNode(t *testing.T, n int, prio int, key []byte, join ...string) (*Membership, *eventLog) {
 	t.Helper()
+	return newTestNodeRT(t, n, prio, key, false, join...)
+}
+
+func newTestNodeRT(t *testing.T, n int, prio int, key []byte, rt bool, join ...string) (*Membership, *eventLog) {
+	t.Helper()
 	ev := &eventLog{}
+	tl := newTestLog(t)
 	m, err := New(Options{
 		Cluster: "test", Name: fmt.Sprintf("n%d", n), Priority: prio, Keys: [][]byte{key},
 		Bind: fmt.Sprintf("127.0.0.%d", n), Port: 17946, ProbePort: 17948, Join: join,
-		Profile: ProfileLAN, Healthy: true, Config: map[string]string{"x": "1"},
-		Logger:  slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("self", n),
+		Profile: ProfileLAN, Healthy: true, Config: map[string]string{"x": "1"}, Realtime: rt,
+		Logger:  slog.New(slog.NewTextHandler(tl, &slog.HandlerOptions{Level: slog.LevelInfo})).With("self", n),
 		OnEvent: ev.add,
 	})
 	if err != nil {
@@ -144,4 +168,19 @@ func TestConfigMismatchFlagged(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestRealtimePath runs the heartbeat on its real-time I/O path (nanosleep,
+// blocking recvfrom); without the privilege for SCHED_RR it still runs the
+// same code at normal priority.
+func TestRealtimePath(t *testing.T) {
+	a, _ := newTestNodeRT(t, 51, 1, key(1), true)
+	b, _ := newTestNodeRT(t, 52, 2, key(1), true, "127.0.0.51:17946")
+	waitFor(t, 5*time.Second, "2 active", func() bool { return stateOf(a, "n52") == StateActive && stateOf(b, "n51") == StateActive })
+	start := time.Now()
+	b.halt()
+	waitFor(t, 2*time.Second, "n52 failed", func() bool { return stateOf(a, "n52") == StateFailed })
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("detection took %s", d)
+	}
 }
