@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"runtime"
 	"sort"
 	"strconv"
 	"sync"
@@ -254,13 +253,6 @@ func (m *Membership) Start(ctx context.Context) error {
 func (m *Membership) realtime() {
 	if !m.opts.Realtime {
 		return
-	}
-	// A real-time thread coming back from a syscall needs an idle P to run
-	// Go code; with spare Ps it does not wait for a starved ordinary
-	// thread to give one up. The agent is mostly idle, so extra Ps cost
-	// nothing.
-	if runtime.GOMAXPROCS(0) < 8 {
-		runtime.GOMAXPROCS(8)
 	}
 	if err := lockRealtime(); err != nil {
 		m.rtWarn.Do(func() {

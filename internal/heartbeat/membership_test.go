@@ -170,9 +170,8 @@ func TestConfigMismatchFlagged(t *testing.T) {
 	})
 }
 
-// TestRealtimePath runs the heartbeat on its real-time I/O path (nanosleep,
-// blocking recvfrom); without the privilege for SCHED_RR it still runs the
-// same code at normal priority.
+// TestRealtimePath runs the heartbeat loops on locked SCHED_RR threads;
+// without the privilege for SCHED_RR the same code runs at normal priority.
 func TestRealtimePath(t *testing.T) {
 	a, _ := newTestNodeRT(t, 51, 1, key(1), true)
 	b, _ := newTestNodeRT(t, 52, 2, key(1), true, "127.0.0.51:17946")

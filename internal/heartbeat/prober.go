@@ -43,14 +43,6 @@ func (m *Membership) sendLoop(ctx context.Context) {
 		m.interval = m.opts.Profile.IntervalFor(n)
 		d := m.interval
 		m.mu.Unlock()
-		if m.opts.Realtime {
-			rtSleep(d)
-			if ctx.Err() != nil {
-				return
-			}
-			m.sendHeartbeats()
-			continue
-		}
 		select {
 		case <-ctx.Done():
 			return
@@ -114,19 +106,6 @@ func (m *Membership) sendHeartbeats() {
 func (m *Membership) recvLoop(ctx context.Context, path int) {
 	c := m.conns[path]
 	buf := make([]byte, 65536)
-	if m.opts.Realtime {
-		if r, err := newRTReader(c); err == nil {
-			defer r.close()
-			for ctx.Err() == nil {
-				n, from, err := r.read(buf)
-				if err != nil {
-					continue
-				}
-				m.received(path, buf[:n], from)
-			}
-			return
-		}
-	}
 	for {
 		n, from, err := c.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -135,17 +114,13 @@ func (m *Membership) recvLoop(ctx context.Context, path int) {
 			}
 			continue
 		}
-		m.received(path, buf[:n], from.Addr().Unmap())
+		if err := m.handleHeartbeat(path, buf[:n], from.Addr().Unmap(), time.Now()); err != nil {
+			HeartbeatsDropped.Add(1)
+			m.log.Debug("dropping heartbeat", slog.String("from", from.String()), slog.Any("error", err))
+			continue
+		}
+		HeartbeatsReceived.Add(1)
 	}
-}
-
-func (m *Membership) received(path int, pkt []byte, from netip.Addr) {
-	if err := m.handleHeartbeat(path, pkt, from, time.Now()); err != nil {
-		HeartbeatsDropped.Add(1)
-		m.log.Debug("dropping heartbeat", slog.String("from", from.String()), slog.Any("error", err))
-		return
-	}
-	HeartbeatsReceived.Add(1)
 }
 
 // handleHeartbeat applies one received heartbeat. It refuses packets that do
@@ -242,13 +217,6 @@ func (m *Membership) setPeerStateLocked(p *peer, s State, now time.Time, detail 
 // checkLoop fails members whose heartbeat has been silent on every path
 // for Profile.Timeout, and tracks each path.
 func (m *Membership) checkLoop(ctx context.Context) {
-	if m.opts.Realtime {
-		for ctx.Err() == nil {
-			rtSleep(m.opts.Profile.Check)
-			m.check(time.Now())
-		}
-		return
-	}
 	t := time.NewTicker(m.opts.Profile.Check)
 	defer t.Stop()
 	for {

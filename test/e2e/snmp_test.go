@@ -152,3 +152,54 @@ func TestSNMPTrapsAndWalk(t *testing.T) {
 		t.Errorf("wrong community answered: %v %s", err, w)
 	}
 }
+
+// TestSNMPv3Traps: authPriv notifications reach snmptrapd; a node with a
+// wrong passphrase is refused.
+func TestSNMPv3Traps(t *testing.T) {
+	needTools(t, "snmptrapd")
+	v3 := func(pass string) string {
+		return `snmp:
+  traps:
+    - target: ` + testnet.ClientIP + `:162
+      version: v3
+      user: noc
+      auth_protocol: SHA
+      auth_passphrase: ` + pass + `
+      priv_protocol: AES
+      priv_passphrase: ` + pass + `
+`
+	}
+	n := testnet.New(t, testnet.Options{Nodes: 2, Extra: func(i int) string {
+		if i == 0 {
+			return v3("right-passphrase")
+		}
+		return v3("wrong-passphrase")
+	}})
+	conf := filepath.Join(n.Dir, "snmptrapd.conf")
+	var users strings.Builder
+	for _, nd := range n.Nodes {
+		// The trap sender is the authoritative engine: one user entry per
+		// node's engine ID, both with the right passphrase.
+		fmt.Fprintf(&users, "createUser -e 0x80007ed904%x noc SHA right-passphrase AES right-passphrase\n", nd.Name)
+	}
+	os.WriteFile(conf, []byte(users.String()+"authUser log noc priv\n"), 0o644)
+	log := filepath.Join(n.Dir, "traps.log")
+	cmd := exec.Command("ip", "netns", "exec", n.Client, "snmptrapd", "-f", "-C", "-c", conf, "-n", "-On", "-Lf", log, "udp:"+testnet.ClientIP+":162")
+	cmd.Env = append(os.Environ(), "MIBS=", "MIBDIRS=/nonexistent")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	time.Sleep(300 * time.Millisecond)
+	n.Start()
+	n.WaitConverged(10 * time.Second)
+	// node1 (lowest priority) sends node_joined for node2; node2 sends its
+	// own operator event when clusterctl runs there.
+	n.WaitFor(5*time.Second, "v3 trap from node1", func() bool { return trapsAbout(log, 1, "node2") >= 1 })
+	n.Nodes[1].Ctl("forget", "nobody")
+	time.Sleep(time.Second)
+	b, _ := os.ReadFile(log)
+	if strings.Contains(string(b), "[10.77.1.12]") {
+		t.Errorf("a notification with a wrong passphrase was accepted:\n%s", b)
+	}
+}
