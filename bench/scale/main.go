@@ -15,17 +15,19 @@ package main
 
 import (
 	"bufio"
-	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/clusterd/clusterd/internal/testnet"
@@ -34,28 +36,33 @@ import (
 const vipAddr = "10.77.1.100"
 
 func main() {
+	role := flag.String("role", "driver", "driver; backend and client are the processes it starts")
+	name := flag.String("name", "", "backend: the node's name")
+	conns := flag.Int("conns", 0, "client: connections of this worker")
+	rampFlag := flag.Duration("ramp", 20*time.Second, "time over which the connections open (terminals logging in)")
 	hold := flag.Int("hold", 0, "hold this many connections across 4 nodes and count errors")
 	curve := flag.String("curve", "", "comma-separated concurrencies for the response-time table")
 	workers := flag.Int("workers", 16, "requests in service at once per node")
 	service := flag.Duration("service", 4*time.Millisecond, "service time per request")
-	think := flag.Duration("think", 2*time.Second, "pause between a terminal's requests")
+	think := flag.Duration("think", 10*time.Second, "pause between a terminal's requests")
 	dur := flag.Duration("duration", 20*time.Second, "measurement time per point")
 	nodesList := flag.String("nodes", "1,2,4", "cluster sizes for -curve")
 	flag.Parse()
-
-	var lim syscall.Rlimit
-	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
-	lim.Cur = max(lim.Cur, 200000)
-	lim.Max = max(lim.Max, lim.Cur)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		fmt.Fprintln(os.Stderr, "raising the open-file limit:", err)
+	switch *role {
+	case "backend":
+		backend(*name, *workers, *service)
+		return
+	case "client":
+		clientWorker(*conns, *think, *dur, *rampFlag)
+		return
 	}
+
 	p := &testnet.Program{Quiet: true}
 	p.HandleSignals()
 	defer p.Done()
 	if *hold > 0 {
 		n := cluster(p, 4, *workers, *service)
-		r := run(n, *hold, *think, *dur)
+		r := run(p, n, *hold, *think, *dur, *rampFlag)
 		fmt.Printf("hold: %d connections through the VIP across 4 nodes for %s: %d opened, %d errors, %d requests, p50 %s, p99 %s, per node %v\n",
 			*hold, *dur, r.opened, r.errors, r.requests, r.p50, r.p99, r.perNode)
 		return
@@ -72,24 +79,46 @@ func main() {
 		sub := &testnet.Program{Quiet: true}
 		n := cluster(sub, k, *workers, *service)
 		for _, c := range points {
-			r := run(n, c, *think, *dur)
+			r := run(sub, n, c, *think, *dur, *rampFlag)
 			fmt.Printf("| %d | %d | %.0f | %s | %s | %d |\n", c, k, float64(r.requests)/dur.Seconds(), r.p50, r.p99, r.errors)
 		}
 		sub.Done()
 	}
 }
 
+// cluster starts k nodes, each with a backend process of fixed capacity
+// in its namespace (separate processes: one process holding both ends of
+// 21,000 connections would pass the 20,000 open-file limit here).
 func cluster(p *testnet.Program, k, workers int, service time.Duration) *testnet.Net {
 	n := testnet.New(p, testnet.Options{Nodes: k, Backup: true, Realtime: true, Extra: func(int) string {
 		return fmt.Sprintf("load_balancing:\n  - vip: %s/24\n    interface: eth0\n    rules:\n      - ports: \"80\"\n", vipAddr)
 	}})
+	self, _ := os.Executable()
 	for _, nd := range n.Nodes {
-		nd.ServeCapacity(80, workers, service)
+		cmd := exec.Command("ip", "netns", "exec", nd.NS, self, "-role", "backend", "-name", nd.Name,
+			"-workers", strconv.Itoa(workers), "-service", service.String())
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			p.Fatalf("backend: %v", err)
+		}
+		p.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	}
 	n.Start()
 	n.WaitConverged(60 * time.Second)
 	time.Sleep(time.Second)
 	return n
+}
+
+// backend serves HTTP on :80 with a fixed capacity: workers requests in
+// service at once, each taking service (an app server's thread pool).
+func backend(name string, workers int, service time.Duration) {
+	pool := make(chan struct{}, workers)
+	http.ListenAndServe(":80", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pool <- struct{}{}
+		time.Sleep(service)
+		<-pool
+		fmt.Fprintln(w, name)
+	}))
 }
 
 type result struct {
@@ -98,15 +127,67 @@ type result struct {
 	perNode                  map[string]int64
 }
 
-// run opens c keep-alive connections (ramping up over a few seconds, as
-// terminals log in), then each sends a request every think for d.
-func run(n *testnet.Net, c int, think, d time.Duration) result {
-	cl := n.NewClient(10 * time.Second)
-	var opened, errs, reqs atomic.Int64
+// workerResult is what a client worker prints.
+type workerResult struct {
+	Opened, Errors int64
+	LatencyUS      []int64
+	PerNode        map[string]int64
+}
+
+// connsPerWorker keeps each client process well below the open-file limit.
+const connsPerWorker = 6000
+
+// run opens c keep-alive connections from client worker processes
+// (ramping up over ramp, as terminals log in); each sends a request every
+// think for d after the ramp.
+func run(p *testnet.Program, n *testnet.Net, c int, think, d, ramp time.Duration) result {
+	self, _ := os.Executable()
+	var cmds []*exec.Cmd
+	var outs []*strings.Builder
+	for left := c; left > 0; left -= connsPerWorker {
+		k := min(left, connsPerWorker)
+		cmd := exec.Command("ip", "netns", "exec", n.Client, self, "-role", "client", "-conns", strconv.Itoa(k),
+			"-think", think.String(), "-duration", d.String(), "-ramp", ramp.String())
+		out := &strings.Builder{}
+		cmd.Stdout, cmd.Stderr = out, os.Stderr
+		if err := cmd.Start(); err != nil {
+			p.Fatalf("client worker: %v", err)
+		}
+		cmds, outs = append(cmds, cmd), append(outs, out)
+	}
+	r := result{perNode: map[string]int64{}}
+	var lat []int64
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			p.Fatalf("client worker: %v", err)
+		}
+		var w workerResult
+		if err := json.Unmarshal([]byte(outs[i].String()), &w); err != nil {
+			p.Fatalf("client worker output: %v", err)
+		}
+		r.opened += w.Opened
+		r.errors += w.Errors
+		lat = append(lat, w.LatencyUS...)
+		for k, v := range w.PerNode {
+			r.perNode[k] += v
+		}
+	}
+	sort.Slice(lat, func(a, b int) bool { return lat[a] < lat[b] })
+	r.requests = int64(len(lat))
+	if len(lat) > 0 {
+		r.p50 = (time.Duration(lat[len(lat)/2]) * time.Microsecond).Round(100 * time.Microsecond)
+		r.p99 = (time.Duration(lat[len(lat)*99/100]) * time.Microsecond).Round(100 * time.Microsecond)
+	}
+	return r
+}
+
+// clientWorker runs in the client namespace: c terminals, each a
+// keep-alive connection sending one request per think.
+func clientWorker(c int, think, d, ramp time.Duration) {
+	var opened, errs atomic.Int64
 	var mu sync.Mutex
-	var lat []time.Duration
+	var lat []int64
 	per := map[string]int64{}
-	ramp := 5 * time.Second
 	start := time.Now()
 	measureFrom := start.Add(ramp + think)
 	end := measureFrom.Add(d)
@@ -116,9 +197,7 @@ func run(n *testnet.Net, c int, think, d time.Duration) result {
 		go func() {
 			defer wg.Done()
 			time.Sleep(time.Duration(int64(ramp) * int64(i) / int64(c)))
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			conn, err := cl.Dial(ctx, "tcp4", vipAddr+":80")
-			cancel()
+			conn, err := net.DialTimeout("tcp4", vipAddr+":80", 10*time.Second)
 			if err != nil {
 				errs.Add(1)
 				return
@@ -126,7 +205,6 @@ func run(n *testnet.Net, c int, think, d time.Duration) result {
 			defer conn.Close()
 			opened.Add(1)
 			br := bufio.NewReader(conn)
-			// Spread the first requests over one think time.
 			time.Sleep(time.Duration(int64(think) * int64(i%1000) / 1000))
 			for time.Now().Before(end) {
 				t0 := time.Now()
@@ -142,9 +220,8 @@ func run(n *testnet.Net, c int, think, d time.Duration) result {
 				}
 				if t0.After(measureFrom) {
 					el := time.Since(t0)
-					reqs.Add(1)
 					mu.Lock()
-					lat = append(lat, el)
+					lat = append(lat, el.Microseconds())
 					per[node]++
 					mu.Unlock()
 				}
@@ -153,13 +230,7 @@ func run(n *testnet.Net, c int, think, d time.Duration) result {
 		}()
 	}
 	wg.Wait()
-	sort.Slice(lat, func(a, b int) bool { return lat[a] < lat[b] })
-	r := result{opened: opened.Load(), errors: errs.Load(), requests: reqs.Load(), perNode: per}
-	if len(lat) > 0 {
-		r.p50 = lat[len(lat)/2].Round(100 * time.Microsecond)
-		r.p99 = lat[len(lat)*99/100].Round(100 * time.Microsecond)
-	}
-	return r
+	json.NewEncoder(os.Stdout).Encode(workerResult{Opened: opened.Load(), Errors: errs.Load(), LatencyUS: lat, PerNode: per})
 }
 
 // readResponse reads one small HTTP/1.1 response and returns its body
