@@ -73,8 +73,9 @@ type HeartbeatConfig struct {
 	BackupBind string   `yaml:"backup_bind" json:"backup_bind"`
 	Profile    string   `yaml:"profile" json:"profile"`
 	ReapAfter  Duration `yaml:"reap_after" json:"reap_after"`
-	// Realtime runs the agent under SCHED_RR on Linux so that a saturated
-	// CPU cannot delay heartbeats into a false failure (as corosync does).
+	// Realtime runs the heartbeat's threads under SCHED_RR on Linux so that
+	// busy processes are less likely to delay heartbeats into a false
+	// failure (as corosync does).
 	Realtime *bool `yaml:"realtime" json:"realtime"`
 }
 

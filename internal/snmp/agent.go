@@ -137,20 +137,16 @@ func (a *Agent) Handle(pkt []byte) (out []byte) {
 		resp.Variables = append(resp.Variables, gosnmp.SnmpPDU{Name: name, Type: typ})
 	}
 	switch req.PDUType {
-	case gosnmp.GetRequest:
-		for i, v := range req.Variables {
-			if x, ok := tree.Get(parseOID(v.Name)); ok {
-				resp.Variables = append(resp.Variables, x.PDU)
-			} else {
-				noSuch(v.Name, i, gosnmp.NoSuchObject)
-			}
+	case gosnmp.GetRequest, gosnmp.GetNextRequest:
+		lookup, missing := tree.Get, gosnmp.NoSuchObject
+		if req.PDUType == gosnmp.GetNextRequest {
+			lookup, missing = tree.Next, gosnmp.EndOfMibView
 		}
-	case gosnmp.GetNextRequest:
 		for i, v := range req.Variables {
-			if x, ok := tree.Next(parseOID(v.Name)); ok {
+			if x, ok := lookup(parseOID(v.Name)); ok {
 				resp.Variables = append(resp.Variables, x.PDU)
 			} else {
-				noSuch(v.Name, i, gosnmp.EndOfMibView)
+				noSuch(v.Name, i, missing)
 			}
 		}
 	case gosnmp.GetBulkRequest:
