@@ -93,6 +93,12 @@ func cluster(p *testnet.Program, k, workers int, service time.Duration) *testnet
 	n := testnet.New(p, testnet.Options{Nodes: k, Backup: true, Realtime: true, Extra: func(int) string {
 		return fmt.Sprintf("load_balancing:\n  - vip: %s/24\n    interface: eth0\n    rules:\n      - ports: \"80\"\n", vipAddr)
 	}})
+	// One client address opening 21,000 connections per point, point after
+	// point, needs more than the default 28,000 ephemeral ports and the
+	// reuse of its own TIME_WAIT ports.
+	for _, kv := range []string{"net.ipv4.ip_local_port_range=1024 65000", "net.ipv4.tcp_tw_reuse=1"} {
+		exec.Command("ip", "netns", "exec", n.Client, "sysctl", "-qw", kv).Run()
+	}
 	self, _ := os.Executable()
 	for _, nd := range n.Nodes {
 		cmd := exec.Command("ip", "netns", "exec", nd.NS, self, "-role", "backend", "-name", nd.Name,

@@ -49,6 +49,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return cmdKeygen(rest, stdout, stderr)
 	case "service":
 		return cmdService(rest, stdout, stderr)
+	case "agentx":
+		return cmdAgentX(rest, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "clusterd", version.String())
 		return exitOK

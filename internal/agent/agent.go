@@ -27,14 +27,15 @@ type Agent struct {
 	mu  sync.Mutex
 	cfg *config.Config
 
-	members *heartbeat.Membership
-	tier    *vip.Tier // nil without load_balancing
-	traps   *snmp.Trapper
-	snmpAgt *snmp.Agent
-	start   time.Time
-	prof    heartbeat.Profile
-	events  *eventLog
-	srv     *http.Server
+	members    *heartbeat.Membership
+	tier       *vip.Tier // nil without load_balancing
+	traps      *snmp.Trapper
+	stopAgentX context.CancelFunc
+	snmpAgt    *snmp.Agent
+	start      time.Time
+	prof       heartbeat.Profile
+	events     *eventLog
+	srv        *http.Server
 
 	wg        sync.WaitGroup
 	done      chan struct{}
@@ -132,6 +133,12 @@ func (a *Agent) Start(ctx context.Context) error {
 	if a.traps != nil {
 		a.traps.Start()
 	}
+	if ag := a.cfg.SNMP.Agent; ag != nil && ag.AgentX != "" {
+		actx, cancel := context.WithCancel(ctx)
+		a.stopAgentX = cancel
+		a.wg.Add(1)
+		go func() { defer a.wg.Done(); a.superviseAgentX(actx, ag.AgentX) }()
+	}
 	if ag := a.cfg.SNMP.Agent; ag != nil && ag.Listen != "" {
 		a.snmpAgt, err = snmp.NewAgent(ag.Listen, ag.Community, a.Status, a.start, a.log.With(slog.String("component", "snmp")))
 		if err != nil {
@@ -157,6 +164,9 @@ func (a *Agent) Close() error {
 		a.members.Close()
 		if a.snmpAgt != nil {
 			a.snmpAgt.Close()
+		}
+		if a.stopAgentX != nil {
+			a.stopAgentX()
 		}
 		if a.traps != nil {
 			a.traps.Close()

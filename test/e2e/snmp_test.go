@@ -203,3 +203,49 @@ func TestSNMPv3Traps(t *testing.T) {
 		t.Errorf("a notification with a wrong passphrase was accepted:\n%s", b)
 	}
 }
+
+// TestSNMPAgentX: net-snmp's snmpd in node1's namespace is the AgentX
+// master; clusterd's subagent registers CLUSTERD-MIB with it, snmpwalk
+// through snmpd sees the member table, and after snmpd restarts the
+// subagent reconnects.
+func TestSNMPAgentX(t *testing.T) {
+	needTools(t, "snmpd", "snmpwalk")
+	n := testnet.New(t, testnet.Options{Nodes: 2})
+	sock := filepath.Join(n.Dir, "agentx.sock")
+	n.Nodes[0].WriteConfig("snmp:\n  agent:\n    agentx: " + sock + "\n")
+	conf := filepath.Join(n.Dir, "snmpd.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("master agentx\nagentXSocket %s\nagentaddress udp:%s:161\nrocommunity public\n", sock, n.Nodes[0].PubIP)), 0o644)
+	startSnmpd := func() *exec.Cmd {
+		cmd := exec.Command("ip", "netns", "exec", n.Nodes[0].NS, "snmpd", "-f", "-C", "-c", conf, "-Lo", "-p", filepath.Join(n.Dir, "snmpd.pid"))
+		cmd.Env = append(os.Environ(), "MIBS=", "MIBDIRS=/nonexistent")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd
+	}
+	snmpd := startSnmpd()
+	time.Sleep(500 * time.Millisecond)
+	n.Start()
+	n.WaitConverged(10 * time.Second)
+	tool := "snmpwalk"
+	walk := func() string {
+		cmd := exec.Command("ip", "netns", "exec", n.Client, tool, "-v2c", "-c", "public", "-On", "-t", "1", "-r", "0",
+			n.Nodes[0].PubIP+":161", mibRoot+".1.2.1.2")
+		cmd.Env = append(os.Environ(), "MIBS=", "MIBDIRS=/nonexistent")
+		out, _ := cmd.CombinedOutput()
+		return string(out)
+	}
+	ok := func() bool {
+		w := walk()
+		return strings.Contains(w, mibRoot+".1.2.1.2.1 = STRING: \"node1\"") && strings.Contains(w, mibRoot+".1.2.1.2.2 = STRING: \"node2\"")
+	}
+	n.WaitFor(10*time.Second, "the member table through snmpd", ok)
+	tool = "snmpbulkwalk"
+	n.WaitFor(5*time.Second, "the member table through snmpd with GETBULK", ok)
+	tool = "snmpwalk"
+	snmpd.Process.Kill()
+	snmpd.Wait()
+	startSnmpd()
+	n.WaitFor(20*time.Second, "the member table through snmpd after its restart", ok)
+}
