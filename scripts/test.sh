@@ -8,6 +8,30 @@ export PATH="$PATH:/usr/local/go/bin:$(go env GOPATH 2>/dev/null || echo /root/g
 
 step() { printf '\n=== %s\n' "$*"; }
 
+# Set-up: as root on Debian, install what the tests use if it is missing
+# (.ci/run does the same on a fresh machine before calling this script).
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+	missing=""
+	for t in ip:iproute2 nft:nftables ping:iputils-ping snmptrapd:snmptrapd snmpwalk:snmp snmpd:snmpd smilint:smitools; do
+		command -v "${t%%:*}" >/dev/null 2>&1 || missing="$missing ${t#*:}"
+	done
+	if [ -n "$missing" ]; then
+		step "installing:$missing"
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+	fi
+fi
+# Base MIBs for the MIB lint (Debian ships none): from the npm package net-snmp.
+if [ -z "${SMIPATH:-}" ] && command -v npm >/dev/null 2>&1; then
+	SMIPATH="${XDG_CACHE_HOME:-$HOME/.cache}/clusterd-smi"
+	if [ ! -e "$SMIPATH/SNMPv2-SMI" ]; then
+		mkdir -p "$SMIPATH"
+		( cd "$SMIPATH" && npm pack --silent net-snmp@3.29.2 >/dev/null && tar xzf net-snmp-3.29.2.tgz &&
+			for m in SNMPv2-SMI SNMPv2-TC SNMPv2-CONF; do cp "package/lib/mibs/$m.mib" "$m"; done ) || true
+	fi
+	export SMIPATH
+fi
+
 step "gofmt"
 unformatted=$(gofmt -l .)
 if [ -n "$unformatted" ]; then
