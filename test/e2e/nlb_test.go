@@ -413,3 +413,70 @@ func TestNLBMismatchedRulesFlagged(t *testing.T) {
 		return false
 	})
 }
+
+// TestNLBRuleOptions: affinity single keeps one client on one node;
+// filtering single sends a rule to the live node with the lowest
+// handling_priority (and to the next one when it drains that rule);
+// filtering disabled drops the ports on every node.
+func TestNLBRuleOptions(t *testing.T) {
+	n := testnet.New(t, testnet.Options{Nodes: 3, Backup: true, Extra: func(i int) string {
+		// node3 has the lowest handling priority for 8080, then node2.
+		hp := []int{30, 20, 10}[i]
+		return fmt.Sprintf(`load_balancing:
+  - vip: %s/24
+    interface: eth0
+    rules:
+      - ports: "80"
+        affinity: single
+      - ports: "8080"
+        filtering: single
+        handling_priority: %d
+      - ports: "9090"
+        filtering: disabled
+`, vipAddr, hp)
+	}})
+	for _, nd := range n.Nodes {
+		nd.Serve(80)
+		nd.Serve(8080)
+		nd.Serve(9090)
+	}
+	n.Start()
+	n.WaitConverged(15 * time.Second)
+	x := &nlb{Net: n, client: n.NewClient(time.Second)}
+	x.WaitFor(10*time.Second, "converged tables", func() bool {
+		s, err := n.Nodes[0].Status()
+		return err == nil && s.Converged && len(s.VIPs) == 1 && len(s.VIPs[0].Rules[1].Owners) == 1
+	})
+	get := func(port int, k int) (map[string]int, []error) {
+		var rs []testnet.Result
+		for i := 0; i < k; i++ {
+			rs = append(rs, x.client.Get(context.Background(), fmt.Sprintf("http://%s:%d/", vipAddr, port)))
+		}
+		return tally(rs)
+	}
+	if m, errs := get(80, 30); len(errs) > 0 || len(m) != 1 {
+		t.Errorf("affinity single: one client should stay on one node: %v %v", m, errs)
+	}
+	if m, errs := get(8080, 30); len(errs) > 0 || m["node3"] != 30 {
+		t.Errorf("filtering single: all to node3 (lowest handling_priority): %v %v", m, errs)
+	}
+	if m, errs := get(9090, 3); len(errs) != 3 {
+		t.Errorf("filtering disabled: the ports must be dropped: %v", m)
+	}
+	// drain --rule 8080 on node3: the rule goes to node2; port 80 is untouched.
+	if out, code := n.Nodes[2].Ctl("drain", "--rule", "8080"); code != 0 {
+		t.Fatalf("drain --rule: %s", out)
+	}
+	x.WaitFor(5*time.Second, "8080 on node2", func() bool {
+		m, errs := get(8080, 5)
+		return len(errs) == 0 && m["node2"] == 5
+	})
+	if st := n.Nodes[0].MemberState("node3"); st != "active" {
+		t.Errorf("a rule drain changed the node's state to %s", st)
+	}
+	n.Nodes[2].Ctl("resume")
+	x.WaitFor(5*time.Second, "8080 back on node3", func() bool {
+		m, errs := get(8080, 5)
+		return len(errs) == 0 && m["node3"] == 5
+	})
+}
