@@ -36,6 +36,7 @@ type Agent struct {
 	prof       heartbeat.Profile
 	events     *eventLog
 	srv        *http.Server
+	metricsSrv *http.Server
 
 	wg        sync.WaitGroup
 	done      chan struct{}
@@ -147,6 +148,11 @@ func (a *Agent) Start(ctx context.Context) error {
 			a.snmpAgt.Start()
 		}
 	}
+	if a.cfg.Metrics.Listen != "" {
+		if err := a.serveMetrics(a.cfg.Metrics.Listen); err != nil {
+			a.log.Error("the metrics endpoint cannot listen; running without it", slog.String("listen", a.cfg.Metrics.Listen), slog.Any("error", err))
+		}
+	}
 	a.serveAPI(l)
 	a.log.Info("clusterd started", slog.String("cluster", a.cfg.Cluster.Name), slog.String("node", a.cfg.Node.Name),
 		slog.Int("priority", a.cfg.Node.Priority), slog.String("socket", a.cfg.Control.Socket))
@@ -170,6 +176,9 @@ func (a *Agent) Close() error {
 		}
 		if a.traps != nil {
 			a.traps.Close()
+		}
+		if a.metricsSrv != nil {
+			a.metricsSrv.Close()
 		}
 		if a.srv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -63,7 +63,7 @@ func (p Profile) TimeoutFor(interval time.Duration) time.Duration {
 // Profiles by name.
 var (
 	ProfileLAN  = Profile{Name: "lan", Interval: 50 * time.Millisecond, Timeout: 400 * time.Millisecond, Check: 10 * time.Millisecond, JoinTimeout: 5 * time.Second, ScaleAbove: 8}
-	ProfileFast = Profile{Name: "fast", Interval: 20 * time.Millisecond, Timeout: 150 * time.Millisecond, Check: 5 * time.Millisecond, JoinTimeout: 3 * time.Second, ScaleAbove: 8}
+	ProfileFast = Profile{Name: "fast", Interval: 20 * time.Millisecond, Timeout: 240 * time.Millisecond, Check: 5 * time.Millisecond, JoinTimeout: 3 * time.Second, ScaleAbove: 8}
 )
 
 // LookupProfile returns a profile by its config name.

@@ -73,6 +73,8 @@ const snmpConfig = `snmp:
   agent:
     listen: 0.0.0.0:1161
     community: public
+metrics:
+  listen: 0.0.0.0:9464
 `
 
 func TestSNMPTrapsAndWalk(t *testing.T) {
@@ -144,6 +146,15 @@ func TestSNMPTrapsAndWalk(t *testing.T) {
 				t.Errorf("%s: missing %q in\n%s", tool, want, w)
 			}
 		}
+	}
+	// The same picture for Prometheus.
+	resp, err := n.NewClient(2 * time.Second).HTTP.Get("http://" + n.Nodes[0].PubIP + ":9464/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := readAll(resp.Body)
+	if !strings.Contains(body, `clusterd_member_state{member="node3",state="failed"} 1`) || !strings.Contains(body, "clusterd_vip_packets_accepted_total") {
+		t.Errorf("/metrics:\n%s", body)
 	}
 	// A wrong community gets no answer.
 	cmd := exec.Command("ip", "netns", "exec", n.Client, "snmpwalk", "-v2c", "-c", "wrong", "-On", "-t", "1", "-r", "0", n.Nodes[0].PubIP+":1161", mibRoot)
