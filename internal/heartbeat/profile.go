@@ -15,7 +15,7 @@ import (
 //	Timeout - U(0, Interval) + U(0, Check)
 //
 // (the last heartbeat left up to one Interval before the death; the checker
-// runs every Check). For lan that is 350..410 ms, for fast 130..154 ms,
+// runs every Check). For lan that is 350..410 ms, for fast 220..245 ms,
 // independent of the cluster size: all-to-all costs N-1 small packets per
 // path per Interval per node, ~620 packets/s per path at 32 nodes (lan),
 // which a LAN does not notice.
