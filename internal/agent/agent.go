@@ -207,10 +207,19 @@ func (a *Agent) Reload(next *config.Config) error {
 		return fmt.Errorf("installing cluster keys: %w", err)
 	}
 	a.members.SetConfig(next.SharedHashes())
+	lb := next.LoadBalancing
+	if a.tier != nil {
+		if err := a.tier.Reload(next.LoadBalancing); err != nil {
+			a.log.Warn("load_balancing not reloaded; keeping the running VIPs", slog.Any("reason", err))
+			lb = cur.LoadBalancing
+		} else {
+			a.log.Info("load weights and handling priorities reloaded")
+		}
+	}
 	a.mu.Lock()
 	kept := *cur
 	kept.Keys = next.Keys
-	kept.LoadBalancing, kept.Failover, kept.Quorum, kept.SNMP = next.LoadBalancing, next.Failover, next.Quorum, next.SNMP
+	kept.LoadBalancing, kept.Failover, kept.Quorum, kept.SNMP = lb, next.Failover, next.Quorum, next.SNMP
 	a.cfg = &kept
 	a.mu.Unlock()
 	a.log.Info("configuration reloaded", slog.Int("keys", len(next.Keys)))

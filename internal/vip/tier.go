@@ -787,3 +787,39 @@ func (t *Tier) Connections() int {
 	defer t.mu.Unlock()
 	return t.conns
 }
+
+// ErrRestartNeeded: a reload changed something about the VIPs that only a
+// restart applies.
+var ErrRestartNeeded = errors.New("VIP addresses, modes, interfaces, health checks and port rules change only on restart")
+
+// Reload applies new weights and handling priorities (what an operator
+// changes on a live NLB cluster); anything else about the VIPs needs a
+// restart and is refused with ErrRestartNeeded, keeping the running values.
+func (t *Tier) Reload(vips []config.VIPConfig) error {
+	if len(vips) != len(t.o.VIPs) {
+		return ErrRestartNeeded
+	}
+	for i, v := range vips {
+		old := t.o.VIPs[i]
+		if v.VIP != old.VIP || v.Interface != old.Interface || v.Mode != old.Mode || len(v.Rules) != len(old.Rules) ||
+			fmt.Sprint(v.Health) != fmt.Sprint(old.Health) {
+			return ErrRestartNeeded
+		}
+		for j, r := range v.Rules {
+			o := old.Rules[j]
+			if r.Ports != o.Ports || r.Protocol != o.Protocol || r.Filtering != o.Filtering || r.Affinity != o.Affinity {
+				return ErrRestartNeeded
+			}
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, v := range vips {
+		for j, r := range v.Rules {
+			t.o.VIPs[i].Rules[j].Weight = r.Weight
+			t.o.VIPs[i].Rules[j].HandlingPriority = r.HandlingPriority
+		}
+	}
+	t.publishRules()
+	return nil
+}

@@ -480,3 +480,36 @@ func TestNLBRuleOptions(t *testing.T) {
 		return len(errs) == 0 && m["node3"] == 5
 	})
 }
+
+// TestNLBWeightReload: a node's weight changes with SIGHUP, without a
+// restart, and the bucket shares follow (weight 0: no new flows).
+func TestNLBWeightReload(t *testing.T) {
+	x := newNLB(t, 2, "multicast", true)
+	v := x.Nodes[1]
+	owners := func() map[string]int {
+		s, err := x.Nodes[0].Status()
+		if err != nil || len(s.VIPs) == 0 {
+			return nil
+		}
+		return s.VIPs[0].Rules[0].Owners
+	}
+	setWeight := func(w int) {
+		v.WriteConfig("")
+		setLine(t, v.Config, "        weight: 50", fmt.Sprintf("        weight: %d", w))
+		v.HUP()
+	}
+	setWeight(0)
+	x.WaitFor(5*time.Second, "node2 without buckets", func() bool { o := owners(); return len(o) == 1 && o["node1"] == 16381 })
+	setWeight(100)
+	x.WaitFor(5*time.Second, "node2 with two thirds", func() bool {
+		o := owners()
+		return o["node2"] > 16381*65/100 && o["node2"] < 16381*68/100
+	})
+	if strings.Contains(v.Log(), "not reloaded") {
+		t.Errorf("weight reload refused:\n%s", v.Log())
+	}
+	m, errs := tally(x.burst(90, 6))
+	if len(errs) > 0 || m["node2"] < m["node1"] {
+		t.Errorf("after weight 100 vs 50: %v %v", m, errs)
+	}
+}
