@@ -60,8 +60,9 @@ else
 	echo "smilint or the base MIBs (\$SMIPATH) missing; skipping (CI runs it)"
 fi
 
-step "Windows build"
+step "Windows build (and type-check of the Windows tests)"
 GOOS=windows GOARCH=amd64 go build ./...
+GOOS=windows GOARCH=amd64 go vet ./...
 
 step "unit tests (race detector)"
 go test -race -count=1 $(go list ./... | grep -v -e /test/ -e /bench)
