@@ -39,12 +39,17 @@ func newTestNode(t *testing.T, n int, prio int, key []byte, join ...string) (*Me
 
 func newTestNodeRT(t *testing.T, n int, prio int, key []byte, rt bool, join ...string) (*Membership, *eventLog) {
 	t.Helper()
+	return newTestNodeOpts(t, n, prio, key, rt, time.Hour, join...)
+}
+
+func newTestNodeOpts(t *testing.T, n int, prio int, key []byte, rt bool, reap time.Duration, join ...string) (*Membership, *eventLog) {
+	t.Helper()
 	ev := &eventLog{}
 	tl := newTestLog(t)
 	m, err := New(Options{
 		Cluster: "test", Name: fmt.Sprintf("n%d", n), Priority: prio, Keys: [][]byte{key},
 		Bind: fmt.Sprintf("127.0.0.%d", n), Port: 17946, ProbePort: 17948, Join: join,
-		Profile: ProfileLAN, Healthy: true, Config: map[string]string{"x": "1"}, Realtime: rt,
+		Profile: ProfileLAN, Healthy: true, Config: map[string]string{"x": "1"}, Realtime: rt, ReapAfter: reap,
 		Logger:  slog.New(slog.NewTextHandler(tl, &slog.HandlerOptions{Level: slog.LevelInfo})).With("self", n),
 		OnEvent: ev.add,
 	})
@@ -182,4 +187,18 @@ func TestRealtimePath(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("detection took %s", d)
 	}
+}
+
+// TestReapAfter: a failed member stays listed for reap_after, then goes.
+func TestReapAfter(t *testing.T) {
+	a, _ := newTestNodeOpts(t, 61, 1, key(1), false, 700*time.Millisecond)
+	b, _ := newTestNodeOpts(t, 62, 2, key(1), false, 700*time.Millisecond, "127.0.0.61:17946")
+	waitFor(t, 5*time.Second, "joined", func() bool { return stateOf(a, "n62") == StateActive })
+	b.halt()
+	waitFor(t, 2*time.Second, "failed", func() bool { return stateOf(a, "n62") == StateFailed })
+	time.Sleep(300 * time.Millisecond)
+	if stateOf(a, "n62") != StateFailed {
+		t.Fatal("reaped before reap_after")
+	}
+	waitFor(t, 3*time.Second, "reaped", func() bool { return stateOf(a, "n62") == -1 })
 }

@@ -5,8 +5,11 @@
 package e2e
 
 import (
+	"bufio"
 	"encoding/json"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -165,6 +168,31 @@ func TestSIGTERMLeaves(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no operator event for forget:\n%s", out)
+	}
+	// events --follow streams what happens next, one JSON object per line.
+	follow := exec.Command(filepath.Join(n.Bin, "clusterctl"), "--socket", n.Nodes[0].Socket, "events", "--follow", "--json")
+	pipe, _ := follow.StdoutPipe()
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { follow.Process.Kill(); follow.Wait() }()
+	time.Sleep(200 * time.Millisecond)
+	n.Nodes[0].Ctl("forget", "stillnobody")
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	deadline := time.After(3 * time.Second)
+	for got := false; !got; {
+		select {
+		case l := <-lines:
+			got = strings.Contains(l, `"type":"operator"`) && strings.Contains(l, "forget stillnobody")
+		case <-deadline:
+			t.Fatal("events --follow did not stream the new event")
+		}
 	}
 	// A stopped agent: exit 3 with one line.
 	out, code := v.Ctl("status")
