@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -85,7 +86,11 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger, path st
 		return exitFailed
 	}
 	if err := a.Start(ctx); err != nil {
-		log.Error("cannot start", slog.Any("error", err))
+		attrs := []any{slog.Any("error", err)}
+		if errors.Is(err, os.ErrPermission) {
+			attrs = append(attrs, slog.String("hint", "run clusterd as root: the VIP datapath (addresses, nftables, raw ARP socket) needs CAP_NET_ADMIN and CAP_NET_RAW, and the control socket's directory must be writable"))
+		}
+		log.Error("cannot start", attrs...)
 		a.Close()
 		return exitFailed
 	}

@@ -33,7 +33,6 @@ type Agent struct {
 	stopAgentX context.CancelFunc
 	snmpAgt    *snmp.Agent
 	start      time.Time
-	prof       heartbeat.Profile
 	events     *eventLog
 	srv        *http.Server
 	metricsSrv *http.Server
@@ -73,7 +72,6 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("setting up membership: %w", err)
 	}
-	a.prof = prof
 	if len(cfg.LoadBalancing) > 0 {
 		a.tier, err = vip.New(vip.Options{
 			Cluster: cfg.Cluster.Name, Node: cfg.Node.Name, Priority: cfg.Node.Priority,
@@ -164,7 +162,6 @@ func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
 		close(a.done)
 		if a.tier != nil {
-			a.log.Info("stopping new flows; established connections get node.shutdown_drain", slog.Duration("shutdown_drain", a.cfg.Node.ShutdownDrain.D()))
 			a.tier.Shutdown(a.cfg.Node.ShutdownDrain.D())
 		}
 		a.members.Close()
@@ -257,12 +254,7 @@ func (a *Agent) generation() uint {
 	if a.tier == nil {
 		return 0
 	}
-	vips, _ := a.tier.Status()
-	var g uint64
-	for _, v := range vips {
-		g = max(g, v.Generation)
-	}
-	return uint(g)
+	return uint(a.tier.Generation())
 }
 
 // Status is the cluster as this node sees it.
@@ -278,16 +270,13 @@ func (a *Agent) Status() api.Status {
 		VIPs:      []api.VIP{},
 		Groups:    []api.Group{},
 		Problems:  a.members.Problems(),
-		Heartbeat: api.HeartbeatStats{
-			Profile:  cfg.Heartbeat.Profile,
-			Sent:     heartbeat.HeartbeatsSent.Load(),
-			Received: heartbeat.HeartbeatsReceived.Load(),
-			Dropped:  heartbeat.HeartbeatsDropped.Load(),
-		},
+		Heartbeat: api.HeartbeatStats{Profile: cfg.Heartbeat.Profile},
 	}
 	if s.Problems == nil {
 		s.Problems = []string{}
 	}
+	hb := a.members.Stats()
+	s.Heartbeat.Sent, s.Heartbeat.Received, s.Heartbeat.Dropped = hb.Sent, hb.Received, hb.Dropped
 	members := a.members.Members()
 	buckets := map[string]int{}
 	if a.tier != nil {

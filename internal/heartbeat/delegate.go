@@ -40,14 +40,6 @@ func (d *delegate) NotifyMsg(b []byte) {
 		// goroutine.
 		body := append([]byte(nil), b[1:]...)
 		go h(body)
-		return
-	}
-	switch {
-	case b[0] == msgForget && len(b) > 1:
-		name := string(b[1:])
-		if err := d.m.forgetLocal(name); err == nil {
-			d.m.log.Info("forgot a member at a peer's request", slog.String("node", name))
-		}
 	}
 }
 
@@ -74,13 +66,14 @@ func (d *delegate) NotifyJoin(n *memberlist.Node) {
 	defer m.mu.Unlock()
 	p, ok := m.peers[n.Name]
 	if !ok {
-		p = &peer{name: n.Name, addr: addr.Unmap(), mlPort: int(n.Port), meta: meta, state: meta.State, since: now}
+		p = &peer{name: n.Name, addr: addr.Unmap(), mlPort: int(n.Port), state: meta.State, since: now}
+		p.setMeta(meta)
 		p.seen = [2]time.Time{now, now}
 		p.pathUp = [2]bool{true, true}
 		m.peers[n.Name] = p
 		p.mlAlive = true
 		m.emit(EventJoined, n.Name, fmt.Sprintf("state %s, priority %d, address %s", meta.State, meta.Priority, p.addr))
-		m.checkMismatchLocked(p, now)
+		m.checkMismatchLocked(p)
 		return
 	}
 	p.mlAlive = true

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -104,6 +106,13 @@ type peer struct {
 	mlAlive  bool
 	joinTry  time.Time
 	interval time.Duration // the peer's announced heartbeat interval
+	backup   netip.Addr    // meta.Backup parsed; invalid if the peer has no backup path
+}
+
+// setMeta takes new metadata and what derives from it.
+func (p *peer) setMeta(meta Meta) {
+	p.meta = meta
+	p.backup, _ = netip.ParseAddr(meta.Backup)
 }
 
 // Membership is this node's view of the cluster.
@@ -125,6 +134,7 @@ type Membership struct {
 	problems     map[string]string // our own problems, by kind
 	mergeRefusal string
 	handlers     map[byte]func([]byte)
+	ctr          counters
 	joining      bool
 	pauseTill    time.Time
 	lastCheck    time.Time
@@ -133,12 +143,10 @@ type Membership struct {
 	metaChanged  time.Time
 
 	events    chan Event
-	dropped   uint64
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	rtWarn    sync.Once
-	joined    chan struct{}
 }
 
 // New checks the options; Start opens the sockets and joins.
@@ -165,7 +173,6 @@ func New(o Options) (*Membership, error) {
 		refused:     map[string]string{},
 		problems:    map[string]string{},
 		events:      make(chan Event, 1024),
-		joined:      make(chan struct{}),
 		since:       now,
 		metaChanged: now.Add(time.Second), // full heartbeats for the first 2 s
 		meta: Meta{
@@ -178,6 +185,11 @@ func New(o Options) (*Membership, error) {
 			Config:    o.Config,
 		},
 	}
+	m.Handle(msgForget, func(body []byte) {
+		if err := m.forgetLocal(string(body)); err == nil {
+			m.log.Info("forgot a member at a peer's request", slog.String("node", string(body)))
+		}
+	})
 	return m, nil
 }
 
@@ -311,13 +323,14 @@ func (m *Membership) Close() error {
 	return nil
 }
 
-// Joined is closed when this node has met the cluster or formed it alone.
-func (m *Membership) Joined() <-chan struct{} { return m.joined }
-
 // SetState changes this node's announced state (active, draining...).
-func (m *Membership) SetState(s State) {
+func (m *Membership) SetState(s State) { m.setState(s, nil) }
+
+// setState changes the announced state to s, if only (when given) accepts
+// the current one.
+func (m *Membership) setState(s State, only func(State) bool) {
 	m.updateMeta(func(meta *Meta) bool {
-		if meta.State == s {
+		if meta.State == s || only != nil && !only(meta.State) {
 			return false
 		}
 		meta.State = s
@@ -367,7 +380,7 @@ func (m *Membership) SetConfig(h map[string]string) {
 	})
 	m.mu.Lock()
 	for _, p := range m.peers {
-		m.checkMismatchLocked(p, time.Now())
+		m.checkMismatchLocked(p)
 	}
 	m.mu.Unlock()
 }
@@ -427,7 +440,7 @@ func (m *Membership) Members() []Member {
 	self := Member{
 		Name: m.opts.Name, Addr: m.opts.Bind, Backup: m.opts.BackupBind,
 		Priority: m.meta.Priority, State: m.meta.State, Healthy: m.meta.Healthy,
-		Since: m.since, Changes: m.changes, Ext: cloneMap(m.meta.Ext), Self: true,
+		Since: m.since, Changes: m.changes, Ext: maps.Clone(m.meta.Ext), Self: true,
 		Paths: map[string]bool{},
 	}
 	// Our own path is up if it hears any peer (or there is no peer yet).
@@ -437,7 +450,7 @@ func (m *Membership) Members() []Member {
 		}
 		up := len(m.peers) == 0
 		for _, p := range m.peers {
-			if !p.state.Down() && now.Sub(p.seen[i]) < m.opts.Profile.Timeout {
+			if !p.state.Down() && now.Sub(p.seen[i]) < m.opts.Profile.TimeoutFor(p.interval) {
 				up = true
 			}
 		}
@@ -449,7 +462,7 @@ func (m *Membership) Members() []Member {
 		mem := Member{
 			Name: p.name, Addr: p.addr.String(), Backup: p.meta.Backup,
 			Priority: p.meta.Priority, State: p.state, Healthy: p.meta.Healthy,
-			Since: p.since, Changes: p.changes, Ext: cloneMap(p.meta.Ext),
+			Since: p.since, Changes: p.changes, Ext: maps.Clone(p.meta.Ext),
 			Mismatch: append([]string(nil), p.mismatch...), Paths: map[string]bool{},
 		}
 		for i := range m.conns {
@@ -555,7 +568,9 @@ func (m *Membership) emit(t EventType, node, detail string) {
 	select {
 	case m.events <- e:
 	default:
-		m.dropped++
+		// The event log and traps are behind; the line above is still in
+		// the journal.
+		m.log.Warn("event queue full: this event is not in clusterctl events or SNMP", slog.String("type", string(t)), slog.String("node", node))
 	}
 }
 
@@ -594,14 +609,8 @@ func (m *Membership) joinLoop(ctx context.Context) {
 		if !joined {
 			joined = true
 			m.log.Info(how, slog.Int("members", m.ml.NumMembers()))
-			m.mu.Lock()
-			if m.meta.State == StateJoining {
-				m.mu.Unlock()
-				m.SetState(StateActive)
-			} else {
-				m.mu.Unlock()
-			}
-			close(m.joined)
+			// A drain restored from state_dir stays; only joining turns active.
+			m.setState(StateActive, func(cur State) bool { return cur == StateJoining })
 		}
 	}
 	if len(targets) == 0 {
@@ -698,34 +707,21 @@ func (m *Membership) hasPath(p *peer, i int) bool {
 	if m.conns[i] == nil {
 		return false
 	}
-	return i == pathPrivate || p.meta.Backup != ""
+	return i == pathPrivate || p.backup.IsValid()
 }
 
-func (m *Membership) checkMismatchLocked(p *peer, now time.Time) {
+func (m *Membership) checkMismatchLocked(p *peer) {
 	mm := mismatch(m.meta.Config, p.meta.Config)
 	if len(p.meta.Config) == 0 {
 		mm = nil
 	}
-	if fmt.Sprint(mm) != fmt.Sprint(p.mismatch) {
+	if !slices.Equal(mm, p.mismatch) {
 		p.mismatch = mm
 		if len(mm) > 0 {
 			m.emit(EventConfigMismatch, p.name, fmt.Sprintf("shared settings differ from this node's: %v", mm))
 		}
 	}
 }
-
-func cloneMap(in map[string]string) map[string]string {
-	if in == nil {
-		return nil
-	}
-	out := make(map[string]string, len(in))
-	for k, v := range in {
-		out[k] = v
-	}
-	return out
-}
-
-func sortStrings(s []string) { sort.Strings(s) }
 
 // halt stops without leaving, as kill -9 would (tests only).
 func (m *Membership) halt() {

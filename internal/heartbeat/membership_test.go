@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -143,7 +144,14 @@ func TestFormFailLeave(t *testing.T) {
 func TestWrongKeyNeverJoins(t *testing.T) {
 	a, _ := newTestNode(t, 21, 1, key(1))
 	b, _ := newTestNode(t, 22, 2, key(2), "127.0.0.21:17946")
-	time.Sleep(1500 * time.Millisecond)
+	waitFor(t, 3*time.Second, "the join to fail", func() bool {
+		for _, p := range b.Problems() {
+			if strings.Contains(p, "no peer answered the join") {
+				return true
+			}
+		}
+		return false
+	})
 	if len(a.Members()) != 1 || len(b.Members()) != 1 {
 		t.Fatalf("a node with another key became a member: %v / %v", a.Members(), b.Members())
 	}

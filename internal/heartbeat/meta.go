@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"sort"
 )
 
 // State is a member's state, as shown in status and SNMP.
@@ -108,6 +109,6 @@ func mismatch(a, b map[string]string) []string {
 			out = append(out, k)
 		}
 	}
-	sortStrings(out)
+	sort.Strings(out)
 	return out
 }

@@ -24,12 +24,19 @@ type heartbeat struct {
 	Meta *Meta `json:"m,omitempty"`
 }
 
-// Counters of the fast heartbeat, for status and metrics.
-var (
-	HeartbeatsSent     atomic.Uint64
-	HeartbeatsReceived atomic.Uint64
-	HeartbeatsDropped  atomic.Uint64 // malformed, wrong key, unknown sender, wrong source address
-)
+// Stats counts this membership's fast heartbeats.
+type Stats struct {
+	Sent, Received uint64
+	// Dropped: malformed, wrong key, unknown sender, wrong source address.
+	Dropped uint64
+}
+
+type counters struct{ sent, received, dropped atomic.Uint64 }
+
+// Stats returns the heartbeat counters, for status and metrics.
+func (m *Membership) Stats() Stats {
+	return Stats{Sent: m.ctr.sent.Load(), Received: m.ctr.received.Load(), Dropped: m.ctr.dropped.Load()}
+}
 
 func (m *Membership) sendLoop(ctx context.Context) {
 	for {
@@ -78,9 +85,7 @@ func (m *Membership) sendHeartbeats() {
 		}
 		dsts = append(dsts, dst{pathPrivate, netip.AddrPortFrom(p.addr, port)})
 		if m.hasPath(p, pathBackup) {
-			if b, err := netip.ParseAddr(p.meta.Backup); err == nil {
-				dsts = append(dsts, dst{pathBackup, netip.AddrPortFrom(b, port)})
-			}
+			dsts = append(dsts, dst{pathBackup, netip.AddrPortFrom(p.backup, port)})
 		}
 	}
 	m.mu.Unlock()
@@ -97,7 +102,7 @@ func (m *Membership) sendHeartbeats() {
 			// Errors (unreachable network during a cable pull) are the
 			// normal case for a dead path; silence is what peers judge.
 			if _, err := c.WriteToUDPAddrPort(pkt, d.addr); err == nil {
-				HeartbeatsSent.Add(1)
+				m.ctr.sent.Add(1)
 			}
 		}
 	}
@@ -115,11 +120,11 @@ func (m *Membership) recvLoop(ctx context.Context, path int) {
 			continue
 		}
 		if err := m.handleHeartbeat(path, buf[:n], from.Addr().Unmap(), time.Now()); err != nil {
-			HeartbeatsDropped.Add(1)
+			m.ctr.dropped.Add(1)
 			m.log.Debug("dropping heartbeat", slog.String("from", from.String()), slog.Any("error", err))
 			continue
 		}
-		HeartbeatsReceived.Add(1)
+		m.ctr.received.Add(1)
 	}
 }
 
@@ -144,7 +149,7 @@ func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now 
 	}
 	want := p.addr
 	if path == pathBackup {
-		want, _ = netip.ParseAddr(p.meta.Backup)
+		want = p.backup
 	}
 	if from != want {
 		return fmt.Errorf("heartbeat for %q from %s, but its %s address is %s", hb.Name, from, pathNames[path], want)
@@ -177,7 +182,8 @@ func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now 
 // changes mean.
 func (m *Membership) applyMetaLocked(p *peer, meta Meta, v uint64, now time.Time) {
 	old := p.meta
-	p.meta, p.metaV = meta, v
+	p.setMeta(meta)
+	p.metaV = v
 	if old.Healthy != meta.Healthy && !p.state.Down() {
 		if meta.Healthy {
 			m.emit(EventHealthy, p.name, "health checks pass")
@@ -188,7 +194,7 @@ func (m *Membership) applyMetaLocked(p *peer, meta Meta, v uint64, now time.Time
 	if !p.state.Down() && meta.State != p.state {
 		m.setPeerStateLocked(p, meta.State, now, "")
 	}
-	m.checkMismatchLocked(p, now)
+	m.checkMismatchLocked(p)
 }
 
 func (m *Membership) setPeerStateLocked(p *peer, s State, now time.Time, detail string) {

@@ -76,7 +76,7 @@ type Tier struct {
 
 	mu          sync.Mutex
 	tables      [][]Table // [vip][rule]
-	inputs      string
+	sig         string    // signature of the inputs tables were built from
 	generation  uint64
 	applied     Ownership
 	pending     *Ownership
@@ -86,7 +86,7 @@ type Tier struct {
 	linkOK      []bool // the VIP's NIC reaches the LAN
 	drain       drainState
 	drainRules  map[string]bool
-	conns       int
+	backupOn    []bool // heartbeat.backup_bind is on the VIP's NIC (fixed at start)
 	lastMembers map[string]heartbeat.State
 	defaults    map[int]string
 
@@ -148,13 +148,17 @@ func (t *Tier) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	t.dp = dp
 	if err := dp.Setup(t.plans, t.o.LiveTTL); err != nil {
 		dp.Close()
 		return fmt.Errorf("setting up the VIP datapath: %w", err)
 	}
+	t.dp = dp
 	if err := dp.Refresh(); err != nil {
 		return fmt.Errorf("arming the liveness element: %w", err)
+	}
+	t.backupOn = make([]bool, len(t.plans))
+	for i, p := range t.plans {
+		t.backupOn[i] = t.o.BackupBind != "" && onInterface(p.Interface, t.o.BackupBind)
 	}
 	t.loadDrain()
 	t.publishRules()
@@ -174,6 +178,7 @@ func (t *Tier) Shutdown(grace time.Duration) {
 	if t.dp == nil {
 		return
 	}
+	t.log.Info("stopping new flows; established connections get node.shutdown_drain", slog.Duration("shutdown_drain", grace))
 	t.o.Members.SetState(heartbeat.StateDraining)
 	if err := t.dp.StopNew(); err != nil {
 		t.log.Warn("stopping new flows", slog.Any("error", err))
@@ -262,63 +267,95 @@ func memberHealthy(ext map[string]string, vip int) bool {
 	return vip >= len(h) || h[vip] == '1'
 }
 
-// compute derives every rule's table from the members (pure apart from
-// reading t.plans): the same inputs give the same tables on every node.
-func (t *Tier) compute(members []heartbeat.Member) (tables [][]Table, inputs string, failOpen map[int]bool, defaults map[int]string) {
-	failOpen = map[int]bool{}
-	defaults = map[int]string{}
+// ruleInput is what one rule's table is made of.
+type ruleInput struct {
+	cands []Candidate
+	best  string // filtering single: the eligible node with the lowest handling_priority
+}
+
+// convergence is what the bucket tables are a function of. Its sig is
+// equal on every node that sees the same members, weights and health.
+type convergence struct {
+	rules    [][]ruleInput // [vip][rule]
+	defaults map[int]string
+	failOpen map[int]bool
+	sig      string
+}
+
+// inputs reads the members' state into the convergence inputs. It is
+// cheap, so it runs every tick; the tables are built only when sig
+// changes.
+func (t *Tier) inputs(members []heartbeat.Member) convergence {
+	c := convergence{defaults: map[int]string{}, failOpen: map[int]bool{}}
+	var active []heartbeat.Member
+	for _, m := range members {
+		if m.State == heartbeat.StateActive {
+			active = append(active, m)
+		}
+	}
+	sort.Slice(active, func(i, j int) bool { return active[i].Priority < active[j].Priority })
+	published := make([][][][2]int, len(active))
+	for i, m := range active {
+		published[i] = memberRules(m.Ext)
+	}
 	var sig strings.Builder
 	for vi, p := range t.plans {
-		var active []heartbeat.Member
-		for _, m := range members {
-			if m.State == heartbeat.StateActive {
-				active = append(active, m)
-			}
-		}
-		healthy := active[:0:0]
-		for _, m := range active {
+		var eligible []int // indexes into active
+		for i, m := range active {
 			if memberHealthy(m.Ext, vi) {
-				healthy = append(healthy, m)
+				eligible = append(eligible, i)
 			}
 		}
-		eligible := healthy
-		if len(healthy) == 0 && len(active) > 0 {
-			eligible, failOpen[vi] = active, true
+		if len(eligible) == 0 && len(active) > 0 {
+			c.failOpen[vi] = true
+			for i := range active {
+				eligible = append(eligible, i)
+			}
 		}
-		sort.Slice(eligible, func(i, j int) bool { return eligible[i].Priority < eligible[j].Priority })
 		if len(eligible) > 0 {
-			defaults[vi] = eligible[0].Name
+			c.defaults[vi] = active[eligible[0]].Name
 		}
-		var rules []Table
-		for ri, r := range p.Rules {
-			var cands []Candidate
-			bestHP, best := 1<<30, ""
-			for _, m := range eligible {
-				mr := memberRules(m.Ext)
+		rules := make([]ruleInput, len(p.Rules))
+		for ri := range p.Rules {
+			bestHP := 1 << 30
+			for _, i := range eligible {
 				w, hp := 0, 99
-				if vi < len(mr) && ri < len(mr[vi]) {
+				if mr := published[i]; vi < len(mr) && ri < len(mr[vi]) {
 					w, hp = mr[vi][ri][0], mr[vi][ri][1]
 				}
-				cands = append(cands, Candidate{Name: m.Name, Weight: w})
+				rules[ri].cands = append(rules[ri].cands, Candidate{Name: active[i].Name, Weight: w})
 				if w > 0 && hp < bestHP {
-					bestHP, best = hp, m.Name
+					bestHP, rules[ri].best = hp, active[i].Name
 				}
-				fmt.Fprintf(&sig, "%d/%d/%s/%d/%d;", vi, ri, m.Name, w, hp)
-			}
-			switch r.Filtering {
-			case "single":
-				rules = append(rules, Single(best, TableSize))
-			case "disabled":
-				rules = append(rules, Single("", TableSize))
-			default:
-				rules = append(rules, Assign(cands, TableSize))
+				fmt.Fprintf(&sig, "%d/%d/%s/%d/%d;", vi, ri, active[i].Name, w, hp)
 			}
 		}
-		tables = append(tables, rules)
-		fmt.Fprintf(&sig, "default=%s;", defaults[vi])
+		c.rules = append(c.rules, rules)
+		fmt.Fprintf(&sig, "default=%s;", c.defaults[vi])
 	}
 	h := sha256.Sum256([]byte(sig.String()))
-	return tables, hex.EncodeToString(h[:6]), failOpen, defaults
+	c.sig = hex.EncodeToString(h[:6])
+	return c
+}
+
+// build makes every rule's table from the inputs: the same inputs give
+// the same tables on every node.
+func (t *Tier) build(c convergence) [][]Table {
+	tables := make([][]Table, len(t.plans))
+	for vi, p := range t.plans {
+		for ri, r := range p.Rules {
+			in := c.rules[vi][ri]
+			switch r.Filtering {
+			case "single":
+				tables[vi] = append(tables[vi], Single(in.best, TableSize))
+			case "disabled":
+				tables[vi] = append(tables[vi], Single("", TableSize))
+			default:
+				tables[vi] = append(tables[vi], Assign(in.cands, TableSize))
+			}
+		}
+	}
+	return tables
 }
 
 func (t *Tier) converge(now time.Time) {
@@ -337,11 +374,12 @@ func (t *Tier) converge(now time.Time) {
 			t.applied, t.pending = *t.pending, nil
 		}
 	}
-	tables, inputs, failOpen, defaults := t.compute(members)
-	if inputs == t.inputs {
+	in := t.inputs(members)
+	if in.sig == t.sig {
 		t.lastMembers = states
 		return
 	}
+	tables, failOpen, defaults := t.build(in), in.failOpen, in.defaults
 	cause := describeChange(t.lastMembers, states)
 	t.lastMembers = states
 	for vi := range t.plans {
@@ -399,9 +437,9 @@ func (t *Tier) converge(now time.Time) {
 		// Buckets of a live previous owner come after it has let go.
 		t.pending, t.pendingAt = &want, now.Add(t.o.Settle)
 	}
-	t.tables, t.inputs, t.defaults = tables, inputs, defaults
+	t.tables, t.sig, t.defaults = tables, in.sig, defaults
 	t.generation++
-	t.o.Members.SetExt(extInputs, inputs)
+	t.o.Members.SetExt(extInputs, in.sig)
 	counts := 0
 	for _, tb := range want.Owned {
 		counts += len(tb)
@@ -448,7 +486,7 @@ func (t *Tier) publishRules() {
 		var rs []string
 		for _, r := range v.Rules {
 			w := *r.Weight
-			if t.drainRules[ruleKey(vi, r.Ports)] || t.drainRules[ruleKey(-1, r.Ports)] {
+			if t.drainRules[ruleKey(vi, r.Ports)] {
 				w = 0
 			}
 			rs = append(rs, fmt.Sprintf("%d/%d", w, r.HandlingPriority))
@@ -475,8 +513,17 @@ func (t *Tier) publishHealth() {
 	t.o.Members.SetHealthy(all)
 }
 
+// Cadence of the slower watches in healthLoop: a link check is two
+// netlink dumps and a drain check a conntrack dump, so neither runs at the
+// 10 ms pace of the health probes' scheduler.
+const (
+	linkEvery  = 100 * time.Millisecond
+	drainEvery = 500 * time.Millisecond
+)
+
 func (t *Tier) healthLoop(ctx context.Context) {
 	next := make([]time.Time, len(t.checkers))
+	var nextLink, nextDrain time.Time
 	tk := time.NewTicker(10 * time.Millisecond)
 	defer tk.Stop()
 	for {
@@ -505,8 +552,14 @@ func (t *Tier) healthLoop(ctx context.Context) {
 					t.publishHealth()
 				}
 			}
-			t.watchLinks()
-			t.watchDrain(now)
+			if now.After(nextLink) {
+				nextLink = now.Add(linkEvery)
+				t.watchLinks()
+			}
+			if now.After(nextDrain) {
+				nextDrain = now.Add(drainEvery)
+				t.watchDrain(now)
+			}
 		}
 	}
 }
@@ -533,7 +586,7 @@ func (t *Tier) watchLinks() {
 	changed := false
 	for i, p := range t.plans {
 		ok, why := linkUp(p.Interface)
-		if ok && peers > 0 && t.o.BackupBind != "" && onInterface(p.Interface, t.o.BackupBind) {
+		if ok && peers > 0 && t.backupOn[i] {
 			if up, has := self.Paths["backup"]; has && !up {
 				ok, why = false, "no peer heard on the backup heartbeat path of "+p.Interface
 			}
@@ -668,7 +721,6 @@ func (t *Tier) watchDrain(now time.Time) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.conns = n
 	t.o.Members.SetExt(extConns, strconv.Itoa(n))
 	timedOut := !d.Deadline.IsZero() && now.After(d.Deadline)
 	// A drain is at least one tick old before it can end, so peers see
@@ -720,7 +772,7 @@ func (t *Tier) Converged(members []heartbeat.Member) bool {
 		return true
 	}
 	t.mu.Lock()
-	mine := t.inputs
+	mine := t.sig
 	t.mu.Unlock()
 	for _, m := range members {
 		if !m.State.Down() && m.State != heartbeat.StateJoining && m.Ext[extInputs] != mine {
@@ -761,31 +813,16 @@ func (t *Tier) Owner(vip netip.AddrPort, client netip.AddrPort, proto string) (a
 			}
 			return resp, nil
 		}
-		resp := api.OwnerResponse{Rule: "none", Bucket: -1, Note: "no port rule matches: the default host serves it"}
-		for _, m := range t.o.Members.Members() {
-			if m.State == heartbeat.StateActive && (resp.Node == "" || m.Priority < t.priorityOf(resp.Node)) {
-				resp.Node = m.Name
-			}
-		}
-		return resp, nil
+		return api.OwnerResponse{Rule: "none", Bucket: -1, Node: t.defaults[vi], Note: "no port rule matches: the default host serves it"}, nil
 	}
 	return api.OwnerResponse{}, fmt.Errorf("%s is not a load-balanced VIP of this cluster", vip.Addr())
 }
 
-func (t *Tier) priorityOf(name string) int {
-	for _, m := range t.o.Members.Members() {
-		if m.Name == name {
-			return m.Priority
-		}
-	}
-	return 1 << 30
-}
-
-// Connections is the last counted number of established connections.
-func (t *Tier) Connections() int {
+// Generation is the bucket map generation on this node.
+func (t *Tier) Generation() uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.conns
+	return t.generation
 }
 
 // ErrRestartNeeded: a reload changed something about the VIPs that only a

@@ -176,8 +176,6 @@ func TestSIGTERMLeaves(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { follow.Process.Kill(); follow.Wait() }()
-	time.Sleep(200 * time.Millisecond)
-	n.Nodes[0].Ctl("forget", "stillnobody")
 	lines := make(chan string, 100)
 	go func() {
 		sc := bufio.NewScanner(pipe)
@@ -185,6 +183,14 @@ func TestSIGTERMLeaves(t *testing.T) {
 			lines <- sc.Text()
 		}
 	}()
+	// The past events come first: once one arrives, the follower is
+	// subscribed (the agent takes both in one step).
+	select {
+	case <-lines:
+	case <-time.After(3 * time.Second):
+		t.Fatal("events --follow printed nothing")
+	}
+	n.Nodes[0].Ctl("forget", "stillnobody")
 	deadline := time.After(3 * time.Second)
 	for got := false; !got; {
 		select {
@@ -209,7 +215,10 @@ func TestWrongKeyNeverJoins(t *testing.T) {
 	cfg, _ := os.ReadFile(n.Nodes[2].Config)
 	os.WriteFile(n.Nodes[2].Config, []byte(strings.Replace(string(cfg), n.Key, other, 1)), 0o644)
 	n.Start()
-	time.Sleep(3 * time.Second)
+	n.WaitFor(10*time.Second, "both sides to log the refusal", func() bool {
+		return strings.Contains(n.Nodes[0].Log()+n.Nodes[1].Log(), "decrypt") &&
+			strings.Contains(n.Nodes[2].Log(), "no peer answered the join")
+	})
 	for _, nd := range n.Nodes[:2] {
 		if st := nd.MemberState(n.Nodes[2].Name); st != "" {
 			t.Errorf("%s lists the wrong-key node as %s", nd.Name, st)
@@ -316,10 +325,16 @@ func TestKeyRotation(t *testing.T) {
 	}
 	// A node restarted with only the old key can no longer join.
 	n.Nodes[2].Kill()
+	n.WaitState(3*time.Second, n.Nodes[2], "failed") // the old incarnation is gone first
+	if strings.Contains(n.Nodes[2].Log(), "no peer answered the join") {
+		t.Fatal("node3 logged a failed join before the key change")
+	}
 	os.WriteFile(n.Dir+"/old.key", oldKey, 0o600)
 	setLine(t, n.Nodes[2].Config, "  key_file: "+n.Key, "  key_file: "+n.Dir+"/old.key")
 	n.Nodes[2].Start()
-	time.Sleep(2 * time.Second)
+	n.WaitFor(10*time.Second, "node3's join refused", func() bool {
+		return strings.Contains(n.Nodes[2].Log(), "no peer answered the join")
+	})
 	if st := n.Nodes[0].MemberState("node3"); st == "active" {
 		t.Errorf("a node with the retired key rejoined")
 	}

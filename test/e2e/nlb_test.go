@@ -145,7 +145,7 @@ func TestNLBKill9FailsClosed(t *testing.T) {
 	victim.Kill()
 	killed := time.Now()
 	x.WaitState(3*time.Second, victim, "failed")
-	time.Sleep(300 * time.Millisecond)
+	x.waitOwners(3)
 	rs := x.burst(200, 8)
 	m, errs := tally(rs)
 	if len(errs) > 0 {
@@ -200,7 +200,7 @@ func TestNLBDrainKeepsEstablished(t *testing.T) {
 		o, c := target.Ctl("drain", "--wait", "--timeout", "30s")
 		waitOut <- fmt.Sprintf("exit %d: %s", c, o)
 	}()
-	time.Sleep(300 * time.Millisecond)
+	x.waitOwners(2)
 	rs := x.burst(150, 6)
 	m, errs := tally(rs)
 	if len(errs) > 0 || m[target.Name] > 0 {
@@ -266,6 +266,7 @@ func TestNLBJoinKeepsEstablished(t *testing.T) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var broken []string
+	opened := make(chan struct{}, 12)
 	for i := 0; i < 12; i++ {
 		wg.Add(1)
 		go func() {
@@ -273,6 +274,7 @@ func TestNLBJoinKeepsEstablished(t *testing.T) {
 			hc := x.NewClient(20 * time.Second)
 			req, _ := httpGet(context.Background(), "http://"+vipAddr+"/stream?s=3")
 			resp, err := hc.HTTP.Do(req)
+			opened <- struct{}{} // established (or failed): counted either way
 			if err != nil {
 				mu.Lock()
 				broken = append(broken, err.Error())
@@ -287,7 +289,9 @@ func TestNLBJoinKeepsEstablished(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(500 * time.Millisecond)
+	for i := 0; i < 12; i++ {
+		<-opened
+	}
 	x.Nodes[3].Start()
 	x.waitOwners(4)
 	wg.Wait()

@@ -42,8 +42,18 @@ func trapd(t *testing.T, n *testnet.Net) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	time.Sleep(300 * time.Millisecond)
+	waitTrapd(t, n, log)
 	return log
+}
+
+// waitTrapd waits until snmptrapd has opened its port (it then logs its
+// version line).
+func waitTrapd(t *testing.T, n *testnet.Net, log string) {
+	t.Helper()
+	n.WaitFor(5*time.Second, "snmptrapd to start", func() bool {
+		b, _ := os.ReadFile(log)
+		return strings.Contains(string(b), "NET-SNMP version")
+	})
 }
 
 // trapsAbout counts logged notifications n (1..14) naming node.
@@ -201,7 +211,7 @@ func TestSNMPv3Traps(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	time.Sleep(300 * time.Millisecond)
+	waitTrapd(t, n, log)
 	n.Start()
 	n.WaitConverged(10 * time.Second)
 	// node1 (lowest priority) sends node_joined for node2; node2 sends its
@@ -236,7 +246,7 @@ func TestSNMPAgentX(t *testing.T) {
 		return cmd
 	}
 	snmpd := startSnmpd()
-	time.Sleep(500 * time.Millisecond)
+	n.WaitFor(5*time.Second, "snmpd's AgentX socket", func() bool { _, err := os.Stat(sock); return err == nil })
 	n.Start()
 	n.WaitConverged(10 * time.Second)
 	tool := "snmpwalk"
