@@ -6,12 +6,16 @@ require (
 	github.com/Microsoft/go-winio v0.6.2
 	github.com/google/nftables v0.3.1-0.20251119083706-1db35da82052
 	github.com/gosnmp/gosnmp v1.47.0
+	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/memberlist v0.5.4
+	github.com/hashicorp/raft v1.7.3
+	github.com/hashicorp/raft-boltdb/v2 v2.3.1
 	github.com/kardianos/service v1.2.4
 	github.com/mdlayher/packet v1.1.2
 	github.com/posteo/go-agentx v0.3.0
 	github.com/prometheus/client_golang v1.23.2
 	github.com/vishvananda/netlink v1.3.1
+	go.etcd.io/bbolt v1.3.11
 	go.yaml.in/yaml/v3 v3.0.5
 	golang.org/x/sys v0.38.0
 )
@@ -19,7 +23,9 @@ require (
 require (
 	github.com/armon/go-metrics v0.4.1 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/boltdb/bolt v1.3.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/fatih/color v1.13.0 // indirect
 	github.com/google/btree v1.1.3 // indirect
 	github.com/google/go-cmp v0.7.0 // indirect
 	github.com/hashicorp/errwrap v1.1.0 // indirect
@@ -31,6 +37,8 @@ require (
 	github.com/hashicorp/golang-lru v0.5.0 // indirect
 	github.com/josharian/native v1.1.0 // indirect
 	github.com/kylelemons/godebug v1.1.0 // indirect
+	github.com/mattn/go-colorable v0.1.12 // indirect
+	github.com/mattn/go-isatty v0.0.14 // indirect
 	github.com/mdlayher/netlink v1.8.1-0.20251028132421-dcc6cab9a6eb // indirect
 	github.com/mdlayher/socket v0.5.1 // indirect
 	github.com/miekg/dns v1.1.68 // indirect

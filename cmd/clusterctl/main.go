@@ -29,6 +29,8 @@ commands:
   resume [NODE]                undo drain
   owner VIP:PORT CLIENT_IP:CLIENT_PORT [--proto tcp|udp]
                                which node and bucket serve a flow
+  move GROUP [NODE] [--timeout DUR]
+                               planned switchover of a failover group
   forget NODE                  drop a failed or left member from the list
   version                      versions of clusterctl and the agent
 
@@ -102,6 +104,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		code = e.status(ctx, rest)
 	case "events":
 		code = e.events(ctx, rest)
+	case "move":
+		code = e.move(ctx, rest)
 	case "forget":
 		code = e.forget(ctx, rest)
 	case "drain":

@@ -15,6 +15,7 @@ import (
 
 	"github.com/clusterd/clusterd/internal/api"
 	"github.com/clusterd/clusterd/internal/config"
+	"github.com/clusterd/clusterd/internal/failover"
 	"github.com/clusterd/clusterd/internal/heartbeat"
 	"github.com/clusterd/clusterd/internal/snmp"
 	"github.com/clusterd/clusterd/internal/vip"
@@ -28,7 +29,8 @@ type Agent struct {
 	cfg *config.Config
 
 	members    *heartbeat.Membership
-	tier       *vip.Tier // nil without load_balancing
+	tier       *vip.Tier         // nil without load_balancing
+	fo         *failover.Manager // nil without quorum and groups
 	traps      *snmp.Trapper
 	stopAgentX context.CancelFunc
 	snmpAgt    *snmp.Agent
@@ -92,6 +94,17 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 			return nil, fmt.Errorf("setting up the VIPs: %w", err)
 		}
 	}
+	if cfg.Quorum != nil || len(cfg.Failover.Groups) > 0 {
+		a.fo, err = failover.New(failover.Options{
+			Node: cfg.Node.Name, Bind: cfg.Heartbeat.Bind, StateDir: cfg.Node.StateDir, Keys: cfg.Keys,
+			Quorum: cfg.Quorum, Groups: cfg.Failover.Groups, Timing: failover.TimingFor(cfg.Heartbeat.Profile),
+			Members: a.members, Logger: log.With(slog.String("component", "failover")),
+			Event: a.record,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("setting up failover: %w", err)
+		}
+	}
 	if len(cfg.SNMP.Traps) > 0 {
 		a.traps, err = snmp.NewTrapper(cfg.Node.Name, cfg.SNMP.Traps, a.start, a.generation, log.With(slog.String("component", "snmp")))
 		if err != nil {
@@ -129,6 +142,16 @@ func (a *Agent) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	if a.fo != nil {
+		if err := a.fo.Start(ctx); err != nil {
+			if a.tier != nil {
+				a.tier.Shutdown(0)
+			}
+			a.members.Close()
+			l.Close()
+			return fmt.Errorf("starting failover: %w", err)
+		}
+	}
 	if a.traps != nil {
 		a.traps.Start()
 	}
@@ -163,6 +186,11 @@ func (a *Agent) Close() error {
 		close(a.done)
 		if a.tier != nil {
 			a.tier.Shutdown(a.cfg.Node.ShutdownDrain.D())
+		}
+		if a.fo != nil {
+			// Before membership: a primary's last report (it let go) must
+			// reach the leader so the group moves at once.
+			a.fo.Close()
 		}
 		a.members.Close()
 		if a.snmpAgt != nil {
@@ -203,6 +231,11 @@ func (a *Agent) Reload(next *config.Config) error {
 	if err := a.members.SetKeys(next.Keys); err != nil {
 		return fmt.Errorf("installing cluster keys: %w", err)
 	}
+	if a.fo != nil {
+		if err := a.fo.SetKeys(next.Keys); err != nil {
+			return fmt.Errorf("installing cluster keys in the quorum: %w", err)
+		}
+	}
 	a.members.SetConfig(next.SharedHashes())
 	lb := next.LoadBalancing
 	if a.tier != nil {
@@ -216,7 +249,9 @@ func (a *Agent) Reload(next *config.Config) error {
 	a.mu.Lock()
 	kept := *cur
 	kept.Keys = next.Keys
-	kept.LoadBalancing, kept.Failover, kept.Quorum, kept.SNMP = lb, next.Failover, next.Quorum, next.SNMP
+	// Groups and quorum change only on restart (a running voter set or a
+	// resource cannot be swapped under a live lease).
+	kept.LoadBalancing, kept.SNMP = lb, next.SNMP
 	a.cfg = &kept
 	a.mu.Unlock()
 	a.log.Info("configuration reloaded", slog.Int("keys", len(next.Keys)))
@@ -285,6 +320,9 @@ func (a *Agent) Status() api.Status {
 		if cfg.Heartbeat.BackupBind == "" {
 			s.Problems = append(s.Problems, "no heartbeat.backup_bind: if the private network splits, both sides answer the VIP; set a backup path on the public NIC")
 		}
+	}
+	if a.fo != nil {
+		s.Groups, s.Quorum = a.fo.Status()
 	}
 	for _, m := range members {
 		mm := m.Mismatch

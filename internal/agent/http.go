@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/clusterd/clusterd/internal/api"
+	"github.com/clusterd/clusterd/internal/failover"
 	"github.com/clusterd/clusterd/internal/heartbeat"
 )
 
@@ -42,6 +44,27 @@ func (a *Agent) handler() http.Handler {
 		writeJSON(w, http.StatusOK, struct{}{})
 	})
 	a.nlbRoutes(mux, p)
+	mux.HandleFunc("POST "+p+"/move", func(w http.ResponseWriter, r *http.Request) {
+		var req api.MoveRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		a.operator(r, strings.TrimSpace("move "+req.Group+" "+req.Node))
+		if a.fo == nil {
+			writeErr(w, http.StatusNotFound, fmt.Errorf("%w %q: this cluster has no failover groups", failover.ErrUnknownGroup, req.Group))
+			return
+		}
+		target, err := a.fo.Move(r.Context(), req.Group, req.Node)
+		if err != nil {
+			code := http.StatusConflict
+			if errors.Is(err, failover.ErrUnknownGroup) {
+				code = http.StatusNotFound
+			}
+			writeErr(w, code, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, api.MoveResponse{Target: target})
+	})
 	return mux
 }
 

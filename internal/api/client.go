@@ -110,6 +110,13 @@ func (c *Client) Resume(ctx context.Context, node string) error {
 	return c.do(ctx, http.MethodPost, "/resume", NodeRequest{Node: node}, nil)
 }
 
+// Move starts a planned switchover; it returns once the quorum has
+// recorded it. Watch Status for the group coming online on the target.
+func (c *Client) Move(ctx context.Context, req MoveRequest) (*MoveResponse, error) {
+	var r MoveResponse
+	return &r, c.do(ctx, http.MethodPost, "/move", req, &r)
+}
+
 // Owner asks which node and bucket serve a flow.
 func (c *Client) Owner(ctx context.Context, req OwnerRequest) (*OwnerResponse, error) {
 	var r OwnerResponse

@@ -68,6 +68,14 @@ type Group struct {
 	State       string `json:"state"`
 	VIP         string `json:"vip"`
 	Replication string `json:"replication"`
+	// Added to SPEC's fields: the lease epoch (bumps on every owner
+	// change), owner changes so far, the standby's replication lag, and
+	// why the owner last changed.
+	Epoch     uint64 `json:"epoch"`
+	Failovers uint64 `json:"failovers"`
+	LagBytes  uint64 `json:"lag_bytes"`
+	Reason    string `json:"reason,omitempty"`
+	Standby   string `json:"standby,omitempty"`
 }
 
 // Quorum is the voters' state.
@@ -94,6 +102,10 @@ type Event struct {
 	Type   string    `json:"type"`
 	Node   string    `json:"node"`
 	Detail string    `json:"detail"`
+	// group_failover only: the group and its previous owner (Node is the
+	// new one), so traps and scripts need not parse Detail.
+	Group string `json:"group,omitempty"`
+	From  string `json:"from,omitempty"`
 }
 
 // TimeFormat is RFC 3339 with a fixed microsecond fraction.
@@ -115,6 +127,17 @@ type DrainRequest struct {
 	Node    string `json:"node"`              // "" = the agent's own node
 	Rule    string `json:"rule,omitempty"`    // only this rule's ports
 	Timeout string `json:"timeout,omitempty"` // server-side: drained after this long even with connections left
+}
+
+// MoveRequest asks for a planned switchover of a failover group.
+type MoveRequest struct {
+	Group string `json:"group"`
+	Node  string `json:"node,omitempty"` // "" = the next preferred owner that is ready
+}
+
+// MoveResponse names the node taking the group over.
+type MoveResponse struct {
+	Target string `json:"target"`
 }
 
 // NodeRequest names a node ("" = the agent's own).

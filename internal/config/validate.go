@@ -309,6 +309,9 @@ func (c *Config) validateQuorum(x v) {
 }
 
 func (c *Config) validateGroups(x v) {
+	if len(c.Failover.Groups) > 0 && c.Quorum == nil {
+		x.bad("failover.groups", "failover groups need a quorum section (quorum.voters): without a majority to fence by, two nodes could both run a group")
+	}
 	seen := map[string]bool{}
 	for i := range c.Failover.Groups {
 		g := &c.Failover.Groups[i]

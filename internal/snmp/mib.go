@@ -209,8 +209,8 @@ func Build(s api.Status, start time.Time) Tree {
 		t.add(e+".3"+i, gosnmp.OctetString, []byte(g.Owner))
 		t.add(e+".4"+i, gosnmp.Integer, groupStates[g.State])
 		t.add(e+".5"+i, gosnmp.Integer, replications[g.Replication])
-		t.add(e+".6"+i, gosnmp.Gauge32, uint(0))
-		t.add(e+".7"+i, gosnmp.Counter32, uint(0))
+		t.add(e+".6"+i, gosnmp.Gauge32, uint(min(g.LagBytes, 1<<32-1)))
+		t.add(e+".7"+i, gosnmp.Counter32, uint(uint32(g.Failovers)))
 	}
 	sort.Slice(t, func(a, b int) bool { return compareOID(t[a].OID, t[b].OID) < 0 })
 	return t

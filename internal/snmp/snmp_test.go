@@ -109,6 +109,9 @@ func TestAgentWrongCommunityGetsNoAnswer(t *testing.T) {
 func TestTrapGolden(t *testing.T) {
 	for typ := range notificationOf {
 		e := api.Event{Time: start, Type: typ, Node: "web2", Detail: "detail of " + typ}
+		if typ == "group_failover" {
+			e = api.Event{Time: start, Type: typ, Node: "db2", Group: "db", From: "db1", Detail: "db: db1 -> db2 (owner_failed)"}
+		}
 		vars, err := TrapVars(e, 12345, 7)
 		if err != nil {
 			t.Fatal(err)

@@ -34,12 +34,11 @@ func TrapVars(e api.Event, uptime uint32, generation uint) ([]gosnmp.SnmpPDU, er
 	case "converged":
 		vars = append(vars, gosnmp.SnmpPDU{Name: oidCluster + ".6.0", Type: gosnmp.Gauge32, Value: generation}, detail)
 	case "group_failover":
-		// Node carries the group; the detail "old -> new: reason" is split
-		// by the failover tier when it raises the event.
+		// Node is the new owner, From the old one.
 		vars = append(vars,
-			gosnmp.SnmpPDU{Name: oidNotifyObjects + ".3.0", Type: gosnmp.OctetString, Value: []byte(e.Node)},
-			gosnmp.SnmpPDU{Name: oidNotifyObjects + ".4.0", Type: gosnmp.OctetString, Value: []byte("")},
-			gosnmp.SnmpPDU{Name: oidNotifyObjects + ".5.0", Type: gosnmp.OctetString, Value: []byte("")},
+			gosnmp.SnmpPDU{Name: oidNotifyObjects + ".3.0", Type: gosnmp.OctetString, Value: displayString(e.Group)},
+			gosnmp.SnmpPDU{Name: oidNotifyObjects + ".4.0", Type: gosnmp.OctetString, Value: displayString(e.From)},
+			gosnmp.SnmpPDU{Name: oidNotifyObjects + ".5.0", Type: gosnmp.OctetString, Value: displayString(e.Node)},
 			detail)
 	default:
 		vars = append(vars, node, detail)

@@ -1,0 +1,382 @@
+package failover
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/clusterd/clusterd/internal/config"
+)
+
+// arbiter runs on every voter and acts only while its voter leads the
+// quorum: it grants leases to owners, appoints a new owner when a lease
+// runs out, and carries out planned moves. Its decisions go through raft,
+// so a majority stands behind every owner change.
+type arbiter struct {
+	q      *Quorum
+	m      *Manager
+	groups map[string]config.GroupConfig
+	t      Timing
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	reports  map[string]map[string]reportAt // group -> node -> latest report
+	grants   map[string]grant               // group -> the latest lease this leader granted
+	released map[string]uint64              // group -> epoch its owner gave up
+	moves    map[string]time.Time           // group -> deadline of the move under way
+	barrier  time.Time                      // leadership term whose log this node has caught up with
+}
+
+type reportAt struct {
+	report
+	at time.Time
+}
+
+type grant struct {
+	epoch uint64
+	until time.Time
+}
+
+// Reasons for an owner change (the event's and trap's detail).
+const (
+	reasonPlaced   = "placed"        // first owner of a new group
+	reasonFailed   = "owner_failed"  // the owner stopped answering
+	reasonLease    = "lease_expired" // the owner is alive but lost its lease (cut off from the leader)
+	reasonResource = "resource_failed"
+	reasonLeft     = "owner_left" // the owner's agent stopped (SIGTERM, service stop)
+	reasonMove     = "operator_move"
+	reasonFailback = "failback"
+	reasonNoTarget = "move_failed"
+)
+
+func newArbiter(q *Quorum, m *Manager, groups []config.GroupConfig, t Timing, log *slog.Logger) *arbiter {
+	a := &arbiter{q: q, m: m, t: t, log: log, groups: map[string]config.GroupConfig{},
+		reports: map[string]map[string]reportAt{}, grants: map[string]grant{}, released: map[string]uint64{}, moves: map[string]time.Time{}}
+	for _, g := range groups {
+		a.groups[g.Name] = g
+		a.reports[g.Name] = map[string]reportAt{}
+	}
+	return a
+}
+
+// onReport answers a candidate. Only a leader grants; the grant is given
+// to the recorded owner of the recorded epoch and nobody else.
+func (a *arbiter) onReport(r report) verdict {
+	v := verdict{Group: r.Group, Seq: r.Seq, Leader: a.q.name}
+	g, ok := a.groups[r.Group]
+	if !ok || !slices.Contains(g.Owners, r.Node) {
+		v.NotLeader = true // not ours to answer; the sender's config differs
+		return v
+	}
+	leading, _ := a.q.leading()
+	if !leading {
+		v.NotLeader = true
+		return v
+	}
+	now := time.Now()
+	rec := a.q.fsm.get(r.Group)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.reports[r.Group][r.Node] = reportAt{r, now}
+	if r.Released != 0 && r.Released >= a.released[r.Group] {
+		a.released[r.Group] = r.Released
+	}
+	v.Owner, v.Epoch, v.Target, v.SyncWith = rec.Owner, rec.Epoch, rec.Target, rec.SyncWith
+	v.OwnerAddr = a.m.addrOf(rec.Owner)
+	if rec.Owner == r.Node && rec.Epoch > 0 && a.released[r.Group] != rec.Epoch {
+		a.grants[r.Group] = grant{epoch: rec.Epoch, until: now.Add(a.t.Lease)}
+		v.LeaseMS = a.t.Lease.Milliseconds()
+	}
+	return v
+}
+
+// fresh is the latest report of node if it is recent enough to act on.
+// Called with a.mu held, like candidate.
+func (a *arbiter) fresh(group, node string, now time.Time) (report, bool) {
+	r, ok := a.reports[group][node]
+	if !ok || now.Sub(r.at) > 3*a.t.Renew {
+		return report{}, false
+	}
+	return r.report, true
+}
+
+// candidate picks the node to take a group over: the first owner in
+// preference order that is ready, skipping avoid unless nobody else is.
+// For a synchronous replicated resource only the standby the primary last
+// named as synchronous qualifies: it alone is known to hold every
+// acknowledged commit.
+func (a *arbiter) candidate(g config.GroupConfig, avoid, syncWith string, now time.Time) string {
+	var fallback string
+	for _, n := range g.Owners {
+		r, ok := a.fresh(g.Name, n, now)
+		if !ok || !r.Ready || r.Primary != 0 {
+			continue
+		}
+		if syncWith != "" && n != syncWith {
+			continue
+		}
+		if n == avoid {
+			fallback = n
+			continue
+		}
+		return n
+	}
+	return fallback
+}
+
+// tick makes the leader's decisions; called every Renew/4.
+func (a *arbiter) tick() {
+	leading, since := a.q.leading()
+	if !leading {
+		a.mu.Lock()
+		a.barrier = time.Time{}
+		clear(a.grants)
+		clear(a.moves)
+		a.mu.Unlock()
+		return
+	}
+	a.mu.Lock()
+	caughtUp := a.barrier.Equal(since)
+	a.mu.Unlock()
+	if !caughtUp {
+		// Read nothing before the log this leader inherited is applied.
+		if err := a.q.barrier(); err != nil {
+			return
+		}
+		a.mu.Lock()
+		a.barrier = since
+		a.mu.Unlock()
+	}
+	now := time.Now()
+	for name, g := range a.groups {
+		rec := a.q.fsm.get(name)
+		a.mu.Lock()
+		next, why := a.decide(g, rec, since, now)
+		a.mu.Unlock()
+		if next == nil {
+			continue
+		}
+		// Committed outside the lock: raft may take a moment, and reports
+		// (lease renewals) must not wait for it.
+		err := a.q.set(name, rec.Epoch, *next)
+		switch {
+		case err == nil && why != "":
+			a.log.Info(why, slog.String("group", name), slog.String("from", rec.Owner), slog.String("to", next.Owner),
+				slog.Uint64("epoch", next.Epoch), slog.String("reason", next.Reason))
+		case err != nil && !errors.Is(err, errStale) && !errors.Is(err, errNotLeader):
+			a.log.Warn("group decision not committed", slog.String("group", name), slog.Any("error", err))
+		}
+	}
+	a.publish(now)
+}
+
+// decide is the leader's rule book for one group: the record to commit,
+// if any, and what to log. Called with a.mu held.
+func (a *arbiter) decide(g config.GroupConfig, rec Record, since, now time.Time) (*Record, string) {
+	gr := a.grants[g.Name]
+	released := rec.Epoch != 0 && a.released[g.Name] == rec.Epoch
+	owner, ownerOK := a.fresh(g.Name, rec.Owner, now)
+
+	next := rec
+	next.Since = now
+	next.Prev = rec.Owner
+	next.Epoch = rec.Epoch + 1
+
+	if rec.Owner == "" {
+		c := a.candidate(g, "", "", now)
+		if c == "" {
+			return nil, ""
+		}
+		next.Owner, next.Reason, next.Prev = c, reasonPlaced, ""
+		return &next, "placing group"
+	}
+
+	// Has the owner's lease run out? Either it said it let go, or this
+	// leader's own grant expired and any grant of an earlier leader must
+	// have too (hold).
+	expired := released || (now.After(gr.until) && now.Sub(since) > a.t.hold())
+
+	if !expired && ownerOK && owner.Primary == rec.Epoch && owner.SyncWith != rec.SyncWith {
+		// The owner changed its synchronous standby: record it, so a
+		// failover goes to the node that has the data. The owner orders
+		// its own steps around this record (see the postgresql agent).
+		next = rec
+		next.SyncWith = owner.SyncWith
+		return &next, ""
+	}
+
+	if rec.Target != "" {
+		deadline, moving := a.moves[g.Name]
+		if !moving {
+			deadline = now.Add(moveTimeout)
+			a.moves[g.Name] = deadline
+		}
+		if expired {
+			c := rec.Target
+			if r, ok := a.fresh(g.Name, c, now); !ok || !r.Ready || (rec.SyncWith != "" && rec.SyncWith != c) {
+				c = a.candidate(g, rec.Owner, rec.SyncWith, now)
+			}
+			if c == "" {
+				if now.After(deadline) {
+					// Nobody can take over: give it back to the owner
+					// under a new epoch, so it may promote again.
+					next.Owner, next.Target, next.Reason, next.Prev = rec.Owner, "", reasonNoTarget, rec.Prev
+					delete(a.moves, g.Name)
+					return &next, "move failed: no owner ready; the group stays where it was"
+				}
+				return nil, ""
+			}
+			next.Owner, next.Target, next.SyncWith, next.Failovers = c, "", "", rec.Failovers+1
+			if released {
+				next.Reason = rec.Reason // operator_move or failback, chosen when the move began
+			} else {
+				next.Reason = a.whyGone(rec.Owner)
+			}
+			delete(a.moves, g.Name)
+			return &next, "group moves"
+		}
+		if now.After(deadline) {
+			// The owner never let go: call the move off, same epoch.
+			next = rec
+			next.Target, next.Reason = "", reasonNoTarget
+			delete(a.moves, g.Name)
+			return &next, "move called off: the owner did not step down in time"
+		}
+		return nil, ""
+	}
+
+	if expired {
+		c := a.candidate(g, rec.Owner, rec.SyncWith, now)
+		if c == "" {
+			return nil, "" // offline until someone is ready
+		}
+		next.Owner, next.SyncWith, next.Failovers = c, "", rec.Failovers+1
+		next.Reason = a.whyGone(rec.Owner)
+		if released {
+			next.Reason = reasonResource
+			if r, ok := a.reports[g.Name][rec.Owner]; ok && r.Leaving {
+				next.Reason = reasonLeft
+			}
+		}
+		if c == rec.Owner {
+			next.Failovers = rec.Failovers
+		}
+		return &next, "failing group over"
+	}
+
+	if g.Failback == "immediate" && g.Owners[0] != rec.Owner && ownerOK && owner.Primary == rec.Epoch {
+		if r, ok := a.fresh(g.Name, g.Owners[0], now); ok && r.Ready && (rec.SyncWith == "" || rec.SyncWith == g.Owners[0]) {
+			next = rec
+			next.Target, next.Reason = g.Owners[0], reasonFailback
+			return &next, "failing back to the preferred owner"
+		}
+	}
+	return nil, ""
+}
+
+// whyGone names why an owner lost its lease: failed if membership agrees
+// it is gone, else it is alive but cut off from the leader.
+func (a *arbiter) whyGone(node string) string {
+	if a.m.down(node) {
+		return reasonFailed
+	}
+	return reasonLease
+}
+
+// moveTimeout bounds a planned move: the owner must step down and the
+// target be ready within it, or the move is called off.
+const moveTimeout = 30 * time.Second
+
+// move starts a planned switchover; "" picks the next preferred owner.
+func (a *arbiter) move(group, node string) (string, error) {
+	g, ok := a.groups[group]
+	if !ok {
+		return "", fmt.Errorf("unknown group %q", group)
+	}
+	if leading, _ := a.q.leading(); !leading {
+		return "", errNotLeader
+	}
+	now := time.Now()
+	rec := a.q.fsm.get(group)
+	if rec.Owner == "" {
+		return "", fmt.Errorf("group %s has no owner yet", group)
+	}
+	if rec.Target != "" {
+		return "", fmt.Errorf("group %s is already moving to %s", group, rec.Target)
+	}
+	a.mu.Lock()
+	if node == "" {
+		node = a.candidate(g, rec.Owner, "", now)
+		if node == rec.Owner {
+			node = ""
+		}
+	}
+	r, ok := a.fresh(group, node, now)
+	a.mu.Unlock()
+	switch {
+	case node == "":
+		return "", fmt.Errorf("group %s: no other owner is ready to take over", group)
+	case node == rec.Owner:
+		return "", fmt.Errorf("group %s already runs on %s", group, node)
+	case !slices.Contains(g.Owners, node):
+		return "", fmt.Errorf("%s is not one of group %s's owners %v", node, group, g.Owners)
+	case !ok:
+		return "", fmt.Errorf("%s is not reporting for group %s (down, or not running clusterd)", node, group)
+	case !r.Ready:
+		return "", fmt.Errorf("%s is not ready to take group %s over (%s)", node, group, r.Health)
+	}
+	next := rec
+	next.Target, next.Reason = node, reasonMove
+	if err := a.q.set(group, rec.Epoch, next); err != nil {
+		return "", err
+	}
+	return node, nil
+}
+
+// publish puts the leader's view of every group in its metadata.
+func (a *arbiter) publish(now time.Time) {
+	for name, g := range a.groups {
+		rec := a.q.fsm.get(name)
+		s := summary{Owner: rec.Owner, Epoch: rec.Epoch, Reason: rec.Reason, Prev: rec.Prev, Failovers: rec.Failovers, Repl: "none"}
+		a.mu.Lock()
+		owner, ok := a.fresh(name, rec.Owner, now)
+		gr := a.grants[name]
+		standby := ""
+		for _, n := range g.Owners {
+			if r, ok := a.fresh(name, n, now); ok && n != rec.Owner && r.Ready {
+				standby = n
+				break
+			}
+		}
+		nobody := a.candidate(g, rec.Owner, "", now) == ""
+		a.mu.Unlock()
+		if ok && owner.Mode != "" {
+			s.Repl, s.LagBytes = owner.Mode, owner.LagBytes
+		}
+		if rec.SyncWith != "" {
+			s.Standby = rec.SyncWith
+		}
+		if s.Standby == "" {
+			s.Standby = standby
+		}
+		switch {
+		case rec.Owner == "":
+			s.State = "offline"
+		case rec.Target != "":
+			s.State = "failing_over"
+		case ok && owner.Primary == rec.Epoch && gr.epoch == rec.Epoch && now.Before(gr.until):
+			s.State = "online"
+			if len(g.Owners) > 1 && standby == "" {
+				s.State = "degraded"
+			}
+		case now.After(gr.until) && nobody:
+			s.State = "offline"
+		default:
+			s.State = "failing_over"
+		}
+		a.m.mem.SetExt(extGroup+name, s.String())
+	}
+}

@@ -1,0 +1,256 @@
+package failover
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+)
+
+// QuorumOptions configure this node's vote.
+type QuorumOptions struct {
+	Name   string
+	Voters []string
+	Bind   string // heartbeat.bind: the quorum listens here
+	Port   int
+	Dir    string // persistent raft log and snapshots
+	Keys   [][]byte
+	// Resolve gives a voter's heartbeat address; voters are named in the
+	// config and their addresses come from membership.
+	Resolve func(name string) (string, bool)
+	Timing  Timing
+	Logger  *slog.Logger
+}
+
+// Quorum is this node's raft voter. Raft gives the group records a single
+// writer (the leader), a majority behind every change, and persistence
+// across restarts; hashicorp/raft is the implementation Consul and Nomad
+// run in production.
+type Quorum struct {
+	name   string
+	log    *slog.Logger
+	raft   *raft.Raft
+	fsm    *fsm
+	stream *tlsStream
+	trans  *raft.NetworkTransport
+	store  *raftboltdb.BoltStore
+	timing Timing
+
+	mu          sync.Mutex
+	leaderSince time.Time // when this node last became leader; zero if it is not
+
+	closeOnce sync.Once
+}
+
+// addrProvider resolves a voter's name to its quorum address at dial time,
+// so the raft configuration holds names and a voter that moves to another
+// address (a re-IPed node) is still reached.
+type addrProvider struct {
+	resolve func(string) (string, bool)
+	port    int
+}
+
+func (p addrProvider) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
+	a, ok := p.resolve(string(id))
+	if !ok {
+		return "", fmt.Errorf("no address known yet for voter %q (not a member)", id)
+	}
+	return raft.ServerAddress(net.JoinHostPort(a, strconv.Itoa(p.port))), nil
+}
+
+// NewQuorum opens (or creates) this voter's state and starts raft. A voter
+// with no state bootstraps the configured voter set; every voter doing the
+// same with the same set is what raft documents as safe.
+func NewQuorum(o QuorumOptions) (*Quorum, error) {
+	if !slices.Contains(o.Voters, o.Name) {
+		return nil, fmt.Errorf("%s is not one of quorum.voters", o.Name)
+	}
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating the quorum directory: %w", err)
+	}
+	q := &Quorum{name: o.Name, log: o.Logger, fsm: newFSM(), timing: o.Timing}
+	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Info, Output: &hclogWriter{log: o.Logger}})
+
+	l, err := net.Listen("tcp", net.JoinHostPort(o.Bind, strconv.Itoa(o.Port)))
+	if err != nil {
+		return nil, fmt.Errorf("opening the quorum port: %w", err)
+	}
+	q.stream, err = newTLSStream(l, o.Keys)
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	q.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		ServerAddressProvider: addrProvider{resolve: o.Resolve, port: o.Port},
+		Logger:                hl,
+		Stream:                q.stream,
+		MaxPool:               3,
+		Timeout:               2 * time.Second,
+	})
+	q.store, err = raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(o.Dir, "raft.db"),
+		// bbolt waits forever for a lock held by another process; a
+		// second agent on the same state_dir should fail, and say so.
+		BoltOptions: &bbolt.Options{Timeout: 2 * time.Second},
+	})
+	if err != nil {
+		q.trans.Close()
+		return nil, fmt.Errorf("opening %s (is another clusterd using this state_dir?): %w", filepath.Join(o.Dir, "raft.db"), err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(o.Dir, 2, hl)
+	if err != nil {
+		q.close()
+		return nil, fmt.Errorf("opening quorum snapshots: %w", err)
+	}
+	logs, err := raft.NewLogCache(256, q.store)
+	if err != nil {
+		q.close()
+		return nil, err
+	}
+	conf := raft.DefaultConfig()
+	conf.LocalID = raft.ServerID(o.Name)
+	conf.Logger = hl
+	conf.HeartbeatTimeout = o.Timing.Election
+	conf.ElectionTimeout = o.Timing.Election
+	conf.LeaderLeaseTimeout = o.Timing.LeaderLease
+	conf.CommitTimeout = 20 * time.Millisecond
+	// Records are tiny and change rarely: snapshot seldom, keep a short
+	// tail of log for followers that were briefly away.
+	conf.SnapshotThreshold = 512
+	conf.TrailingLogs = 1024
+
+	has, err := raft.HasExistingState(logs, q.store, snaps)
+	if err != nil {
+		q.close()
+		return nil, fmt.Errorf("reading quorum state: %w", err)
+	}
+	if !has {
+		var servers []raft.Server
+		for _, v := range o.Voters {
+			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(v), Address: raft.ServerAddress(v)})
+		}
+		if err := raft.BootstrapCluster(conf, logs, q.store, snaps, q.trans, raft.Configuration{Servers: servers}); err != nil {
+			q.close()
+			return nil, fmt.Errorf("bootstrapping the quorum: %w", err)
+		}
+	}
+	q.raft, err = raft.NewRaft(conf, q.fsm, logs, q.store, snaps, q.trans)
+	if err != nil {
+		q.close()
+		return nil, fmt.Errorf("starting the quorum: %w", err)
+	}
+	return q, nil
+}
+
+func (q *Quorum) close() {
+	if q.trans != nil {
+		q.trans.Close()
+	}
+	if q.store != nil {
+		q.store.Close()
+	}
+}
+
+// Close stops voting. Idempotent.
+func (q *Quorum) Close() error {
+	q.closeOnce.Do(func() {
+		if q.raft != nil {
+			q.raft.Shutdown().Error()
+		}
+		q.close()
+	})
+	return nil
+}
+
+// SetKeys installs rotated cluster keys for new quorum connections.
+func (q *Quorum) SetKeys(keys [][]byte) error { return q.stream.setKeys(keys) }
+
+// Leader is the current leader's name as this voter knows it, and the
+// term it leads in; "" when there is none (no majority, or an election).
+func (q *Quorum) Leader() (string, uint64) {
+	_, id := q.raft.LeaderWithID()
+	return string(id), q.raft.CurrentTerm()
+}
+
+// leading reports whether this node leads, and since when. The time is
+// taken the first time a caller sees leadership, which is at or after the
+// real moment: waiting from it is never shorter than waiting from the
+// real one, which is the direction the lease arithmetic needs.
+func (q *Quorum) leading() (bool, time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.raft.State() != raft.Leader {
+		q.leaderSince = time.Time{}
+		return false, time.Time{}
+	}
+	if q.leaderSince.IsZero() {
+		q.leaderSince = time.Now()
+	}
+	return true, q.leaderSince
+}
+
+// errNotLeader is a write tried on a voter that does not lead.
+var errNotLeader = errors.New("this node does not lead the quorum")
+
+// set commits a group record if its epoch is still expect.
+func (q *Quorum) set(group string, expect uint64, r Record) error {
+	if q.raft.State() != raft.Leader {
+		return errNotLeader
+	}
+	b, err := json.Marshal(command{Group: group, Expect: expect, Record: r})
+	if err != nil {
+		return err
+	}
+	f := q.raft.Apply(b, 2*time.Second)
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("committing group %s: %w", group, err)
+	}
+	if err, ok := f.Response().(error); ok {
+		return err
+	}
+	return nil
+}
+
+// barrier waits until this leader has applied everything committed before
+// it took over, so its reads of the records are current.
+func (q *Quorum) barrier() error { return q.raft.Barrier(2 * time.Second).Error() }
+
+// hclogWriter sends raft's hclog lines to slog at their own level.
+type hclogWriter struct{ log *slog.Logger }
+
+func (w *hclogWriter) Write(p []byte) (int, error) {
+	sc := bufio.NewScanner(strings.NewReader(string(p)))
+	for sc.Scan() {
+		line := sc.Text()
+		lvl := slog.LevelInfo
+		for tag, l := range map[string]slog.Level{"[WARN]": slog.LevelWarn, "[ERROR]": slog.LevelError, "[DEBUG]": slog.LevelDebug, "[TRACE]": slog.LevelDebug} {
+			if strings.Contains(line, tag) {
+				lvl = l
+			}
+		}
+		// Drop hclog's own time stamp and level: slog adds them.
+		if i := strings.Index(line, "]"); i >= 0 && i < 40 {
+			line = strings.TrimSpace(line[i+1:])
+		}
+		w.log.Log(context.Background(), lvl, line, slog.String("component", "quorum"))
+	}
+	return len(p), nil
+}
+
+var _ io.Writer = (*hclogWriter)(nil)

@@ -1,0 +1,169 @@
+package failover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/clusterd/clusterd/internal/config"
+)
+
+// Health is what a resource's monitor found.
+type Health int
+
+const (
+	NotRunning Health = iota // stopped cleanly
+	Standby                  // running, not accepting writes (or running, for a resource without roles)
+	Primary                  // running and promoted
+	Failed                   // broken: needs a stop before anything else
+)
+
+func (h Health) String() string {
+	return [...]string{"not_running", "standby", "primary", "failed"}[h]
+}
+
+// Params tell a resource which activation it is part of.
+type Params struct {
+	Group       string
+	Node        string // this node
+	Epoch       uint64 // the lease epoch (primary) or the epoch being followed (standby)
+	Primary     string // the owner's node name
+	PrimaryAddr string // the owner's heartbeat address (standbys replicate from it)
+}
+
+// Resource is what a group runs, in the shape of an OCF resource agent.
+// A resource with roles (Roles true) runs as a standby on the other owners
+// and is promoted on the owner; one without runs on the owner only.
+type Resource interface {
+	Roles() bool
+	Start(ctx context.Context, p Params) error
+	Stop(ctx context.Context) error
+	// Promote makes a running standby primary (or starts a resource
+	// without roles).
+	Promote(ctx context.Context, p Params) error
+	// Demote is a planned step down: it returns once nothing written on
+	// this node as primary is missing on the standby.
+	Demote(ctx context.Context, p Params) error
+	Monitor(ctx context.Context) (Health, error)
+}
+
+// Replicator is a resource that replicates: it reports how far it is and
+// whether the standby may be promoted without losing acknowledged writes.
+type Replicator interface {
+	// Replication describes this node: as primary, the mode in force
+	// (sync, async, none) and the standby's lag; as standby, its position.
+	Replication(ctx context.Context) (ReplicationInfo, error)
+}
+
+// ReplicationInfo is one node's view of replication.
+type ReplicationInfo struct {
+	Mode     string // sync | async | none
+	LagBytes uint64
+	Position uint64 // standby: last received position; primary: current write position
+	SyncWith string // primary: the standby that acknowledges commits, if any
+}
+
+// NewResource builds the resource of a group config.
+func NewResource(g config.GroupConfig, stateDir string) (Resource, error) {
+	switch g.Resource.Type {
+	case "exec":
+		return &execResource{cfg: g.Resource}, nil
+	case "postgresql":
+		return newPostgres(g, stateDir)
+	case "service":
+		return newService(g.Resource)
+	}
+	return nil, fmt.Errorf("group %s: unknown resource type %q", g.Name, g.Resource.Type)
+}
+
+// execResource runs the operator's commands with OCF exit codes.
+type execResource struct {
+	cfg        config.ResourceConfig
+	notRunning []int // monitor exit codes that also mean "not running" (systemctl's 3)
+}
+
+// OCF exit codes (Open Cluster Framework resource agent API).
+const (
+	ocfSuccess       = 0
+	ocfNotRunning    = 7
+	ocfRunningMaster = 8
+	ocfFailedMaster  = 9
+)
+
+func (r *execResource) Roles() bool { return len(r.cfg.Promote) > 0 }
+
+func (r *execResource) run(ctx context.Context, what string, argv []string, p Params) (int, error) {
+	if len(argv) == 0 {
+		return ocfSuccess, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(),
+		"CLUSTERD_ACTION="+what,
+		"CLUSTERD_GROUP="+p.Group,
+		"CLUSTERD_NODE="+p.Node,
+		"CLUSTERD_EPOCH="+strconv.FormatUint(p.Epoch, 10),
+		"CLUSTERD_PRIMARY="+p.Primary,
+		"CLUSTERD_PRIMARY_ADDR="+p.PrimaryAddr,
+	)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), fmt.Errorf("%s %s: exit %d: %s", what, argv[0], ee.ExitCode(), strings.TrimSpace(string(out)))
+	}
+	if err != nil {
+		return -1, fmt.Errorf("%s %s: %w", what, argv[0], err)
+	}
+	return ocfSuccess, nil
+}
+
+func (r *execResource) Start(ctx context.Context, p Params) error {
+	_, err := r.run(ctx, "start", r.cfg.Start, p)
+	return err
+}
+
+func (r *execResource) Stop(ctx context.Context) error {
+	_, err := r.run(ctx, "stop", r.cfg.Stop, Params{})
+	return err
+}
+
+func (r *execResource) Promote(ctx context.Context, p Params) error {
+	if !r.Roles() {
+		return r.Start(ctx, p)
+	}
+	_, err := r.run(ctx, "promote", r.cfg.Promote, p)
+	return err
+}
+
+func (r *execResource) Demote(ctx context.Context, p Params) error {
+	if !r.Roles() {
+		return r.Stop(ctx)
+	}
+	_, err := r.run(ctx, "demote", r.cfg.Demote, p)
+	return err
+}
+
+func (r *execResource) Monitor(ctx context.Context) (Health, error) {
+	code, err := r.run(ctx, "monitor", r.cfg.Monitor, Params{})
+	if slices.Contains(r.notRunning, code) {
+		return NotRunning, nil
+	}
+	switch code {
+	case ocfSuccess:
+		return Standby, nil
+	case ocfRunningMaster:
+		return Primary, nil
+	case ocfNotRunning:
+		return NotRunning, nil
+	case ocfFailedMaster:
+		return Failed, err
+	}
+	return Failed, err
+}

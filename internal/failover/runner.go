@@ -1,0 +1,421 @@
+package failover
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/clusterd/clusterd/internal/config"
+	"github.com/clusterd/clusterd/internal/vip"
+)
+
+// runner drives one group's resource on a node listed among its owners:
+// primary while it holds a lease for the recorded epoch, standby (or
+// stopped) otherwise. Three loops keep the lease independent of slow
+// resource actions: the sender renews every Renew whatever the resource
+// is doing, the watchdog fences the moment the lease runs out (even in
+// the middle of a promote), and the actor runs the resource's actions
+// one at a time.
+type runner struct {
+	m     *Manager
+	g     config.GroupConfig
+	res   Resource
+	vip   *vip.Owned // nil if the group has no VIP
+	log   *slog.Logger
+	t     Timing
+	start time.Time
+
+	mu         sync.Mutex
+	seq        uint64
+	sent       map[uint64]time.Time
+	v          verdict // the latest verdict from a leader
+	vSeq       uint64
+	vAt        time.Time
+	leaseUntil time.Time
+	leaseEpoch uint64
+	primary    uint64 // epoch this node acts as primary for
+	released   uint64 // epoch this node gave up
+	ready      bool
+	health     Health
+	repl       ReplicationInfo
+	following  string    // the owner a standby was last started against
+	coolUntil  time.Time // after a resource failure: not ready until then
+	sending    bool
+
+	vipMu sync.Mutex // serialises VIP changes between the watchdog and the actor
+	wake  chan struct{}
+}
+
+func newRunner(m *Manager, g config.GroupConfig, res Resource, log *slog.Logger) (*runner, error) {
+	r := &runner{m: m, g: g, res: res, log: log, t: m.t, start: time.Now(),
+		sent: map[uint64]time.Time{}, wake: make(chan struct{}, 1)}
+	if g.VIP != nil {
+		var err error
+		if r.vip, err = vip.NewOwned(g.VIP.Address, g.VIP.Interface); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+func (r *runner) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *runner) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); r.sender(ctx) }()
+	go func() { defer wg.Done(); r.watchdog(ctx) }()
+	go func() { defer wg.Done(); r.actor(ctx) }()
+	wg.Wait()
+}
+
+// sender reports to the leader every Renew.
+func (r *runner) sender(ctx context.Context) {
+	t := time.NewTicker(r.t.Renew)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		r.mu.Lock()
+		if r.sending {
+			r.mu.Unlock()
+			continue // the previous report is still on its way
+		}
+		r.seq++
+		now := time.Now()
+		r.sent[r.seq] = now
+		for s, at := range r.sent {
+			if now.Sub(at) > 2*r.t.Lease {
+				delete(r.sent, s)
+			}
+		}
+		rep := report{Group: r.g.Name, Node: r.m.name, Seq: r.seq, Primary: r.primary, Released: r.released,
+			Ready: r.ready && now.After(r.coolUntil), Health: r.health.String(),
+			Mode: r.repl.Mode, LagBytes: r.repl.LagBytes, Position: r.repl.Position, SyncWith: r.repl.SyncWith}
+		r.sending = true
+		r.mu.Unlock()
+		go func() {
+			r.m.sendReport(rep)
+			r.mu.Lock()
+			r.sending = false
+			r.mu.Unlock()
+		}()
+	}
+}
+
+// onVerdict takes a leader's answer. A granted lease runs from the moment
+// the report was sent, so this node's lease ends before the leader's.
+func (r *runner) onVerdict(v verdict) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if v.NotLeader || v.Seq < r.vSeq {
+		return
+	}
+	sentAt, ok := r.sent[v.Seq]
+	if !ok {
+		return
+	}
+	r.v, r.vSeq, r.vAt = v, v.Seq, time.Now()
+	if v.LeaseMS > 0 && v.Owner == r.m.name {
+		lease := time.Duration(v.LeaseMS) * time.Millisecond
+		// A tenth off for the two clocks running at slightly different
+		// rates over the lease.
+		until := sentAt.Add(lease - lease/10)
+		if v.Epoch != r.leaseEpoch || until.After(r.leaseUntil) {
+			r.leaseUntil, r.leaseEpoch = until, v.Epoch
+		}
+	}
+	r.poke()
+}
+
+// watchdog fences: the moment a primary's lease runs out, its VIP goes
+// and the actor is told to stop the resource.
+func (r *runner) watchdog(ctx context.Context) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		r.mu.Lock()
+		lost := r.primary != 0 && time.Now().After(r.leaseUntil)
+		r.mu.Unlock()
+		if lost {
+			r.releaseVIP()
+			r.poke()
+		}
+	}
+}
+
+// actor reconciles the resource with the latest verdict, on every verdict
+// and at least every monitor interval.
+func (r *runner) actor(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			r.shutdown()
+			return
+		case <-r.wake:
+		case <-t.C:
+		}
+		r.reconcile(ctx)
+	}
+}
+
+func (r *runner) state() (v verdict, vAt time.Time, leaseOK bool, primary, released uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	leaseOK = time.Now().Before(r.leaseUntil) && r.leaseEpoch == r.v.Epoch && r.v.Owner == r.m.name
+	return r.v, r.vAt, leaseOK, r.primary, r.released
+}
+
+func (r *runner) set(f func()) {
+	r.mu.Lock()
+	f()
+	r.mu.Unlock()
+}
+
+func (r *runner) reconcile(ctx context.Context) {
+	v, vAt, leaseOK, primary, released := r.state()
+	p := Params{Group: r.g.Name, Node: r.m.name, Epoch: v.Epoch, Primary: v.Owner, PrimaryAddr: v.OwnerAddr}
+
+	if primary != 0 {
+		switch {
+		case !leaseOK || v.Epoch != primary:
+			r.log.Warn("lease lost: fencing this node (VIP removed, resource stopped)", slog.Uint64("epoch", primary))
+			r.releaseVIP()
+			if err := r.res.Stop(ctx); err != nil {
+				r.log.Error("stopping the resource after losing the lease", slog.Any("error", err))
+			}
+			r.set(func() { r.primary, r.ready, r.following = 0, false, "" })
+		case v.Target != "":
+			r.log.Info("planned move: stepping down", slog.String("to", v.Target), slog.Uint64("epoch", primary))
+			r.releaseVIP()
+			if err := r.res.Demote(ctx, p); err != nil {
+				r.log.Error("demote failed; stopping the resource instead", slog.Any("error", err))
+				r.res.Stop(ctx)
+			}
+			r.set(func() { r.primary, r.released, r.following = 0, primary, "" })
+		default:
+			h, err := r.res.Monitor(ctx)
+			if !r.running(h, true) {
+				r.log.Error("resource failed on the primary: releasing the group", slog.String("health", h.String()), slog.Any("error", err))
+				r.releaseVIP()
+				r.res.Stop(ctx)
+				r.set(func() {
+					r.primary, r.released, r.ready, r.health, r.following = 0, primary, false, Failed, ""
+					r.coolUntil = time.Now().Add(cooldown)
+				})
+				return
+			}
+			r.observe(ctx, h)
+			if r.vip != nil {
+				r.claimVIP()
+			}
+		}
+		return
+	}
+
+	if vAt.IsZero() {
+		// No leader has answered yet. A resource left running as primary
+		// (an agent restarted under it) may run until a lease would have
+		// run out, then it must stop: nobody vouches for it.
+		if time.Since(r.start) > r.t.Lease {
+			r.standby(ctx, p, false)
+		}
+		return
+	}
+
+	if leaseOK && v.Epoch != released {
+		if v.Target != "" {
+			// Asked to move before it ever promoted: just let go.
+			r.set(func() { r.released = v.Epoch })
+			return
+		}
+		r.promote(ctx, p)
+		return
+	}
+	r.standby(ctx, p, true)
+}
+
+// cooldown keeps a node whose resource failed out of the running for a
+// while, so a group does not bounce between two broken nodes.
+const cooldown = 30 * time.Second
+
+// running reports whether h is what the role needs.
+func (r *runner) running(h Health, asPrimary bool) bool {
+	if !r.res.Roles() {
+		return h == Standby || h == Primary
+	}
+	if asPrimary {
+		return h == Primary
+	}
+	return h == Standby
+}
+
+func (r *runner) promote(ctx context.Context, p Params) {
+	h, _ := r.res.Monitor(ctx)
+	if !r.running(h, true) {
+		if r.res.Roles() && h != Standby {
+			if err := r.res.Start(ctx, p); err != nil {
+				r.failed(ctx, p.Epoch, "starting the standby before promotion", err)
+				return
+			}
+		}
+		r.log.Info("taking the group over: promoting", slog.Uint64("epoch", p.Epoch))
+		if err := r.res.Promote(ctx, p); err != nil {
+			r.failed(ctx, p.Epoch, "promoting", err)
+			return
+		}
+	} else {
+		r.log.Info("resource already primary here: adopting it", slog.Uint64("epoch", p.Epoch))
+	}
+	// A slow promote may have outlived the lease; the watchdog only
+	// guards a node that is primary, so check here before claiming.
+	if _, _, ok, _, _ := r.state(); !ok {
+		r.log.Warn("lease ran out during promotion: stopping again", slog.Uint64("epoch", p.Epoch))
+		r.res.Stop(ctx)
+		return
+	}
+	r.set(func() { r.primary, r.ready = p.Epoch, false })
+	if r.vip != nil {
+		r.claimVIP()
+	}
+	h, _ = r.res.Monitor(ctx)
+	r.observe(ctx, h)
+	r.log.Info("primary", slog.Uint64("epoch", p.Epoch))
+}
+
+func (r *runner) failed(ctx context.Context, epoch uint64, what string, err error) {
+	r.log.Error("resource failed while "+what+": releasing the group", slog.Any("error", err))
+	r.res.Stop(ctx)
+	r.set(func() {
+		r.released, r.ready, r.health = epoch, false, Failed
+		r.coolUntil = time.Now().Add(cooldown)
+	})
+}
+
+// standby keeps a resource with roles running as a standby of the owner,
+// and one without roles stopped; either way the node is then ready.
+func (r *runner) standby(ctx context.Context, p Params, known bool) {
+	h, err := r.res.Monitor(ctx)
+	if !r.res.Roles() {
+		if h != NotRunning {
+			r.log.Info("stopping the resource: this node does not own the group", slog.String("health", h.String()))
+			if err := r.res.Stop(ctx); err != nil {
+				r.log.Error("stopping the resource", slog.Any("error", err))
+				r.set(func() { r.ready, r.health = false, Failed })
+				return
+			}
+			h = NotRunning
+		}
+		r.set(func() { r.ready, r.health = known, h })
+		return
+	}
+	if h == Primary || h == Failed {
+		// Running as primary without a lease, or broken: stop first.
+		r.log.Warn("stopping the resource: it is primary (or failed) on a node without the lease", slog.String("health", h.String()), slog.Any("error", err))
+		r.res.Stop(ctx)
+		h = NotRunning
+	}
+	if !known || p.Primary == "" {
+		r.set(func() { r.ready, r.health = false, h })
+		return
+	}
+	r.mu.Lock()
+	follow := r.following != p.Primary
+	r.mu.Unlock()
+	if h == NotRunning || follow {
+		if err := r.res.Start(ctx, p); err != nil {
+			r.log.Error("starting the standby", slog.String("primary", p.Primary), slog.Any("error", err))
+			r.set(func() { r.ready, r.health = false, Failed })
+			return
+		}
+		r.set(func() { r.following = p.Primary })
+		h, _ = r.res.Monitor(ctx)
+	}
+	r.set(func() { r.ready = h == Standby })
+	r.observe(ctx, h)
+}
+
+// observe records health and, for replicating resources, replication.
+func (r *runner) observe(ctx context.Context, h Health) {
+	var info ReplicationInfo
+	if rp, ok := r.res.(Replicator); ok {
+		if i, err := rp.Replication(ctx); err == nil {
+			info = i
+		}
+	}
+	r.set(func() { r.health, r.repl = h, info })
+}
+
+func (r *runner) claimVIP() {
+	r.vipMu.Lock()
+	defer r.vipMu.Unlock()
+	if r.vip.Held() {
+		return
+	}
+	// Only under a valid lease: the watchdog may have fenced meanwhile.
+	if _, _, ok, _, _ := r.state(); !ok {
+		return
+	}
+	if err := r.vip.Claim(); err != nil {
+		r.log.Error("claiming the group VIP", slog.Any("error", err))
+		return
+	}
+	r.log.Info("group VIP claimed", slog.String("vip", r.vip.Prefix.String()))
+}
+
+func (r *runner) releaseVIP() {
+	if r.vip == nil {
+		return
+	}
+	r.vipMu.Lock()
+	defer r.vipMu.Unlock()
+	if !r.vip.Held() {
+		return
+	}
+	if err := r.vip.Release(); err != nil {
+		r.log.Error("releasing the group VIP", slog.Any("error", err))
+	}
+}
+
+// shutdown on agent stop: a primary steps down cleanly (the lease lapses
+// and a standby takes over); nothing is left holding the VIP.
+func (r *runner) shutdown() {
+	r.releaseVIP()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r.mu.Lock()
+	primary := r.primary
+	r.mu.Unlock()
+	if primary == 0 {
+		return
+	}
+	r.log.Info("agent stopping: stopping the group's resource", slog.Uint64("epoch", primary))
+	if err := r.res.Stop(ctx); err != nil {
+		r.log.Error("stopping the resource", slog.Any("error", err))
+	}
+	// Say so at once, so the leader hands the group over now rather than
+	// when the lease would have run out.
+	r.mu.Lock()
+	r.primary, r.released = 0, primary
+	r.seq++
+	r.sent[r.seq] = time.Now()
+	rep := report{Group: r.g.Name, Node: r.m.name, Seq: r.seq, Released: primary, Leaving: true, Health: NotRunning.String()}
+	r.mu.Unlock()
+	r.m.sendReport(rep)
+}

@@ -1,0 +1,14 @@
+//go:build !linux && !windows
+
+package vip
+
+import (
+	"errors"
+	"net/netip"
+)
+
+var errOwnedUnsupported = errors.New("group VIPs are supported on Linux and Windows only")
+
+func addOwned(string, netip.Prefix) error    { return errOwnedUnsupported }
+func delOwned(string, netip.Prefix) error    { return errOwnedUnsupported }
+func announceOwned(string, netip.Addr) error { return errOwnedUnsupported }
