@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/clusterd/clusterd/internal/config"
+	"github.com/hashicorp/raft"
 )
 
 // arbiter runs on every voter and acts only while its voter leads the
@@ -28,6 +29,7 @@ type arbiter struct {
 	released map[string]uint64              // group -> epoch its owner gave up
 	moves    map[string]time.Time           // group -> deadline of the move under way
 	barrier  time.Time                      // leadership term whose log this node has caught up with
+	transfer time.Time                      // last leadership hand-off attempt
 }
 
 type reportAt struct {
@@ -162,6 +164,13 @@ func (a *arbiter) tick() {
 		// Committed outside the lock: raft may take a moment, and reports
 		// (lease renewals) must not wait for it.
 		err := a.q.set(name, rec.Epoch, *next)
+		if err == nil && next.Epoch != rec.Epoch {
+			// The new owner gets a lease's time to ask for its lease
+			// before this leader gives up on it.
+			a.mu.Lock()
+			a.grants[name] = grant{epoch: next.Epoch, until: time.Now().Add(a.t.Lease)}
+			a.mu.Unlock()
+		}
 		switch {
 		case err == nil && why != "":
 			a.log.Info(why, slog.String("group", name), slog.String("from", rec.Owner), slog.String("to", next.Owner),
@@ -171,6 +180,32 @@ func (a *arbiter) tick() {
 		}
 	}
 	a.publish(now)
+	a.handOff(now)
+}
+
+// handOff passes leadership to a voter that owns no group when this
+// leader owns one. If the owner and the leader are the same node, its
+// death costs an election and then a full hold before the failover;
+// with them apart, only the lease.
+func (a *arbiter) handOff(now time.Time) {
+	if now.Sub(a.transfer) < 10*time.Second {
+		return
+	}
+	owners := map[string]bool{}
+	for name := range a.groups {
+		owners[a.q.fsm.get(name).Owner] = true
+	}
+	if !owners[a.q.name] {
+		return
+	}
+	for _, v := range a.q.voters {
+		if v != a.q.name && !owners[v] && !a.m.down(v) {
+			a.transfer = now
+			a.log.Info("handing quorum leadership to a voter that owns no group", slog.String("to", v))
+			go a.q.raft.LeadershipTransferToServer(raft.ServerID(v), raft.ServerAddress(v))
+			return
+		}
+	}
 }
 
 // decide is the leader's rule book for one group: the record to commit,
@@ -187,7 +222,9 @@ func (a *arbiter) decide(g config.GroupConfig, rec Record, since, now time.Time)
 
 	if rec.Owner == "" {
 		c := a.candidate(g, "", "", now)
-		if c == "" {
+		if c == "" || (c != g.Owners[0] && now.Sub(since) < 3*a.t.Renew) {
+			// Give every owner a few reports' time, so the preferred
+			// one gets the group if it is up.
 			return nil, ""
 		}
 		next.Owner, next.Reason, next.Prev = c, reasonPlaced, ""

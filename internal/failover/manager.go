@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/clusterd/clusterd/internal/api"
@@ -75,6 +76,7 @@ type Manager struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	abandon   atomic.Bool // tests: stop like kill -9 (no step-down, resources left as they are)
 }
 
 // New builds the failover tier; nothing runs before Start.
@@ -88,7 +90,7 @@ func New(o Options) (*Manager, error) {
 		if !slices.Contains(g.Owners, o.Node) {
 			continue
 		}
-		res, err := NewResource(g, o.StateDir)
+		res, err := NewResource(g, o.Node, o.StateDir)
 		if err != nil {
 			return nil, err
 		}

@@ -44,6 +44,7 @@ type QuorumOptions struct {
 // run in production.
 type Quorum struct {
 	name   string
+	voters []string
 	log    *slog.Logger
 	raft   *raft.Raft
 	fsm    *fsm
@@ -84,7 +85,7 @@ func NewQuorum(o QuorumOptions) (*Quorum, error) {
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the quorum directory: %w", err)
 	}
-	q := &Quorum{name: o.Name, log: o.Logger, fsm: newFSM(), timing: o.Timing}
+	q := &Quorum{name: o.Name, voters: o.Voters, log: o.Logger, fsm: newFSM(), timing: o.Timing}
 	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Info, Output: &hclogWriter{log: o.Logger}})
 
 	l, err := net.Listen("tcp", net.JoinHostPort(o.Bind, strconv.Itoa(o.Port)))

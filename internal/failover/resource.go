@@ -70,10 +70,10 @@ type ReplicationInfo struct {
 }
 
 // NewResource builds the resource of a group config.
-func NewResource(g config.GroupConfig, stateDir string) (Resource, error) {
+func NewResource(g config.GroupConfig, node, stateDir string) (Resource, error) {
 	switch g.Resource.Type {
 	case "exec":
-		return &execResource{cfg: g.Resource}, nil
+		return &execResource{cfg: g.Resource, group: g.Name, node: node}, nil
 	case "postgresql":
 		return newPostgres(g, stateDir)
 	case "service":
@@ -84,8 +84,9 @@ func NewResource(g config.GroupConfig, stateDir string) (Resource, error) {
 
 // execResource runs the operator's commands with OCF exit codes.
 type execResource struct {
-	cfg        config.ResourceConfig
-	notRunning []int // monitor exit codes that also mean "not running" (systemctl's 3)
+	cfg         config.ResourceConfig
+	group, node string
+	notRunning  []int // monitor exit codes that also mean "not running" (systemctl's 3)
 }
 
 // OCF exit codes (Open Cluster Framework resource agent API).
@@ -107,8 +108,8 @@ func (r *execResource) run(ctx context.Context, what string, argv []string, p Pa
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(),
 		"CLUSTERD_ACTION="+what,
-		"CLUSTERD_GROUP="+p.Group,
-		"CLUSTERD_NODE="+p.Node,
+		"CLUSTERD_GROUP="+r.group,
+		"CLUSTERD_NODE="+r.node,
 		"CLUSTERD_EPOCH="+strconv.FormatUint(p.Epoch, 10),
 		"CLUSTERD_PRIMARY="+p.Primary,
 		"CLUSTERD_PRIMARY_ADDR="+p.PrimaryAddr,

@@ -166,7 +166,9 @@ func (r *runner) actor(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			r.shutdown()
+			if !r.m.abandon.Load() {
+				r.shutdown()
+			}
 			return
 		case <-r.wake:
 		case <-t.C:
