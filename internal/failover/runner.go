@@ -43,7 +43,8 @@ type runner struct {
 	coolUntil  time.Time // after a resource failure: not ready until then
 	sending    bool
 
-	vipMu sync.Mutex // serialises VIP changes between the watchdog and the actor
+	vipMu  sync.Mutex // serialises VIP changes between the watchdog and the actor
+	pushed time.Time  // the lease end last written to the kernel fence (under vipMu)
 	wake  chan struct{}
 }
 
@@ -67,6 +68,13 @@ func (r *runner) poke() {
 }
 
 func (r *runner) run(ctx context.Context) {
+	if r.vip != nil {
+		// An agent that crashed may have left the address on the NIC;
+		// nothing vouches for it now.
+		if err := r.vip.Release(); err != nil {
+			r.log.Warn("removing a stale group VIP", slog.Any("error", err))
+		}
+	}
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); r.sender(ctx) }()
@@ -150,11 +158,14 @@ func (r *runner) watchdog(ctx context.Context) {
 		}
 		r.mu.Lock()
 		lost := r.primary != 0 && time.Now().After(r.leaseUntil)
+		until := r.leaseUntil
 		r.mu.Unlock()
 		if lost {
 			r.releaseVIP()
 			r.poke()
+			continue
 		}
+		r.renewVIP(until)
 	}
 }
 
@@ -374,11 +385,32 @@ func (r *runner) claimVIP() {
 	if _, _, ok, _, _ := r.state(); !ok {
 		return
 	}
-	if err := r.vip.Claim(); err != nil {
+	r.mu.Lock()
+	until := r.leaseUntil
+	r.mu.Unlock()
+	r.pushed = until
+	if err := r.vip.Claim(until); err != nil {
 		r.log.Error("claiming the group VIP", slog.Any("error", err))
 		return
 	}
 	r.log.Info("group VIP claimed", slog.String("vip", r.vip.Prefix.String()))
+}
+
+// renewVIP carries a lease extension into the kernel fence.
+func (r *runner) renewVIP(until time.Time) {
+	if r.vip == nil {
+		return
+	}
+	r.vipMu.Lock()
+	defer r.vipMu.Unlock()
+	if !r.vip.Held() || !until.After(r.pushed) {
+		return
+	}
+	if err := r.vip.Renew(until); err != nil {
+		r.log.Error("renewing the group VIP's kernel lease", slog.Any("error", err))
+		return
+	}
+	r.pushed = until
 }
 
 func (r *runner) releaseVIP() {

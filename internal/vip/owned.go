@@ -3,6 +3,7 @@ package vip
 import (
 	"fmt"
 	"net/netip"
+	"time"
 )
 
 // Owned is a plain virtual address held by one node at a time (a failover
@@ -26,9 +27,12 @@ func NewOwned(address, ifname string) (*Owned, error) {
 // Held reports whether this node holds the address now.
 func (o *Owned) Held() bool { return o.held }
 
-// Claim puts the address on the NIC and announces it. Claiming a held
-// address announces it again.
-func (o *Owned) Claim() error {
+// Claim puts the address on the NIC, fenced by a kernel-side lease that
+// runs out at until, and announces it.
+func (o *Owned) Claim(until time.Time) error {
+	if err := o.Renew(until); err != nil {
+		return err
+	}
 	if err := addOwned(o.Interface, o.Prefix); err != nil {
 		return fmt.Errorf("adding %s to %s: %w", o.Prefix.Addr(), o.Interface, err)
 	}
@@ -39,12 +43,28 @@ func (o *Owned) Claim() error {
 	return nil
 }
 
-// Release takes the address off the NIC; releasing an address that is not
-// there is not an error (a restarted agent cleans up after a crash).
+// Renew moves the kernel-side lease's end to until.
+func (o *Owned) Renew(until time.Time) error {
+	d := time.Until(until)
+	if d <= 0 {
+		return fmt.Errorf("lease for %s already ran out", o.Prefix.Addr())
+	}
+	if err := fenceOwned(o.Prefix.Addr(), d); err != nil {
+		return fmt.Errorf("fencing %s: %w", o.Prefix.Addr(), err)
+	}
+	return nil
+}
+
+// Release takes the address off the NIC and ends its kernel lease;
+// releasing an address that is not there is not an error (a restarted
+// agent cleans up after a crash).
 func (o *Owned) Release() error {
 	o.held = false
 	if err := delOwned(o.Interface, o.Prefix); err != nil {
 		return fmt.Errorf("removing %s from %s: %w", o.Prefix.Addr(), o.Interface, err)
+	}
+	if err := fenceOwned(o.Prefix.Addr(), 0); err != nil {
+		return fmt.Errorf("fencing %s: %w", o.Prefix.Addr(), err)
 	}
 	return nil
 }

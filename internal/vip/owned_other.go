@@ -5,6 +5,7 @@ package vip
 import (
 	"errors"
 	"net/netip"
+	"time"
 )
 
 var errOwnedUnsupported = errors.New("group VIPs are supported on Linux and Windows only")
@@ -12,3 +13,4 @@ var errOwnedUnsupported = errors.New("group VIPs are supported on Linux and Wind
 func addOwned(string, netip.Prefix) error    { return errOwnedUnsupported }
 func delOwned(string, netip.Prefix) error    { return errOwnedUnsupported }
 func announceOwned(string, netip.Addr) error { return errOwnedUnsupported }
+func fenceOwned(netip.Addr, time.Duration) error { return errOwnedUnsupported }

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"strings"
+	"time"
 )
 
 // Windows: netsh adds and removes the address; Windows itself sends a
@@ -32,3 +33,7 @@ func netsh(args ...string) error {
 	}
 	return nil
 }
+
+// fenceOwned: Windows has no kernel-side lease; a Windows owner is fenced
+// by its agent only (see docs/failover.md).
+func fenceOwned(netip.Addr, time.Duration) error { return nil }

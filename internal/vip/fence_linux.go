@@ -1,0 +1,127 @@
+package vip
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+)
+
+// The group fence keeps a group VIP's lease in the kernel: packets to the
+// VIP, and ARP requests for it, are dropped unless the VIP's element in
+// its lease set is alive. The agent refreshes the element with the lease's
+// remaining time whenever the quorum extends the lease; if the agent dies
+// (kill -9, a hung process) the element runs out exactly when the lease
+// does, and the node stops answering for the VIP although the address is
+// still on its NIC. So a dead agent's node can never take writes meant
+// for the new owner, with millisecond precision and no process involved.
+const (
+	fenceTable    = "clusterd_group"
+	fenceARPTable = "clusterd_group_arp"
+)
+
+type fence struct {
+	mu     sync.Mutex
+	nft    *nftables.Conn
+	table  *nftables.Table
+	chain  *nftables.Chain
+	arpTbl *nftables.Table
+	arpIn  *nftables.Chain
+	leases map[netip.Addr]*nftables.Set
+}
+
+var groupFence fence
+
+// ensure creates the fence tables on first use, replacing any left by an
+// earlier run (the agent releases stale addresses before it claims).
+func (f *fence) ensure() error {
+	if f.nft != nil {
+		return nil
+	}
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("opening nftables netlink socket: %w", err)
+	}
+	if t, err := c.ListTableOfFamily(fenceTable, nftables.TableFamilyIPv4); err == nil && t != nil {
+		c.DelTable(t)
+	}
+	if t, err := c.ListTableOfFamily(fenceARPTable, nftables.TableFamilyARP); err == nil && t != nil {
+		c.DelTable(t)
+	}
+	f.table = c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: fenceTable})
+	// Raw priority, before conntrack: established connections are cut
+	// off too; a fenced node must not finish a client's transaction.
+	f.chain = c.AddChain(&nftables.Chain{Name: "prerouting", Table: f.table, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw})
+	f.arpTbl = c.AddTable(&nftables.Table{Family: nftables.TableFamilyARP, Name: fenceARPTable})
+	f.arpIn = c.AddChain(&nftables.Chain{Name: "input", Table: f.arpTbl, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookRef(nfARPIn), Priority: nftables.ChainPriorityFilter})
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("installing the group fence tables: %w", err)
+	}
+	f.nft, f.leases = c, map[netip.Addr]*nftables.Set{}
+	return nil
+}
+
+// vip adds the drop rules for addr (once per process).
+func (f *fence) vip(addr netip.Addr) (*nftables.Set, error) {
+	if s, ok := f.leases[addr]; ok {
+		return s, nil
+	}
+	c := f.nft
+	s := &nftables.Set{Table: f.table, Name: "lease_" + addr.String(), KeyType: nftables.TypeInteger, HasTimeout: true}
+	if err := c.AddSet(s, nil); err != nil {
+		return nil, err
+	}
+	// ARP requests for the VIP go to the same test through a set of the
+	// arp table (sets belong to one table).
+	as := &nftables.Set{Table: f.arpTbl, Name: "lease_" + addr.String(), KeyType: nftables.TypeInteger, HasTimeout: true}
+	if err := c.AddSet(as, nil); err != nil {
+		return nil, err
+	}
+	ip := addr.AsSlice()
+	unleased := func(offset uint32, set *nftables.Set) []expr.Any {
+		return []expr.Any{
+			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: ip},
+			&expr.Immediate{Register: reg1, Data: one},
+			&expr.Lookup{SourceRegister: reg1, SetName: set.Name, SetID: set.ID, Invert: true},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		}
+	}
+	c.AddRule(&nftables.Rule{Table: f.table, Chain: f.chain, Exprs: unleased(16, s)}) // IPv4 daddr
+	c.AddRule(&nftables.Rule{Table: f.arpTbl, Chain: f.arpIn, Exprs: unleased(24, as)}) // ARP target IP
+	if err := c.Flush(); err != nil {
+		return nil, fmt.Errorf("installing the fence for %s: %w", addr, err)
+	}
+	f.leases[addr] = s
+	return s, nil
+}
+
+// lease sets addr's lease to run out after d (0: now).
+func (f *fence) lease(addr netip.Addr, d time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.ensure(); err != nil {
+		return err
+	}
+	s, err := f.vip(addr)
+	if err != nil {
+		return err
+	}
+	as := &nftables.Set{Table: f.arpTbl, Name: s.Name}
+	for _, set := range []*nftables.Set{s, as} {
+		f.nft.FlushSet(set)
+		if d > 0 {
+			if err := f.nft.SetAddElements(set, []nftables.SetElement{{Key: one, Timeout: d}}); err != nil {
+				return err
+			}
+		}
+	}
+	return f.nft.Flush()
+}
+
+func fenceOwned(addr netip.Addr, d time.Duration) error { return groupFence.lease(addr, d) }

@@ -1,0 +1,213 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clusterd/clusterd/internal/api"
+	"github.com/clusterd/clusterd/internal/testnet"
+)
+
+const groupVIP = "10.77.1.200"
+
+// An exec resource: a marker file per node says where it runs.
+const groupScript = `#!/bin/sh
+f="%s/$CLUSTERD_NODE.running"
+case "$1" in
+start) echo "$CLUSTERD_EPOCH" > "$f" ;;
+stop) rm -f "$f" ;;
+monitor) [ -f "$f" ] && exit 0; exit 7 ;;
+esac
+`
+
+func groupConfig(dir string) string {
+	script := filepath.Join(dir, "resource.sh")
+	os.WriteFile(script, []byte(fmt.Sprintf(groupScript, dir)), 0o755)
+	return fmt.Sprintf(`quorum:
+  voters: [node1, node2, node3]
+failover:
+  groups:
+    - name: db
+      owners: [node1, node2]
+      vip: { address: %s/24, interface: eth0 }
+      resource:
+        type: exec
+        start: [%s, start]
+        stop: [%s, stop]
+        monitor: [%s, monitor]
+`, groupVIP, script, script, script)
+}
+
+// groupOn waits until nd sees group db online on owner.
+func groupOn(t *testing.T, n *testnet.Net, nd *testnet.Node, owner string, within time.Duration) api.Group {
+	t.Helper()
+	var g api.Group
+	n.WaitFor(within, "group db online on "+owner, func() bool {
+		s, err := nd.Status()
+		if err != nil || len(s.Groups) != 1 {
+			return false
+		}
+		g = s.Groups[0]
+		return g.Owner == owner && (g.State == "online" || g.State == "degraded")
+	})
+	return g
+}
+
+// groupFailoverTraps counts cdGroupFailover notifications for group db
+// that name old and new owners.
+func groupFailoverTraps(log, old, new string) int {
+	b, _ := os.ReadFile(log)
+	count := 0
+	for _, p := range strings.Split(string(b), "OID: "+oidNotify+"11\t")[1:] {
+		end := strings.Index(p, "\n")
+		if end < 0 {
+			end = len(p)
+		}
+		line := p[:end]
+		if strings.Contains(line, mibRoot+".1.5.3.0 = STRING: \"db\"") &&
+			strings.Contains(line, mibRoot+".1.5.4.0 = STRING: \""+old+"\"") &&
+			strings.Contains(line, mibRoot+".1.5.5.0 = STRING: \""+new+"\"") {
+			count++
+		}
+	}
+	return count
+}
+
+// TestGroupFailover: a failover group with a VIP on three voters. Planned
+// move, then kill -9 of the owner: the client sees the VIP answered by the
+// new owner within the target, never again by the old one (whose web
+// server and address outlive its agent: the kernel fence drops them), and
+// the NOC gets a group_failover trap for each change.
+func TestGroupFailover(t *testing.T) {
+	needTools(t, "snmptrapd")
+	dir := t.TempDir()
+	cfg := groupConfig(dir)
+	n := testnet.New(t, testnet.Options{Nodes: 3, Backup: true, Extra: func(int) string { return cfg + snmpConfig }})
+	for _, nd := range n.Nodes[:2] {
+		nd.Serve(80)
+	}
+	log := trapd(t, n)
+	n.Start()
+	g := groupOn(t, n, n.Nodes[2], "node1", 20*time.Second)
+	if g.VIP != groupVIP+"/24" || g.Replication != "none" {
+		t.Errorf("group status: %+v", g)
+	}
+	s, _ := n.Nodes[2].Status()
+	if s.Quorum == nil || !s.Quorum.HasQuorum || s.Quorum.Voters != 3 || s.Quorum.Alive != 3 || s.Quorum.Leader == "" {
+		t.Errorf("quorum: %+v", s.Quorum)
+	}
+	c := n.NewClient(300 * time.Millisecond)
+	url := "http://" + groupVIP + "/"
+	get := func() testnet.Result {
+		ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+		defer cancel()
+		return c.Get(ctx, url)
+	}
+	n.WaitFor(5*time.Second, "the VIP answered by node1", func() bool { return get().Node == "node1" })
+
+	// Planned move from a node that owns nothing.
+	out, code := n.Nodes[2].Ctl("move", "db")
+	if code != 0 || !strings.Contains(out, "moved to node2") {
+		t.Fatalf("move: exit %d\n%s", code, out)
+	}
+	t.Logf("clusterctl move:\n%s", out)
+	n.WaitFor(3*time.Second, "the VIP answered by node2", func() bool { return get().Node == "node2" })
+	n.WaitFor(5*time.Second, "group_failover trap node1 -> node2", func() bool { return groupFailoverTraps(log, "node1", "node2") == 1 })
+	if _, err := os.Stat(filepath.Join(dir, "node1.running")); err == nil {
+		t.Error("the resource still runs on node1 after the move")
+	}
+	if out, code := n.Nodes[2].Ctl("move", "db", "node3"); code != 1 || !strings.Contains(out, "not one of") {
+		t.Errorf("move to a non-owner: exit %d: %s", code, out)
+	}
+	if out, code := n.Nodes[2].Ctl("move", "nosuch"); code != 1 || !strings.Contains(out, "unknown group") {
+		t.Errorf("move of an unknown group: exit %d: %s", code, out)
+	}
+
+	// kill -9 the owner while a client polls the VIP.
+	var mu sync.Mutex
+	var results []testnet.Result
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			r := get()
+			mu.Lock()
+			results = append(results, r)
+			mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	killed := time.Now()
+	n.Nodes[1].Kill()
+	n.WaitFor(5*time.Second, "the VIP answered by node1 again", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(results) > 0 && results[len(results)-1].Node == "node1"
+	})
+	time.Sleep(time.Second)
+	close(stop)
+	<-done
+	var first time.Time
+	for _, r := range results {
+		if r.Node == "node1" && r.At.After(killed) && first.IsZero() {
+			first = r.At
+		}
+		if !first.IsZero() && r.At.After(first) && r.Node != "node1" {
+			t.Errorf("after node1 took over, a request at %s was answered by %q (err %v)", r.At.Format(time.StampMilli), r.Node, r.Err)
+		}
+	}
+	gap := first.Sub(killed)
+	t.Logf("kill -9 of the owner: VIP answered by the new owner after %v", gap)
+	if gap > 3*time.Second {
+		t.Errorf("failover gap %v, want <= 3 s", gap)
+	}
+	g = groupOn(t, n, n.Nodes[2], "node1", time.Second)
+	if g.Reason != "owner_failed" || g.Failovers != 2 {
+		t.Errorf("after kill -9: %+v", g)
+	}
+	n.WaitFor(5*time.Second, "group_failover trap node2 -> node1", func() bool { return groupFailoverTraps(log, "node2", "node1") == 1 })
+
+	// The zombie: node2's address and web server outlived its agent.
+	// Point the client at node2's MAC: the kernel fence must drop it.
+	mac, err := exec.Command("ip", "netns", "exec", n.Nodes[1].NS, "cat", "/sys/class/net/eth0/address").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command("ip", "netns", "exec", n.Nodes[1].NS, "ip", "-4", "addr", "show", "dev", "eth0").Run(); err != nil {
+		t.Fatal(err)
+	}
+	pin := exec.Command("ip", "netns", "exec", n.Client, "ip", "neigh", "replace", groupVIP, "lladdr", strings.TrimSpace(string(mac)), "dev", "eth0", "nud", "permanent")
+	if out, err := pin.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if r := get(); r.Err == nil {
+		t.Errorf("the fenced zombie answered the VIP: %q", r.Node)
+	}
+	exec.Command("ip", "netns", "exec", n.Client, "ip", "neigh", "del", groupVIP, "dev", "eth0").Run()
+
+	// The old owner comes back: it must not take the group (failback
+	// never) and must stop its stale resource.
+	n.Nodes[1].Start()
+	n.WaitFor(10*time.Second, "node2's stale resource stopped", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "node2.running"))
+		return os.IsNotExist(err)
+	})
+	n.WaitFor(5*time.Second, "group db online on node1 with node2 as standby (not degraded)", func() bool {
+		s, err := n.Nodes[2].Status()
+		return err == nil && s.Groups[0].Owner == "node1" && s.Groups[0].State == "online" && s.Groups[0].Standby == "node2"
+	})
+}
