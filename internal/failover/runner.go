@@ -45,7 +45,7 @@ type runner struct {
 
 	vipMu  sync.Mutex // serialises VIP changes between the watchdog and the actor
 	pushed time.Time  // the lease end last written to the kernel fence (under vipMu)
-	wake  chan struct{}
+	wake   chan struct{}
 }
 
 func newRunner(m *Manager, g config.GroupConfig, res Resource, log *slog.Logger) (*runner, error) {

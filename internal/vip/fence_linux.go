@@ -92,7 +92,7 @@ func (f *fence) vip(addr netip.Addr) (*nftables.Set, error) {
 			&expr.Verdict{Kind: expr.VerdictDrop},
 		}
 	}
-	c.AddRule(&nftables.Rule{Table: f.table, Chain: f.chain, Exprs: unleased(16, s)}) // IPv4 daddr
+	c.AddRule(&nftables.Rule{Table: f.table, Chain: f.chain, Exprs: unleased(16, s)})   // IPv4 daddr
 	c.AddRule(&nftables.Rule{Table: f.arpTbl, Chain: f.arpIn, Exprs: unleased(24, as)}) // ARP target IP
 	if err := c.Flush(); err != nil {
 		return nil, fmt.Errorf("installing the fence for %s: %w", addr, err)

@@ -10,7 +10,7 @@ import (
 
 var errOwnedUnsupported = errors.New("group VIPs are supported on Linux and Windows only")
 
-func addOwned(string, netip.Prefix) error    { return errOwnedUnsupported }
-func delOwned(string, netip.Prefix) error    { return errOwnedUnsupported }
-func announceOwned(string, netip.Addr) error { return errOwnedUnsupported }
+func addOwned(string, netip.Prefix) error        { return errOwnedUnsupported }
+func delOwned(string, netip.Prefix) error        { return errOwnedUnsupported }
+func announceOwned(string, netip.Addr) error     { return errOwnedUnsupported }
 func fenceOwned(netip.Addr, time.Duration) error { return errOwnedUnsupported }
