@@ -198,7 +198,25 @@ func (a *arbiter) handOff(now time.Time) {
 	if !owners[a.q.name] {
 		return
 	}
-	for _, v := range a.q.voters {
+	// Prefer a pure witness (a voter listed as no group's owner): a
+	// standby would have to hand leadership on again when it takes over.
+	listed := map[string]bool{}
+	for _, g := range a.groups {
+		for _, o := range g.Owners {
+			listed[o] = true
+		}
+	}
+	voters := slices.Clone(a.q.voters)
+	slices.SortStableFunc(voters, func(x, y string) int {
+		switch {
+		case listed[x] == listed[y]:
+			return 0
+		case !listed[x]:
+			return -1
+		}
+		return 1
+	})
+	for _, v := range voters {
 		if v != a.q.name && !owners[v] && !a.m.down(v) {
 			a.transfer = now
 			a.log.Info("handing quorum leadership to a voter that owns no group", slog.String("to", v))

@@ -211,3 +211,93 @@ func TestGroupFailover(t *testing.T) {
 		return err == nil && s.Groups[0].Owner == "node1" && s.Groups[0].State == "online" && s.Groups[0].Standby == "node2"
 	})
 }
+
+// TestGroupPartitionNoSplitBrain: the owner is cut off from both other
+// nodes on both networks but stays alive, and the client still reaches
+// every node. The owner loses its lease and fences itself; the majority
+// side promotes the standby; the client never gets an answer from the old
+// owner once the new one has answered. After the heal the old owner is a
+// standby.
+func TestGroupPartitionNoSplitBrain(t *testing.T) {
+	dir := t.TempDir()
+	cfg := groupConfig(dir)
+	n := testnet.New(t, testnet.Options{Nodes: 3, Backup: true, Extra: func(int) string { return cfg }})
+	for _, nd := range n.Nodes[:2] {
+		nd.Serve(80)
+	}
+	n.Start()
+	groupOn(t, n, n.Nodes[2], "node1", 20*time.Second)
+	c := n.NewClient(300 * time.Millisecond)
+	get := func() testnet.Result {
+		ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+		defer cancel()
+		return c.Get(ctx, "http://"+groupVIP+"/")
+	}
+	n.WaitFor(5*time.Second, "the VIP answered by node1", func() bool { return get().Node == "node1" })
+
+	var mu sync.Mutex
+	var results []testnet.Result
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			r := get()
+			mu.Lock()
+			results = append(results, r)
+			mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	cut := time.Now()
+	n.Partition(n.Nodes[:1], n.Nodes[1:])
+	n.WaitFor(6*time.Second, "the VIP answered by node2", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(results) > 0 && results[len(results)-1].Node == "node2"
+	})
+	// Long enough for a split brain to show if there were one.
+	time.Sleep(2 * time.Second)
+	close(stop)
+	<-done
+	var first time.Time
+	for _, r := range results {
+		if r.Node == "node2" && first.IsZero() {
+			first = r.At
+		}
+		if !first.IsZero() && r.At.After(first) && r.Node == "node1" {
+			t.Errorf("split brain: node1 answered at %s after node2 had taken over", r.At.Format(time.StampMilli))
+		}
+	}
+	t.Logf("partition of the owner: VIP answered by node2 after %v", first.Sub(cut))
+	if _, err := os.Stat(filepath.Join(dir, "node1.running")); err == nil {
+		t.Error("the cut-off owner still runs the resource")
+	}
+	s, _ := n.Nodes[0].Status()
+	if s.Quorum == nil || s.Quorum.HasQuorum {
+		t.Errorf("node1 alone should have no quorum: %+v", s.Quorum)
+	}
+	ev, _ := n.Nodes[0].Events()
+	lost := false
+	for _, e := range ev {
+		lost = lost || e.Type == "quorum_lost"
+	}
+	if !lost {
+		t.Error("node1 recorded no quorum_lost event")
+	}
+	g := groupOn(t, n, n.Nodes[2], "node2", time.Second)
+	if g.Reason != "owner_failed" && g.Reason != "lease_expired" {
+		t.Errorf("reason: %+v", g)
+	}
+
+	n.Heal()
+	n.WaitFor(10*time.Second, "group db online on node2 with node1 as standby", func() bool {
+		s, err := n.Nodes[0].Status()
+		return err == nil && s.Quorum != nil && s.Quorum.HasQuorum && s.Groups[0].Owner == "node2" && s.Groups[0].State == "online" && s.Groups[0].Standby == "node1"
+	})
+}
