@@ -235,10 +235,15 @@ func TestSNMPAgentX(t *testing.T) {
 	sock := filepath.Join(n.Dir, "agentx.sock")
 	n.Nodes[0].WriteConfig("snmp:\n  agent:\n    agentx: " + sock + "\n")
 	conf := filepath.Join(n.Dir, "snmpd.conf")
-	os.WriteFile(conf, []byte(fmt.Sprintf("master agentx\nagentXSocket %s\nagentaddress udp:%s:161\nrocommunity public\n", sock, n.Nodes[0].PubIP)), 0o644)
+	// SNMPv3 polling is snmpd's USM (clusterd does not hand-roll one):
+	// an authPriv user the NOC's poller would use.
+	os.WriteFile(conf, []byte(fmt.Sprintf("master agentx\nagentXSocket %s\nagentaddress udp:%s:161\nrocommunity public\n"+
+		"createUser noc SHA \"auth-pass-123\" AES \"priv-pass-123\"\nrouser noc priv\n", sock, n.Nodes[0].PubIP)), 0o644)
+	persist := filepath.Join(n.Dir, "snmp-persist")
+	os.MkdirAll(persist, 0o700)
 	startSnmpd := func() *exec.Cmd {
 		cmd := exec.Command("ip", "netns", "exec", n.Nodes[0].NS, "snmpd", "-f", "-C", "-c", conf, "-Lo", "-p", filepath.Join(n.Dir, "snmpd.pid"))
-		cmd.Env = append(os.Environ(), "MIBS=", "MIBDIRS=/nonexistent")
+		cmd.Env = append(os.Environ(), "MIBS=", "MIBDIRS=/nonexistent", "SNMP_PERSISTENT_DIR="+persist)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -265,6 +270,26 @@ func TestSNMPAgentX(t *testing.T) {
 	tool = "snmpbulkwalk"
 	n.WaitFor(5*time.Second, "the member table through snmpd with GETBULK", ok)
 	tool = "snmpwalk"
+
+	v3 := func(auth, priv string) (string, error) {
+		cmd := exec.Command("ip", "netns", "exec", n.Client, "snmpwalk", "-v3", "-l", "authPriv", "-u", "noc",
+			"-a", "SHA", "-A", auth, "-x", "AES", "-X", priv, "-On", "-t", "1", "-r", "0",
+			n.Nodes[0].PubIP+":161", mibRoot+".1.2.1.2")
+		cmd.Env = append(os.Environ(), "MIBS=", "MIBDIRS=/nonexistent", "SNMP_PERSISTENT_DIR="+filepath.Join(n.Dir, "client-persist"))
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := v3("auth-pass-123", "priv-pass-123"); err != nil || !strings.Contains(out, "STRING: \"node1\"") {
+		t.Errorf("SNMPv3 authPriv walk through snmpd: %v\n%s", err, out)
+	}
+	for _, bad := range [][2]string{{"wrong-auth-pass", "priv-pass-123"}, {"auth-pass-123", "wrong-priv-pass"}} {
+		if out, err := v3(bad[0], bad[1]); err == nil || strings.Contains(out, "node1") {
+			t.Errorf("SNMPv3 with a wrong passphrase (%s/%s) was answered: %v\n%s", bad[0], bad[1], err, out)
+		} else {
+			t.Logf("SNMPv3 with a wrong passphrase refused: %s", strings.TrimSpace(out))
+		}
+	}
+
 	snmpd.Process.Kill()
 	snmpd.Wait()
 	startSnmpd()
