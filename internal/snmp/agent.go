@@ -3,6 +3,7 @@ package snmp
 import (
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/gosnmp/gosnmp"
 
 	"github.com/clusterd/clusterd/internal/api"
+	"github.com/clusterd/clusterd/internal/version"
 )
 
 // Agent is the built-in read-only SNMP agent (v1/v2c GET, GETNEXT, and
@@ -89,10 +91,29 @@ func (a *Agent) snapshot() Tree {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.tree == nil || time.Since(a.builtAt) > 200*time.Millisecond {
-		a.tree = Build(a.status(), a.start)
+		st := a.status()
+		// The system group sorts before the enterprise subtree.
+		a.tree = append(systemGroup(st, a.start), Build(st, a.start)...)
 		a.builtAt = time.Now()
 	}
 	return a.tree
+}
+
+// systemGroup is SNMPv2-MIB's system group for the built-in agent (snmpd
+// serves its own when clusterd is an AgentX subagent): pollers such as
+// Cacti test a device's availability with sysUpTime and sysDescr, and
+// reindex tables when sysUpTime goes backwards.
+func systemGroup(s api.Status, start time.Time) Tree {
+	var t Tree
+	sys := "1.3.6.1.2.1.1."
+	t.add(sys+"1.0", gosnmp.OctetString, displayString(fmt.Sprintf("clusterd %s, node %s of cluster %s", version.Version, s.Node, s.Cluster)))
+	t.add(sys+"2.0", gosnmp.ObjectIdentifier, "."+Root)
+	t.add(sys+"3.0", gosnmp.TimeTicks, uint32(time.Since(start)/(10*time.Millisecond)))
+	t.add(sys+"4.0", gosnmp.OctetString, []byte(""))
+	t.add(sys+"5.0", gosnmp.OctetString, displayString(s.Node))
+	t.add(sys+"6.0", gosnmp.OctetString, []byte(""))
+	t.add(sys+"7.0", gosnmp.Integer, 72) // applications + end-to-end
+	return t
 }
 
 // maxRepetitions bounds a GETBULK answer (and so the reply's size).

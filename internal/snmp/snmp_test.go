@@ -87,6 +87,11 @@ func TestAgentGetWalkBulk(t *testing.T) {
 	if len(states) != 3 || states[0] != 2 || states[1] != 5 || states[2] != 3 {
 		t.Fatalf("states %v", states)
 	}
+	// The system group, for pollers' availability checks.
+	if r, err := g.Get([]string{"1.3.6.1.2.1.1.3.0", "1.3.6.1.2.1.1.5.0", "1.3.6.1.2.1.1.2.0"}); err != nil || r.Variables[0].Type != gosnmp.TimeTicks ||
+		string(r.Variables[1].Value.([]byte)) != "web1" || r.Variables[2].Value.(string) != "."+Root {
+		t.Fatalf("system group: %+v %v", r, err)
+	}
 	// v1 works for GET too.
 	g1 := client(t, a, "public", gosnmp.Version1)
 	if r, err := g1.Get([]string{oidCluster + ".2.0"}); err != nil || string(r.Variables[0].Value.([]byte)) != "web1" {
