@@ -356,6 +356,15 @@ func (c *Config) validateGroups(x v) {
 				t := true
 				r.Synchronous = &t
 			}
+			if r.OSUser == "" {
+				r.OSUser = "postgres"
+			}
+			if r.ReplicationUser == "" {
+				r.ReplicationUser = "replicator"
+			}
+			if r.PasswordFile == "" {
+				x.bad(p+".resource.password_file", "required for postgresql: a file with the replication user's password (created with the cluster; standbys log in with it)")
+			}
 		case "exec":
 			if len(r.Start) == 0 || len(r.Stop) == 0 || len(r.Monitor) == 0 {
 				x.bad(p+".resource", "exec needs start, stop and monitor commands")

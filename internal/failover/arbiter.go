@@ -105,6 +105,14 @@ func (a *arbiter) fresh(group, node string, now time.Time) (report, bool) {
 	return r.report, true
 }
 
+// strictSync: a group whose resource replicates synchronously may fail
+// over automatically only to the standby the quorum recorded as
+// synchronous; with none recorded, nobody is known to hold every
+// acknowledged commit, and the group waits for its owner or an operator.
+func strictSync(g config.GroupConfig) bool {
+	return g.Resource.Type == "postgresql" && g.Resource.Synchronous != nil && *g.Resource.Synchronous
+}
+
 // candidate picks the node to take a group over: the first owner in
 // preference order that is ready, skipping avoid unless nobody else is.
 // For a synchronous replicated resource only the standby the primary last
@@ -117,7 +125,7 @@ func (a *arbiter) candidate(g config.GroupConfig, avoid, syncWith string, now ti
 		if !ok || !r.Ready || r.Primary != 0 {
 			continue
 		}
-		if syncWith != "" && n != syncWith {
+		if (syncWith != "" || strictSync(g)) && n != syncWith {
 			continue
 		}
 		if n == avoid {
@@ -239,7 +247,7 @@ func (a *arbiter) decide(g config.GroupConfig, rec Record, since, now time.Time)
 	next.Epoch = rec.Epoch + 1
 
 	if rec.Owner == "" {
-		c := a.candidate(g, "", "", now)
+		c := a.candidate(config.GroupConfig{Name: g.Name, Owners: g.Owners}, "", "", now)
 		if c == "" || (c != g.Owners[0] && now.Sub(since) < 3*a.t.Renew) {
 			// Give every owner a few reports' time, so the preferred
 			// one gets the group if it is up.
@@ -364,7 +372,7 @@ func (a *arbiter) move(group, node string) (string, error) {
 	}
 	a.mu.Lock()
 	if node == "" {
-		node = a.candidate(g, rec.Owner, "", now)
+		node = a.candidate(g, rec.Owner, rec.SyncWith, now)
 		if node == rec.Owner {
 			node = ""
 		}
@@ -382,6 +390,8 @@ func (a *arbiter) move(group, node string) (string, error) {
 		return "", fmt.Errorf("%s is not reporting for group %s (down, or not running clusterd)", node, group)
 	case !r.Ready:
 		return "", fmt.Errorf("%s is not ready to take group %s over (%s)", node, group, r.Health)
+	case strictSync(g) && rec.SyncWith != node:
+		return "", fmt.Errorf("%s is not group %s's synchronous standby (recorded: %q): it may lack acknowledged commits; wait until status shows it as standby", node, group, rec.SyncWith)
 	}
 	next := rec
 	next.Target, next.Reason = node, reasonMove
@@ -406,7 +416,15 @@ func (a *arbiter) publish(now time.Time) {
 				break
 			}
 		}
-		nobody := a.candidate(g, rec.Owner, "", now) == ""
+		if strictSync(g) {
+			// Only the synchronous standby counts: another one may lack
+			// acknowledged commits.
+			standby = ""
+			if r, ok := a.fresh(name, rec.SyncWith, now); ok && r.Ready {
+				standby = rec.SyncWith
+			}
+		}
+		nobody := a.candidate(g, rec.Owner, rec.SyncWith, now) == ""
 		a.mu.Unlock()
 		if ok && owner.Mode != "" {
 			s.Repl, s.LagBytes = owner.Mode, owner.LagBytes

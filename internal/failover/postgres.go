@@ -1,11 +1,431 @@
 package failover
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/clusterd/clusterd/internal/config"
 )
 
-func newPostgres(g config.GroupConfig, stateDir string) (Resource, error) {
-	return nil, errors.New("group " + g.Name + ": the postgresql resource is not implemented yet; use type exec")
+// postgres drives a PostgreSQL primary and its streaming standbys with the
+// server's own tools (initdb, pg_ctl, pg_basebackup, pg_rewind, psql).
+//
+// No acknowledged write is lost: with synchronous: true the primary names
+// the other owners in synchronous_standby_names, so a commit returns only
+// once a standby has flushed it, and it reports that standby to the
+// quorum, which records it (Record.SyncWith); only that standby may be
+// promoted automatically. When the standby goes away the primary keeps
+// waiting (commits stall) until the quorum's record no longer names the
+// standby, and only then stops waiting: from that moment no node is known
+// to hold every commit, so none is promoted automatically.
+type postgres struct {
+	rc      config.ResourceConfig
+	group   string
+	node    string
+	owners  []string
+	sockDir string
+	logFile string
+	pass    string // replication password (from password_file)
+	passDir string // where the libpq password file lives
+
+	mu       sync.Mutex
+	absentAt time.Time // when the primary last saw no streaming standby (zero: one is there)
+}
+
+func newPostgres(g config.GroupConfig, node, stateDir string) (Resource, error) {
+	rc := g.Resource
+	b, err := os.ReadFile(rc.PasswordFile)
+	if err != nil {
+		return nil, fmt.Errorf("group %s: reading resource.password_file: %w", g.Name, err)
+	}
+	pass := strings.TrimSpace(string(b))
+	if pass == "" || strings.ContainsAny(pass, ":\\\n'") {
+		return nil, fmt.Errorf("group %s: %s must hold one password without ':', '\\' or quotes", g.Name, rc.PasswordFile)
+	}
+	dir := filepath.Join(stateDir, "pg-"+g.Name)
+	p := &postgres{rc: rc, group: g.Name, node: node, owners: g.Owners, sockDir: dir,
+		logFile: filepath.Join(dir, "postgresql.log"), pass: pass, passDir: dir}
+	return p, nil
+}
+
+func (p *postgres) Roles() bool { return true }
+
+// prepare makes the directories the server and its tools need, owned by
+// the server's OS user, and the libpq password file.
+func (p *postgres) prepare() error {
+	for _, d := range []string{p.sockDir, p.rc.DataDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+		if err := chownTo(d, p.rc.OSUser); err != nil {
+			return err
+		}
+	}
+	pf := filepath.Join(p.passDir, "pgpass")
+	line := fmt.Sprintf("*:%d:*:%s:%s\n", p.rc.Port, p.rc.ReplicationUser, p.pass)
+	if err := os.WriteFile(pf, []byte(line), 0o600); err != nil {
+		return err
+	}
+	return chownTo(pf, p.rc.OSUser)
+}
+
+func (p *postgres) bin(name string) string { return filepath.Join(p.rc.BinDir, name) }
+
+// run runs a PostgreSQL tool as the server's OS user.
+func (p *postgres) run(ctx context.Context, timeout time.Duration, name string, args ...string) (string, int, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, p.bin(name), args...)
+	cmd.Env = append(os.Environ(), "PGPASSFILE="+filepath.Join(p.passDir, "pgpass"), "PGCONNECT_TIMEOUT=5")
+	cmd.Dir = p.sockDir
+	if err := runAs(cmd, p.rc.OSUser); err != nil {
+		return "", -1, err
+	}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return string(out), ee.ExitCode(), fmt.Errorf("%s: exit %d: %s", name, ee.ExitCode(), strings.TrimSpace(string(out)))
+	}
+	if err != nil {
+		return string(out), -1, fmt.Errorf("%s: %w", name, err)
+	}
+	return string(out), 0, nil
+}
+
+// sql runs one statement on the local server through its Unix socket.
+func (p *postgres) sql(ctx context.Context, q string) (string, error) {
+	out, _, err := p.run(ctx, 10*time.Second, "psql", "-X", "-h", p.sockDir, "-p", strconv.Itoa(p.rc.Port),
+		"-U", p.rc.OSUser, "-d", "postgres", "-Atq", "-v", "ON_ERROR_STOP=1", "-c", q)
+	return strings.TrimSpace(out), err
+}
+
+func (p *postgres) empty() bool {
+	ents, err := os.ReadDir(p.rc.DataDir)
+	return err != nil || len(ents) == 0
+}
+
+func (p *postgres) exists(name string) bool {
+	_, err := os.Stat(filepath.Join(p.rc.DataDir, name))
+	return err == nil
+}
+
+// conninfo is how a standby reaches the primary.
+func (p *postgres) conninfo(addr string) string {
+	return fmt.Sprintf("host=%s port=%d user=%s passfile=%s application_name=%s connect_timeout=2",
+		addr, p.rc.Port, p.rc.ReplicationUser, filepath.Join(p.passDir, "pgpass"), p.node)
+}
+
+// writeConf writes the settings clusterd owns into clusterd.conf (included
+// from postgresql.conf) and, for a standby, standby.signal.
+func (p *postgres) writeConf(primaryAddr string) error {
+	conf := fmt.Sprintf(`# Written by clusterd for group %s; changes are overwritten.
+listen_addresses = '*'
+port = %d
+unix_socket_directories = '%s'
+wal_level = replica
+max_wal_senders = 10
+wal_keep_size = '512MB'
+hot_standby = on
+wal_log_hints = on
+synchronous_commit = on
+recovery_target_timeline = 'latest'
+`, p.group, p.rc.Port, p.sockDir)
+	if primaryAddr != "" {
+		conf += fmt.Sprintf("primary_conninfo = '%s'\n", p.conninfo(primaryAddr))
+	}
+	f := filepath.Join(p.rc.DataDir, "clusterd.conf")
+	if err := os.WriteFile(f, []byte(conf), 0o600); err != nil {
+		return err
+	}
+	if err := chownTo(f, p.rc.OSUser); err != nil {
+		return err
+	}
+	main := filepath.Join(p.rc.DataDir, "postgresql.conf")
+	b, err := os.ReadFile(main)
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(string(b), "include_if_exists = 'clusterd.conf'") {
+		b = append(b, []byte("\ninclude_if_exists = 'clusterd.conf'\n")...)
+		if err := os.WriteFile(main, b, 0o600); err != nil {
+			return err
+		}
+	}
+	if primaryAddr != "" {
+		sig := filepath.Join(p.rc.DataDir, "standby.signal")
+		if err := os.WriteFile(sig, nil, 0o600); err != nil {
+			return err
+		}
+		return chownTo(sig, p.rc.OSUser)
+	}
+	return nil
+}
+
+func (p *postgres) pgctl(ctx context.Context, args ...string) error {
+	a := append([]string{"-D", p.rc.DataDir}, args...)
+	_, _, err := p.run(ctx, 90*time.Second, "pg_ctl", a...)
+	return err
+}
+
+func (p *postgres) startServer(ctx context.Context) error {
+	return p.pgctl(ctx, "-w", "-t", "60", "-l", p.logFile, "start")
+}
+
+// initPrimary creates the cluster on the first owner: initdb with data
+// checksums (pg_rewind needs them or wal_log_hints), replication access
+// for the replication user, and the user itself.
+func (p *postgres) initPrimary(ctx context.Context) error {
+	if _, _, err := p.run(ctx, 120*time.Second, "initdb", "-D", p.rc.DataDir, "--data-checksums", "-U", p.rc.OSUser,
+		"--auth-local=peer", "--auth-host=scram-sha-256"); err != nil {
+		return err
+	}
+	hba := filepath.Join(p.rc.DataDir, "pg_hba.conf")
+	b, err := os.ReadFile(hba)
+	if err != nil {
+		return err
+	}
+	b = append(b, []byte(fmt.Sprintf("# clusterd: standbys replicate and pg_rewind reads as %[1]s\nhost replication %[1]s all scram-sha-256\nhost postgres %[1]s all scram-sha-256\n", p.rc.ReplicationUser))...)
+	if err := os.WriteFile(hba, b, 0o600); err != nil {
+		return err
+	}
+	if err := p.writeConf(""); err != nil {
+		return err
+	}
+	if err := p.startServer(ctx); err != nil {
+		return err
+	}
+	u := p.rc.ReplicationUser
+	for _, q := range []string{
+		fmt.Sprintf("CREATE ROLE %q WITH REPLICATION LOGIN PASSWORD '%s'", u, p.pass),
+		// What pg_rewind reads on the source.
+		fmt.Sprintf("GRANT EXECUTE ON function pg_catalog.pg_ls_dir(text, boolean, boolean) TO %q", u),
+		fmt.Sprintf("GRANT EXECUTE ON function pg_catalog.pg_stat_file(text, boolean) TO %q", u),
+		fmt.Sprintf("GRANT EXECUTE ON function pg_catalog.pg_read_binary_file(text) TO %q", u),
+		fmt.Sprintf("GRANT EXECUTE ON function pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO %q", u),
+	} {
+		if _, err := p.sql(ctx, q); err != nil {
+			return fmt.Errorf("setting up replication: %w", err)
+		}
+	}
+	return nil
+}
+
+// Start runs this node as a standby of p.Primary: a fresh copy of the
+// primary when it has no data, a rewind when its data was a primary's.
+func (p *postgres) Start(ctx context.Context, pr Params) error {
+	if err := p.prepare(); err != nil {
+		return err
+	}
+	if pr.PrimaryAddr == "" {
+		return errors.New("no primary to follow")
+	}
+	h, _ := p.Monitor(ctx)
+	switch {
+	case p.empty():
+		if _, _, err := p.run(ctx, 30*time.Minute, "pg_basebackup", "-h", pr.PrimaryAddr, "-p", strconv.Itoa(p.rc.Port),
+			"-U", p.rc.ReplicationUser, "-D", p.rc.DataDir, "-X", "stream", "--checkpoint=fast"); err != nil {
+			os.RemoveAll(p.rc.DataDir)
+			return fmt.Errorf("copying the primary: %w", err)
+		}
+	case h == Standby:
+		// Already a standby: point it at the (new) primary.
+		if err := p.writeConf(pr.PrimaryAddr); err != nil {
+			return err
+		}
+		return p.pgctl(ctx, "reload")
+	case !p.exists("standby.signal"):
+		// This node's data was a primary's: wind it back to where the
+		// new primary's history forked, so it can follow.
+		if h != NotRunning {
+			p.pgctl(ctx, "-m", "fast", "stop")
+		}
+		src := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres", pr.PrimaryAddr, p.rc.Port, p.rc.ReplicationUser)
+		if _, _, err := p.run(ctx, 30*time.Minute, "pg_rewind", "--target-pgdata", p.rc.DataDir, "--source-server", src); err != nil {
+			// Keep the old data for the operator; start over from a copy.
+			aside := p.rc.DataDir + ".diverged-" + time.Now().Format("20060102-150405")
+			if rerr := os.Rename(p.rc.DataDir, aside); rerr != nil {
+				return fmt.Errorf("pg_rewind failed (%v) and the data could not be moved aside: %w", err, rerr)
+			}
+			return fmt.Errorf("pg_rewind failed, data kept in %s; a fresh copy follows: %w", aside, err)
+		}
+	}
+	if err := p.writeConf(pr.PrimaryAddr); err != nil {
+		return err
+	}
+	if h, _ := p.Monitor(ctx); h == Standby {
+		return p.pgctl(ctx, "reload")
+	}
+	return p.startServer(ctx)
+}
+
+func (p *postgres) Stop(ctx context.Context) error {
+	if h, _ := p.Monitor(ctx); h == NotRunning {
+		return nil
+	}
+	// Immediate: a fenced primary must stop taking writes now.
+	return p.pgctl(ctx, "-m", "immediate", "-w", "-t", "30", "stop")
+}
+
+// Promote makes this node the primary: initdb on a new cluster, else
+// promote the standby (or start former primary data as it is).
+func (p *postgres) Promote(ctx context.Context, pr Params) error {
+	if err := p.prepare(); err != nil {
+		return err
+	}
+	if p.empty() {
+		return p.initPrimary(ctx)
+	}
+	if err := p.writeConf(""); err != nil {
+		return err
+	}
+	h, _ := p.Monitor(ctx)
+	if p.exists("standby.signal") {
+		if h == NotRunning {
+			if err := p.startServer(ctx); err != nil {
+				return err
+			}
+		}
+		// Commits wait for no one until a standby is confirmed again.
+		if _, err := p.sql(ctx, "ALTER SYSTEM SET synchronous_standby_names = ''"); err != nil {
+			return err
+		}
+		if err := p.pgctl(ctx, "-w", "-t", "60", "promote"); err != nil {
+			return err
+		}
+		return p.pgctl(ctx, "reload")
+	}
+	if h == NotRunning {
+		if err := p.startServer(ctx); err != nil {
+			return err
+		}
+	}
+	_, err := p.sql(ctx, "ALTER SYSTEM SET synchronous_standby_names = ''; ")
+	if err == nil {
+		err = p.pgctl(ctx, "reload")
+	}
+	return err
+}
+
+// Demote is a planned step-down: a fast shutdown sends all WAL to the
+// connected standbys before the server exits.
+func (p *postgres) Demote(ctx context.Context, pr Params) error {
+	return p.pgctl(ctx, "-m", "fast", "-w", "-t", "60", "stop")
+}
+
+func (p *postgres) Monitor(ctx context.Context) (Health, error) {
+	if p.empty() {
+		return NotRunning, nil
+	}
+	_, code, _ := p.run(ctx, 10*time.Second, "pg_ctl", "-D", p.rc.DataDir, "status")
+	if code == 3 || code == 4 {
+		return NotRunning, nil
+	}
+	out, err := p.sql(ctx, "SELECT pg_is_in_recovery()")
+	if err != nil {
+		return Failed, err
+	}
+	if out == "t" {
+		return Standby, nil
+	}
+	return Primary, nil
+}
+
+// Replication reports and steers synchronous replication (see the type's
+// comment for the order of steps).
+func (p *postgres) Replication(ctx context.Context, recorded string) (ReplicationInfo, error) {
+	h, err := p.Monitor(ctx)
+	if err != nil {
+		return ReplicationInfo{}, err
+	}
+	if h == Standby {
+		out, err := p.sql(ctx, "SELECT coalesce(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), '0/0'), 0)::bigint")
+		if err != nil {
+			return ReplicationInfo{}, err
+		}
+		pos, _ := strconv.ParseUint(out, 10, 64)
+		return ReplicationInfo{Mode: "none", Position: pos}, nil
+	}
+	if h != Primary {
+		return ReplicationInfo{Mode: "none"}, nil
+	}
+	out, err := p.sql(ctx, `SELECT application_name, sync_state, coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn), 0)::bigint
+		FROM pg_stat_replication WHERE state = 'streaming'`)
+	if err != nil {
+		return ReplicationInfo{}, err
+	}
+	info := ReplicationInfo{Mode: "none"}
+	var streaming []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Split(line, "|")
+		if len(f) != 3 || !slices.Contains(p.owners, f[0]) {
+			continue
+		}
+		streaming = append(streaming, f[0])
+		lag, _ := strconv.ParseUint(f[2], 10, 64)
+		info.LagBytes = max(info.LagBytes, lag)
+		if f[1] == "sync" {
+			info.SyncWith = f[0]
+		}
+		if info.Mode == "none" {
+			info.Mode = "async"
+		}
+	}
+	if info.SyncWith != "" {
+		info.Mode = "sync"
+	}
+	names, err := p.sql(ctx, "SHOW synchronous_standby_names")
+	if err != nil {
+		return info, err
+	}
+	want := ""
+	var others []string
+	for _, o := range p.owners {
+		if o != p.node {
+			others = append(others, strconv.Quote(o))
+		}
+	}
+	if p.rc.Synchronous != nil && *p.rc.Synchronous && len(others) > 0 {
+		want = "FIRST 1 (" + strings.Join(others, ", ") + ")"
+	}
+	p.mu.Lock()
+	if len(streaming) > 0 {
+		p.absentAt = time.Time{}
+	} else if p.absentAt.IsZero() {
+		p.absentAt = time.Now()
+	}
+	absent := !p.absentAt.IsZero() && time.Since(p.absentAt) > 2*time.Second
+	p.mu.Unlock()
+	switch {
+	case want == "":
+	case absent && names != "":
+		// The standby is gone. Keep commits waiting until the quorum no
+		// longer names a synchronous standby; then stop waiting.
+		info.SyncWith = ""
+		if recorded != "" {
+			return info, nil
+		}
+		want = ""
+	case !absent && len(streaming) > 0 && names != want:
+		// A standby streams: make commits wait for it.
+	default:
+		want = names
+	}
+	if want != names {
+		if _, err := p.sql(ctx, "ALTER SYSTEM SET synchronous_standby_names = '"+strings.ReplaceAll(want, "'", "''")+"'"); err != nil {
+			return info, err
+		}
+		if err := p.pgctl(ctx, "reload"); err != nil {
+			return info, err
+		}
+	}
+	return info, nil
 }

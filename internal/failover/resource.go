@@ -58,7 +58,10 @@ type Resource interface {
 type Replicator interface {
 	// Replication describes this node: as primary, the mode in force
 	// (sync, async, none) and the standby's lag; as standby, its position.
-	Replication(ctx context.Context) (ReplicationInfo, error)
+	// recorded is the quorum's record of the synchronous standby: a
+	// primary may stop waiting for a standby only once the record no
+	// longer names it.
+	Replication(ctx context.Context, recorded string) (ReplicationInfo, error)
 }
 
 // ReplicationInfo is one node's view of replication.
@@ -75,7 +78,7 @@ func NewResource(g config.GroupConfig, node, stateDir string) (Resource, error) 
 	case "exec":
 		return &execResource{cfg: g.Resource, group: g.Name, node: node}, nil
 	case "postgresql":
-		return newPostgres(g, stateDir)
+		return newPostgres(g, node, stateDir)
 	case "service":
 		return newService(g.Resource)
 	}

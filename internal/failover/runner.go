@@ -344,8 +344,21 @@ func (r *runner) standby(ctx context.Context, p Params, known bool) {
 		r.res.Stop(ctx)
 		h = NotRunning
 	}
-	if !known || p.Primary == "" {
+	if !known {
 		r.set(func() { r.ready, r.health = false, h })
+		return
+	}
+	if p.Primary == r.m.name {
+		// The record names this node but it holds no lease (it let the
+		// epoch go, or is waiting for its first grant): it cannot follow
+		// itself.
+		r.set(func() { r.ready, r.health = false, h })
+		return
+	}
+	if p.Primary == "" {
+		// Nobody owns the group yet (a new cluster): nothing to follow;
+		// any owner may be placed, and promotion sets it up.
+		r.set(func() { r.ready, r.health = h != Failed, h })
 		return
 	}
 	r.mu.Lock()
@@ -368,7 +381,10 @@ func (r *runner) standby(ctx context.Context, p Params, known bool) {
 func (r *runner) observe(ctx context.Context, h Health) {
 	var info ReplicationInfo
 	if rp, ok := r.res.(Replicator); ok {
-		if i, err := rp.Replication(ctx); err == nil {
+		r.mu.Lock()
+		recorded := r.v.SyncWith
+		r.mu.Unlock()
+		if i, err := rp.Replication(ctx, recorded); err == nil {
 			info = i
 		}
 	}
