@@ -151,6 +151,7 @@ type ResourceConfig struct {
 	ReplicationUser string   `yaml:"replication_user" json:"replication_user,omitempty"`
 	PasswordFile    string   `yaml:"password_file" json:"-"`
 	Synchronous     *bool    `yaml:"synchronous" json:"synchronous,omitempty"`
+	HBA             []string `yaml:"hba" json:"hba,omitempty"` // postgresql: extra pg_hba.conf lines (the applications' access), kept the same on every owner
 	Start           []string `yaml:"start" json:"start,omitempty"`
 	Stop            []string `yaml:"stop" json:"stop,omitempty"`
 	Monitor         []string `yaml:"monitor" json:"monitor,omitempty"`

@@ -90,11 +90,12 @@ func New(o Options) (*Manager, error) {
 		if !slices.Contains(g.Owners, o.Node) {
 			continue
 		}
-		res, err := NewResource(g, o.Node, o.StateDir)
+		glog := o.Logger.With(slog.String("group", g.Name))
+		res, err := NewResource(g, o.Node, o.StateDir, glog)
 		if err != nil {
 			return nil, err
 		}
-		r, err := newRunner(m, g, res, o.Logger.With(slog.String("group", g.Name)))
+		r, err := newRunner(m, g, res, glog)
 		if err != nil {
 			return nil, err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,6 +30,7 @@ import (
 // to hold every commit, so none is promoted automatically.
 type postgres struct {
 	rc      config.ResourceConfig
+	log     *slog.Logger
 	group   string
 	node    string
 	owners  []string
@@ -41,7 +43,7 @@ type postgres struct {
 	absentAt time.Time // when the primary last saw no streaming standby (zero: one is there)
 }
 
-func newPostgres(g config.GroupConfig, node, stateDir string) (Resource, error) {
+func newPostgres(g config.GroupConfig, node, stateDir string, log *slog.Logger) (Resource, error) {
 	rc := g.Resource
 	b, err := os.ReadFile(rc.PasswordFile)
 	if err != nil {
@@ -52,7 +54,7 @@ func newPostgres(g config.GroupConfig, node, stateDir string) (Resource, error) 
 		return nil, fmt.Errorf("group %s: %s must hold one password without ':', '\\' or quotes", g.Name, rc.PasswordFile)
 	}
 	dir := filepath.Join(stateDir, "pg-"+g.Name)
-	p := &postgres{rc: rc, group: g.Name, node: node, owners: g.Owners, sockDir: dir,
+	p := &postgres{rc: rc, log: log, group: g.Name, node: node, owners: g.Owners, sockDir: dir,
 		logFile: filepath.Join(dir, "postgresql.log"), pass: pass, passDir: dir}
 	return p, nil
 }
@@ -69,6 +71,12 @@ func (p *postgres) prepare() error {
 		if err := chownTo(d, p.rc.OSUser); err != nil {
 			return err
 		}
+		// The server's user must reach these directories through the
+		// agent's (root's 0700 state_dir, say): make the directories
+		// above them traversable, not listable.
+		if err := traversable(filepath.Dir(d)); err != nil {
+			return err
+		}
 	}
 	pf := filepath.Join(p.passDir, "pgpass")
 	line := fmt.Sprintf("*:%d:*:%s:%s\n", p.rc.Port, p.rc.ReplicationUser, p.pass)
@@ -76,6 +84,27 @@ func (p *postgres) prepare() error {
 		return err
 	}
 	return chownTo(pf, p.rc.OSUser)
+}
+
+// traversable adds search (x) permission for everyone to dir and its
+// ancestors that lack it.
+func traversable(dir string) error {
+	for {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return err
+		}
+		if m := fi.Mode().Perm(); m&0o001 == 0 {
+			if err := os.Chmod(dir, m|0o011); err != nil {
+				return fmt.Errorf("making %s traversable for the database server: %w", dir, err)
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return nil
+		}
+		dir = parent
+	}
 }
 
 func (p *postgres) bin(name string) string { return filepath.Join(p.rc.BinDir, name) }
@@ -160,6 +189,9 @@ recovery_target_timeline = 'latest'
 			return err
 		}
 	}
+	if err := p.writeHBA(); err != nil {
+		return err
+	}
 	if primaryAddr != "" {
 		sig := filepath.Join(p.rc.DataDir, "standby.signal")
 		if err := os.WriteFile(sig, nil, 0o600); err != nil {
@@ -168,6 +200,40 @@ recovery_target_timeline = 'latest'
 		return chownTo(sig, p.rc.OSUser)
 	}
 	return nil
+}
+
+const (
+	hbaBegin = "# clusterd begin: this block is rewritten by clusterd (resource.hba)"
+	hbaEnd   = "# clusterd end"
+)
+
+// writeHBA keeps clusterd's block at the top of pg_hba.conf (the first
+// matching line wins): the replication user's access for standbys and
+// pg_rewind, then the operator's resource.hba lines. Every owner gets the
+// same block, whichever node it was copied from.
+func (p *postgres) writeHBA() error {
+	f := filepath.Join(p.rc.DataDir, "pg_hba.conf")
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return err
+	}
+	rest := string(b)
+	if i := strings.Index(rest, hbaBegin); i >= 0 {
+		if j := strings.Index(rest[i:], hbaEnd); j >= 0 {
+			rest = rest[:i] + strings.TrimPrefix(rest[i+j+len(hbaEnd):], "\n")
+		}
+	}
+	var blk strings.Builder
+	blk.WriteString(hbaBegin + "\n")
+	fmt.Fprintf(&blk, "host replication %[1]s all scram-sha-256\nhost postgres %[1]s all scram-sha-256\n", p.rc.ReplicationUser)
+	for _, l := range p.rc.HBA {
+		blk.WriteString(l + "\n")
+	}
+	blk.WriteString(hbaEnd + "\n")
+	if err := os.WriteFile(f, []byte(blk.String()+rest), 0o600); err != nil {
+		return err
+	}
+	return chownTo(f, p.rc.OSUser)
 }
 
 func (p *postgres) pgctl(ctx context.Context, args ...string) error {
@@ -186,15 +252,6 @@ func (p *postgres) startServer(ctx context.Context) error {
 func (p *postgres) initPrimary(ctx context.Context) error {
 	if _, _, err := p.run(ctx, 120*time.Second, "initdb", "-D", p.rc.DataDir, "--data-checksums", "-U", p.rc.OSUser,
 		"--auth-local=peer", "--auth-host=scram-sha-256"); err != nil {
-		return err
-	}
-	hba := filepath.Join(p.rc.DataDir, "pg_hba.conf")
-	b, err := os.ReadFile(hba)
-	if err != nil {
-		return err
-	}
-	b = append(b, []byte(fmt.Sprintf("# clusterd: standbys replicate and pg_rewind reads as %[1]s\nhost replication %[1]s all scram-sha-256\nhost postgres %[1]s all scram-sha-256\n", p.rc.ReplicationUser))...)
-	if err := os.WriteFile(hba, b, 0o600); err != nil {
 		return err
 	}
 	if err := p.writeConf(""); err != nil {
@@ -231,6 +288,7 @@ func (p *postgres) Start(ctx context.Context, pr Params) error {
 	h, _ := p.Monitor(ctx)
 	switch {
 	case p.empty():
+		p.log.Info("copying the primary for a new standby (pg_basebackup)", slog.String("primary", pr.Primary))
 		if _, _, err := p.run(ctx, 30*time.Minute, "pg_basebackup", "-h", pr.PrimaryAddr, "-p", strconv.Itoa(p.rc.Port),
 			"-U", p.rc.ReplicationUser, "-D", p.rc.DataDir, "-X", "stream", "--checkpoint=fast"); err != nil {
 			os.RemoveAll(p.rc.DataDir)
@@ -248,8 +306,13 @@ func (p *postgres) Start(ctx context.Context, pr Params) error {
 		if h != NotRunning {
 			p.pgctl(ctx, "-m", "fast", "stop")
 		}
+		p.log.Info("rewinding former primary data to follow the new primary (pg_rewind)", slog.String("primary", pr.Primary))
 		src := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres", pr.PrimaryAddr, p.rc.Port, p.rc.ReplicationUser)
-		if _, _, err := p.run(ctx, 30*time.Minute, "pg_rewind", "--target-pgdata", p.rc.DataDir, "--source-server", src); err != nil {
+		out, _, err := p.run(ctx, 30*time.Minute, "pg_rewind", "--target-pgdata", p.rc.DataDir, "--source-server", src)
+		if err == nil {
+			p.log.Info("pg_rewind done", slog.String("output", strings.TrimSpace(out)))
+		}
+		if err != nil {
 			// Keep the old data for the operator; start over from a copy.
 			aside := p.rc.DataDir + ".diverged-" + time.Now().Format("20060102-150405")
 			if rerr := os.Rename(p.rc.DataDir, aside); rerr != nil {
@@ -264,6 +327,7 @@ func (p *postgres) Start(ctx context.Context, pr Params) error {
 	if h, _ := p.Monitor(ctx); h == Standby {
 		return p.pgctl(ctx, "reload")
 	}
+	p.log.Info("starting the standby", slog.String("primary", pr.Primary))
 	return p.startServer(ctx)
 }
 
@@ -299,6 +363,13 @@ func (p *postgres) Promote(ctx context.Context, pr Params) error {
 			return err
 		}
 		if err := p.pgctl(ctx, "-w", "-t", "60", "promote"); err != nil {
+			return err
+		}
+		// The control file shows the new timeline only after a
+		// checkpoint; pg_rewind on the old primary reads it there, and
+		// would otherwise find "no rewind required" and leave it
+		// diverged.
+		if _, err := p.sql(ctx, "CHECKPOINT"); err != nil {
 			return err
 		}
 		return p.pgctl(ctx, "reload")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"slices"
@@ -44,8 +45,8 @@ type Resource interface {
 	Roles() bool
 	Start(ctx context.Context, p Params) error
 	Stop(ctx context.Context) error
-	// Promote makes a running standby primary (or starts a resource
-	// without roles).
+	// Promote makes this node primary from whatever state it is in: a
+	// running standby, a stopped one, or nothing yet (a new cluster).
 	Promote(ctx context.Context, p Params) error
 	// Demote is a planned step down: it returns once nothing written on
 	// this node as primary is missing on the standby.
@@ -73,12 +74,12 @@ type ReplicationInfo struct {
 }
 
 // NewResource builds the resource of a group config.
-func NewResource(g config.GroupConfig, node, stateDir string) (Resource, error) {
+func NewResource(g config.GroupConfig, node, stateDir string, log *slog.Logger) (Resource, error) {
 	switch g.Resource.Type {
 	case "exec":
 		return &execResource{cfg: g.Resource, group: g.Name, node: node}, nil
 	case "postgresql":
-		return newPostgres(g, node, stateDir)
+		return newPostgres(g, node, stateDir, log)
 	case "service":
 		return newService(g.Resource)
 	}
@@ -141,6 +142,11 @@ func (r *execResource) Stop(ctx context.Context) error {
 func (r *execResource) Promote(ctx context.Context, p Params) error {
 	if !r.Roles() {
 		return r.Start(ctx, p)
+	}
+	if h, _ := r.Monitor(ctx); h == NotRunning {
+		if err := r.Start(ctx, p); err != nil {
+			return err
+		}
 	}
 	_, err := r.run(ctx, "promote", r.cfg.Promote, p)
 	return err

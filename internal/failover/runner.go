@@ -41,6 +41,8 @@ type runner struct {
 	repl       ReplicationInfo
 	following  string    // the owner a standby was last started against
 	coolUntil  time.Time // after a resource failure: not ready until then
+	retryAt    time.Time // a failed standby start is retried from then
+	retryWait  time.Duration
 	sending    bool
 
 	vipMu  sync.Mutex // serialises VIP changes between the watchdog and the actor
@@ -282,12 +284,6 @@ func (r *runner) running(h Health, asPrimary bool) bool {
 func (r *runner) promote(ctx context.Context, p Params) {
 	h, _ := r.res.Monitor(ctx)
 	if !r.running(h, true) {
-		if r.res.Roles() && h != Standby {
-			if err := r.res.Start(ctx, p); err != nil {
-				r.failed(ctx, p.Epoch, "starting the standby before promotion", err)
-				return
-			}
-		}
 		r.log.Info("taking the group over: promoting", slog.Uint64("epoch", p.Epoch))
 		if err := r.res.Promote(ctx, p); err != nil {
 			r.failed(ctx, p.Epoch, "promoting", err)
@@ -363,14 +359,21 @@ func (r *runner) standby(ctx context.Context, p Params, known bool) {
 	}
 	r.mu.Lock()
 	follow := r.following != p.Primary
+	wait := time.Now().Before(r.retryAt)
 	r.mu.Unlock()
-	if h == NotRunning || follow {
+	if (h == NotRunning || follow) && !wait {
 		if err := r.res.Start(ctx, p); err != nil {
 			r.log.Error("starting the standby", slog.String("primary", p.Primary), slog.Any("error", err))
-			r.set(func() { r.ready, r.health = false, Failed })
+			r.set(func() {
+				// Back off: 1 s, doubling to 30 s, so a primary that is
+				// still coming up is not hammered.
+				r.retryWait = min(max(2*r.retryWait, time.Second), 30*time.Second)
+				r.retryAt = time.Now().Add(r.retryWait)
+				r.ready, r.health = false, Failed
+			})
 			return
 		}
-		r.set(func() { r.following = p.Primary })
+		r.set(func() { r.following, r.retryWait = p.Primary, 0 })
 		h, _ = r.res.Monitor(ctx)
 	}
 	r.set(func() { r.ready = h == Standby })
