@@ -15,6 +15,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 	for t in ip:iproute2 nft:nftables ping:iputils-ping snmptrapd:snmptrapd snmpwalk:snmp snmpd:snmpd smilint:smitools; do
 		command -v "${t%%:*}" >/dev/null 2>&1 || missing="$missing ${t#*:}"
 	done
+	[ -x /usr/lib/postgresql/15/bin/postgres ] || missing="$missing postgresql-15"
 	if [ -n "$missing" ]; then
 		step "installing:$missing"
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq

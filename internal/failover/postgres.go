@@ -167,6 +167,12 @@ hot_standby = on
 wal_log_hints = on
 synchronous_commit = on
 recovery_target_timeline = 'latest'
+# Notice a dead standby (and a dead primary) in seconds, not the default
+# minute: commits wait for the synchronous standby until the primary
+# knows it is gone.
+wal_sender_timeout = '3s'
+wal_receiver_timeout = '3s'
+wal_receiver_status_interval = '1s'
 `, p.group, p.rc.Port, p.sockDir)
 	if primaryAddr != "" {
 		conf += fmt.Sprintf("primary_conninfo = '%s'\n", p.conninfo(primaryAddr))

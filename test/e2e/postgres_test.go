@@ -256,6 +256,31 @@ func TestPostgresFailover(t *testing.T) {
 	waitGroup(t, n, n.Nodes[2], 60*time.Second, "db online on node1 with node2 as synchronous standby again", func(o, s, r, sb string) bool {
 		return o == "node1" && s == "online" && r == "sync" && sb == "node2"
 	})
+
+	// The standby's cables are pulled: commits wait for it until the
+	// primary knows it is gone and the quorum has dropped it from the
+	// record, then go on without it (degraded). It comes back, catches up
+	// and is synchronous again.
+	w.start()
+	time.Sleep(500 * time.Millisecond)
+	cut := time.Now()
+	n.Nodes[1].Cable(testnet.Public, false)
+	n.Nodes[1].Cable(testnet.Private, false)
+	waitGroup(t, n, n.Nodes[2], 20*time.Second, "db degraded on node1", func(o, s, r, sb string) bool {
+		return o == "node1" && s == "degraded" && sb == ""
+	})
+	n.WaitFor(10*time.Second, "writes acknowledged without the standby", func() bool {
+		_, ok := w.firstAckAfter(time.Now())
+		return ok
+	})
+	t.Logf("standby cut off: longest time without an acknowledged write: %v", w.outage(cut))
+	n.Nodes[1].Cable(testnet.Public, true)
+	n.Nodes[1].Cable(testnet.Private, true)
+	waitGroup(t, n, n.Nodes[2], 30*time.Second, "db online on node1 with node2 synchronous after the cables are back", func(o, s, r, sb string) bool {
+		return o == "node1" && s == "online" && r == "sync" && sb == "node2"
+	})
+	w.halt()
+	w.checkNoneLost(t, n, "after the standby was cut off and came back")
 }
 
 func tail(s string, n int) string {
