@@ -91,7 +91,7 @@ func New(o Options) (*Manager, error) {
 			continue
 		}
 		glog := o.Logger.With(slog.String("group", g.Name))
-		res, err := NewResource(g, o.Node, o.StateDir, glog)
+		res, err := NewResource(g, o.Node, o.StateDir, glog, m.down)
 		if err != nil {
 			return nil, err
 		}

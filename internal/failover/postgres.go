@@ -39,11 +39,15 @@ type postgres struct {
 	pass    string // replication password (from password_file)
 	passDir string // where the libpq password file lives
 
+	// down reports whether membership says a node failed or left: a
+	// dead standby's connection lingers until the WAL sender times out.
+	down func(node string) bool
+
 	mu       sync.Mutex
 	absentAt time.Time // when the primary last saw no streaming standby (zero: one is there)
 }
 
-func newPostgres(g config.GroupConfig, node, stateDir string, log *slog.Logger) (Resource, error) {
+func newPostgres(g config.GroupConfig, node, stateDir string, log *slog.Logger, down func(string) bool) (Resource, error) {
 	rc := g.Resource
 	b, err := os.ReadFile(rc.PasswordFile)
 	if err != nil {
@@ -54,7 +58,10 @@ func newPostgres(g config.GroupConfig, node, stateDir string, log *slog.Logger) 
 		return nil, fmt.Errorf("group %s: %s must hold one password without ':', '\\' or quotes", g.Name, rc.PasswordFile)
 	}
 	dir := filepath.Join(stateDir, "pg-"+g.Name)
-	p := &postgres{rc: rc, log: log, group: g.Name, node: node, owners: g.Owners, sockDir: dir,
+	if down == nil {
+		down = func(string) bool { return false }
+	}
+	p := &postgres{rc: rc, log: log, down: down, group: g.Name, node: node, owners: g.Owners, sockDir: dir,
 		logFile: filepath.Join(dir, "postgresql.log"), pass: pass, passDir: dir}
 	return p, nil
 }
@@ -443,7 +450,7 @@ func (p *postgres) Replication(ctx context.Context, recorded string) (Replicatio
 	var streaming []string
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Split(line, "|")
-		if len(f) != 3 || !slices.Contains(p.owners, f[0]) {
+		if len(f) != 3 || !slices.Contains(p.owners, f[0]) || p.down(f[0]) {
 			continue
 		}
 		streaming = append(streaming, f[0])
@@ -473,13 +480,21 @@ func (p *postgres) Replication(ctx context.Context, recorded string) (Replicatio
 	if p.rc.Synchronous != nil && *p.rc.Synchronous && len(others) > 0 {
 		want = "FIRST 1 (" + strings.Join(others, ", ") + ")"
 	}
+	allDown := true
+	for _, o := range p.owners {
+		if o != p.node && !p.down(o) {
+			allDown = false
+		}
+	}
 	p.mu.Lock()
 	if len(streaming) > 0 {
 		p.absentAt = time.Time{}
 	} else if p.absentAt.IsZero() {
 		p.absentAt = time.Now()
 	}
-	absent := !p.absentAt.IsZero() && time.Since(p.absentAt) > 2*time.Second
+	// Gone: membership says so (in under a second), or no stream for 2 s
+	// (a standby whose server stopped while its node lives on).
+	absent := !p.absentAt.IsZero() && (allDown || time.Since(p.absentAt) > 2*time.Second)
 	p.mu.Unlock()
 	switch {
 	case want == "":

@@ -74,12 +74,13 @@ type ReplicationInfo struct {
 }
 
 // NewResource builds the resource of a group config.
-func NewResource(g config.GroupConfig, node, stateDir string, log *slog.Logger) (Resource, error) {
+// down (may be nil) reports whether membership says a node is gone.
+func NewResource(g config.GroupConfig, node, stateDir string, log *slog.Logger, down func(string) bool) (Resource, error) {
 	switch g.Resource.Type {
 	case "exec":
 		return &execResource{cfg: g.Resource, group: g.Name, node: node}, nil
 	case "postgresql":
-		return newPostgres(g, node, stateDir, log)
+		return newPostgres(g, node, stateDir, log, down)
 	case "service":
 		return newService(g.Resource)
 	}

@@ -269,8 +269,9 @@ func TestPostgresFailover(t *testing.T) {
 	waitGroup(t, n, n.Nodes[2], 20*time.Second, "db degraded on node1", func(o, s, r, sb string) bool {
 		return o == "node1" && s == "degraded" && sb == ""
 	})
-	n.WaitFor(10*time.Second, "writes acknowledged without the standby", func() bool {
-		_, ok := w.firstAckAfter(time.Now())
+	degraded := time.Now()
+	n.WaitFor(20*time.Second, "writes acknowledged without the standby", func() bool {
+		_, ok := w.firstAckAfter(degraded)
 		return ok
 	})
 	t.Logf("standby cut off: longest time without an acknowledged write: %v", w.outage(cut))
