@@ -196,7 +196,7 @@ func (a *arbiter) tick() {
 // death costs an election and then a full hold before the failover;
 // with them apart, only the lease.
 func (a *arbiter) handOff(now time.Time) {
-	if now.Sub(a.transfer) < 10*time.Second {
+	if now.Sub(a.transfer) < 2*time.Second {
 		return
 	}
 	owners := map[string]bool{}

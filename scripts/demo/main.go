@@ -9,12 +9,28 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/clusterd/clusterd/internal/testnet"
 )
 
-const vip = "10.77.1.100"
+const (
+	vip      = "10.77.1.100" // the load-balanced VIP, shared by every node
+	groupVIP = "10.77.1.200" // the failover group's VIP, held by its owner
+)
+
+// The failover group's resource: a marker file per node says where it
+// runs (a real group would run PostgreSQL or a service).
+const resource = `#!/bin/sh
+f="%s/$CLUSTERD_NODE.running"
+case "$1" in
+start) echo "$CLUSTERD_EPOCH" > "$f" ;;
+stop) rm -f "$f" ;;
+monitor) [ -f "$f" ] && exit 0; exit 7 ;;
+esac
+`
 
 func main() {
 	nodes := flag.Int("nodes", 3, "cluster size")
@@ -27,8 +43,28 @@ func main() {
 
 	say := func(f string, a ...any) { fmt.Printf("\n\033[1m>>> "+f+"\033[0m\n", a...) }
 	say("building clusterd and a %d-node network (public + private NIC per node, plus a client)", *nodes)
+	dir, err := os.MkdirTemp("", "clusterd-demo-")
+	if err != nil {
+		p.Fatalf("%v", err)
+	}
+	defer os.RemoveAll(dir)
+	script := filepath.Join(dir, "resource.sh")
+	os.WriteFile(script, []byte(fmt.Sprintf(resource, dir)), 0o755)
+	group := ""
+	if *nodes >= 3 {
+		// node1 and node2 own group "app"; node3 is the third voter.
+		group = fmt.Sprintf(`quorum:
+  voters: [node1, node2, node3]
+failover:
+  groups:
+    - name: app
+      owners: [node1, node2]
+      vip: { address: %s/24, interface: eth0 }
+      resource: { type: exec, start: [%s, start], stop: [%s, stop], monitor: [%s, monitor] }
+`, groupVIP, script, script, script)
+	}
 	n := testnet.New(p, testnet.Options{Nodes: *nodes, Backup: true, Extra: func(int) string {
-		return "load_balancing:\n  - vip: " + vip + "/24\n    interface: eth0\n    rules:\n      - ports: \"80\"\n"
+		return "load_balancing:\n  - vip: " + vip + "/24\n    interface: eth0\n    rules:\n      - ports: \"80\"\n" + group
 	}})
 	for _, nd := range n.Nodes {
 		nd.Serve(80) // a small web server in each node's namespace
@@ -85,6 +121,33 @@ func main() {
 	v.Start()
 	n.WaitConverged(15 * time.Second)
 	ctl(n.Nodes[0], "status")
+	if group != "" {
+		owner := func() string {
+			r := client.Get(context.Background(), "http://"+groupVIP+"/")
+			if r.Err != nil {
+				return "no answer"
+			}
+			return r.Node
+		}
+		n.WaitFor(20*time.Second, "group app online", func() bool { return owner() == "node1" })
+		say("failover group app (MSCS style): one owner at a time holds its VIP %s; the quorum (3 voters) decides who", groupVIP)
+		fmt.Printf("http://%s/ is answered by %s\n", groupVIP, owner())
+		say("clusterctl move app: a planned switchover to the other owner")
+		ctl(n.Nodes[2], "move", "app")
+		fmt.Printf("http://%s/ is answered by %s\n", groupVIP, owner())
+		o := n.Nodes[1]
+		say("kill -9 of the owner %s's agent: its lease runs out, the kernel fences its VIP, node1 takes over", o.Name)
+		start := time.Now()
+		o.Kill()
+		n.WaitFor(10*time.Second, "node1 answering the group VIP", func() bool { return owner() == "node1" })
+		fmt.Printf("http://%s/ answered by node1 %s after the kill\n", groupVIP, time.Since(start).Round(10*time.Millisecond))
+		o.Start()
+		n.WaitFor(20*time.Second, o.Name+" back as standby", func() bool {
+			s, err := n.Nodes[0].Status()
+			return err == nil && len(s.Groups) == 1 && s.Groups[0].State == "online"
+		})
+		ctl(n.Nodes[0], "status")
+	}
 	say("the event log (clusterctl events)")
 	ctl(n.Nodes[0], "events")
 
