@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"reflect"
 	"strconv"
 	"sync"
 	"time"
@@ -227,6 +228,9 @@ func (a *Agent) Reload(next *config.Config) error {
 		next.Heartbeat.Port != cur.Heartbeat.Port || next.Heartbeat.Profile != cur.Heartbeat.Profile ||
 		next.Control.Socket != cur.Control.Socket {
 		a.log.Warn("node, heartbeat and control settings change only on restart; keeping the running ones")
+	}
+	if !reflect.DeepEqual(next.Failover, cur.Failover) || !reflect.DeepEqual(next.Quorum, cur.Quorum) {
+		a.log.Warn("quorum and failover groups change only on restart; keeping the running ones")
 	}
 	if err := a.members.SetKeys(next.Keys); err != nil {
 		return fmt.Errorf("installing cluster keys: %w", err)
