@@ -212,6 +212,21 @@ func TestGroupFailover(t *testing.T) {
 		s, err := n.Nodes[2].Status()
 		return err == nil && s.Groups[0].Owner == "node1" && s.Groups[0].State == "online" && s.Groups[0].Standby == "node2"
 	})
+
+	// SIGTERM on the owner (a service stop): it stops the resource, lets
+	// the group go at once and leaves; node2 takes over.
+	start := time.Now()
+	if !n.Nodes[0].Term(10 * time.Second) {
+		t.Fatal("node1 did not stop on SIGTERM")
+	}
+	g = groupOn(t, n, n.Nodes[2], "node2", 5*time.Second)
+	t.Logf("SIGTERM of the owner: group online on node2 %v after the signal", time.Since(start))
+	if g.Reason != "owner_left" {
+		t.Errorf("after SIGTERM: %+v", g)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node1.running")); err == nil {
+		t.Error("node1 left its resource running after SIGTERM")
+	}
 }
 
 // TestGroupPartitionNoSplitBrain: the owner is cut off from both other
