@@ -201,7 +201,10 @@ func (a *arbiter) handOff(now time.Time) {
 	}
 	owners := map[string]bool{}
 	for name := range a.groups {
-		owners[a.q.fsm.get(name).Owner] = true
+		// The target of a move under way counts: it owns the group in a
+		// moment, and leadership should be elsewhere by then.
+		rec := a.q.fsm.get(name)
+		owners[rec.Owner], owners[rec.Target] = true, true
 	}
 	if !owners[a.q.name] {
 		return

@@ -208,10 +208,15 @@ func (m *Manager) down(node string) bool {
 // leader is the quorum leader as this node knows it: its own raft's view
 // on a voter; elsewhere the live voter that says it leads, in the highest
 // term any voter reports.
+//
+// A voter that has just restarted may not have heard from the leader yet
+// (raft backs off heartbeats to a peer that was down), so it too falls
+// back to what the voters announce.
 func (m *Manager) leader(members map[string]heartbeat.Member) string {
 	if m.q != nil {
-		l, _ := m.q.Leader()
-		return l
+		if l, _ := m.q.Leader(); l != "" {
+			return l
+		}
 	}
 	best, leader := uint64(0), ""
 	for _, mm := range members {

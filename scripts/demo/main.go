@@ -122,21 +122,32 @@ failover:
 	n.WaitConverged(15 * time.Second)
 	ctl(n.Nodes[0], "status")
 	if group != "" {
+		quick := n.NewClient(200 * time.Millisecond) // fine-grained: a fenced VIP drops, it does not refuse
 		owner := func() string {
-			r := client.Get(context.Background(), "http://"+groupVIP+"/")
+			r := quick.Get(context.Background(), "http://"+groupVIP+"/")
 			if r.Err != nil {
 				return "no answer"
 			}
 			return r.Node
 		}
-		n.WaitFor(20*time.Second, "group app online", func() bool { return owner() == "node1" })
+		n.WaitFor(20*time.Second, "group app online with a standby", func() bool {
+			s, err := n.Nodes[0].Status()
+			return err == nil && len(s.Groups) == 1 && s.Groups[0].State == "online" && owner() == "node1"
+		})
 		say("failover group app (MSCS style): one owner at a time holds its VIP %s; the quorum (3 voters) decides who", groupVIP)
 		fmt.Printf("http://%s/ is answered by %s\n", groupVIP, owner())
 		say("clusterctl move app: a planned switchover to the other owner")
-		ctl(n.Nodes[2], "move", "app")
+		if out, code := n.Nodes[2].Ctl("move", "app"); code != 0 {
+			p.Fatalf("clusterctl move app: exit %d: %s", code, out)
+		} else {
+			fmt.Print(out)
+		}
 		fmt.Printf("http://%s/ is answered by %s\n", groupVIP, owner())
 		o := n.Nodes[1]
 		say("kill -9 of the owner %s's agent: its lease runs out, the kernel fences its VIP, node1 takes over", o.Name)
+		if s, err := n.Nodes[0].Status(); err == nil && s.Quorum != nil {
+			fmt.Printf("quorum leader before the kill: %s\n", s.Quorum.Leader)
+		}
 		start := time.Now()
 		o.Kill()
 		n.WaitFor(10*time.Second, "node1 answering the group VIP", func() bool { return owner() == "node1" })

@@ -125,6 +125,9 @@ func TestGroupFailover(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "node1.running")); err == nil {
 		t.Error("the resource still runs on node1 after the move")
 	}
+	if hasAddr(n.Nodes[0], groupVIP) || !hasAddr(n.Nodes[1], groupVIP) {
+		t.Errorf("after the move the VIP should be on node2 only: node1 %v, node2 %v", hasAddr(n.Nodes[0], groupVIP), hasAddr(n.Nodes[1], groupVIP))
+	}
 	if out, code := n.Nodes[2].Ctl("move", "db", "node3"); code != 1 || !strings.Contains(out, "not one of") {
 		t.Errorf("move to a non-owner: exit %d: %s", code, out)
 	}
@@ -317,4 +320,10 @@ func TestGroupPartitionNoSplitBrain(t *testing.T) {
 		s, err := n.Nodes[0].Status()
 		return err == nil && s.Quorum != nil && s.Quorum.HasQuorum && s.Groups[0].Owner == "node2" && s.Groups[0].State == "online" && s.Groups[0].Standby == "node1"
 	})
+}
+
+// hasAddr reports whether addr is configured on the node's public NIC.
+func hasAddr(nd *testnet.Node, addr string) bool {
+	out, _ := exec.Command("ip", "-n", nd.NS, "-4", "-o", "addr", "show", "dev", "eth0").Output()
+	return strings.Contains(string(out), " "+addr+"/")
 }
