@@ -315,10 +315,19 @@ func (c *Config) SharedHashes() map[string]string {
 		s := sha256.Sum256(b)
 		return hex.EncodeToString(s[:4])
 	}
-	return map[string]string{
+	out := map[string]string{
 		"heartbeat.profile": h(c.Heartbeat.Profile),
-		"load_balancing":    h(vips),
 		"quorum":            h(c.Quorum),
 		"failover.groups":   h(c.Failover.Groups),
 	}
+	// A node without VIPs (a database node) takes no part in them and
+	// announces no load_balancing hash; nodes that serve VIPs must agree.
+	if len(vips) > 0 {
+		out["load_balancing"] = h(vips)
+	}
+	return out
 }
+
+// OptionalShared lists the shared sections a node may leave out (it then
+// takes no part in them); the others must be the same on every node.
+var OptionalShared = map[string]bool{"load_balancing": true}

@@ -31,7 +31,9 @@ type Options struct {
 	Profile    Profile
 	ReapAfter  time.Duration
 	Config     map[string]string // hashes of shared config sections
-	Healthy    bool
+	// OptionalConfig names the sections a node may leave out.
+	OptionalConfig map[string]bool
+	Healthy        bool
 	// Realtime runs the heartbeat's loops on SCHED_RR threads (Linux).
 	Realtime bool
 	Logger   *slog.Logger
@@ -711,7 +713,7 @@ func (m *Membership) hasPath(p *peer, i int) bool {
 }
 
 func (m *Membership) checkMismatchLocked(p *peer) {
-	mm := mismatch(m.meta.Config, p.meta.Config)
+	mm := mismatch(m.meta.Config, p.meta.Config, m.opts.OptionalConfig)
 	if len(p.meta.Config) == 0 {
 		mm = nil
 	}

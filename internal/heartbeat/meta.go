@@ -96,16 +96,17 @@ func decodeMeta(b []byte) (Meta, error) {
 	return m, err
 }
 
-// mismatch lists the shared config sections in which a and b differ.
-func mismatch(a, b map[string]string) []string {
+// mismatch lists the shared config sections in which a and b differ; a
+// section in optional may be absent on one side (that node takes no part).
+func mismatch(a, b map[string]string, optional map[string]bool) []string {
 	var out []string
 	for k, v := range a {
-		if b[k] != v {
+		if w, ok := b[k]; ok && w != v || !ok && !optional[k] {
 			out = append(out, k)
 		}
 	}
 	for k := range b {
-		if _, ok := a[k]; !ok {
+		if _, ok := a[k]; !ok && !optional[k] {
 			out = append(out, k)
 		}
 	}

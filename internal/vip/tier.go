@@ -262,6 +262,12 @@ func memberRules(ext map[string]string) [][][2]int {
 	return out
 }
 
+// servesVIP reports whether a member announces rules for VIP index vip.
+func servesVIP(ext map[string]string, vip int) bool {
+	r := ext[extRules]
+	return r != "" && vip < strings.Count(r, ";")+1
+}
+
 func memberHealthy(ext map[string]string, vip int) bool {
 	h := ext[extHealth]
 	return vip >= len(h) || h[vip] == '1'
@@ -300,17 +306,22 @@ func (t *Tier) inputs(members []heartbeat.Member) convergence {
 	}
 	var sig strings.Builder
 	for vi, p := range t.plans {
-		var eligible []int // indexes into active
+		var eligible, members []int // indexes into active
 		for i, m := range active {
+			// A member that does not serve this VIP (a database node in
+			// the same cluster) takes no part: no buckets, never the
+			// default host.
+			if !servesVIP(m.Ext, vi) {
+				continue
+			}
+			members = append(members, i)
 			if memberHealthy(m.Ext, vi) {
 				eligible = append(eligible, i)
 			}
 		}
-		if len(eligible) == 0 && len(active) > 0 {
+		if len(eligible) == 0 && len(members) > 0 {
 			c.failOpen[vi] = true
-			for i := range active {
-				eligible = append(eligible, i)
-			}
+			eligible = members
 		}
 		if len(eligible) > 0 {
 			c.defaults[vi] = active[eligible[0]].Name

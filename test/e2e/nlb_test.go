@@ -517,3 +517,51 @@ func TestNLBWeightReload(t *testing.T) {
 		t.Errorf("after weight 100 vs 50: %v %v", m, errs)
 	}
 }
+
+// TestMixedTiers: one cluster with a node that serves no VIP (a database
+// node, here with the lowest priority number) beside the web nodes that
+// share it. It must own no buckets, never be the VIP's default host (ping
+// answered by a web node), and not be flagged as a config mismatch.
+func TestMixedTiers(t *testing.T) {
+	n := testnet.New(t, testnet.Options{Nodes: 3, Backup: true, Extra: func(i int) string {
+		if i == 0 {
+			return ""
+		}
+		return lbConfig(50, "multicast")
+	}})
+	for _, nd := range n.Nodes[1:] {
+		nd.Serve(80)
+	}
+	n.Start()
+	n.WaitFor(15*time.Second, "the web nodes own the buckets, converged everywhere", func() bool {
+		for _, nd := range n.Nodes {
+			s, err := nd.Status()
+			if err != nil || !s.Converged {
+				return false
+			}
+		}
+		s, _ := n.Nodes[1].Status()
+		o := s.VIPs[0].Rules[0].Owners
+		return len(o) == 2 && o["node2"] > 0 && o["node3"] > 0
+	})
+	c := n.NewClient(2 * time.Second)
+	for i := 0; i < 40; i++ {
+		if r := c.Get(context.Background(), "http://"+vipAddr+"/"); r.Err != nil || r.Node == "node1" {
+			t.Fatalf("request %d: %+v", i, r)
+		}
+	}
+	if _, err := exec.LookPath("ping"); err == nil {
+		out, _ := exec.Command("ip", "netns", "exec", n.Client, "ping", "-c", "3", "-i", "0.2", "-W", "1", vipAddr).CombinedOutput()
+		if strings.Contains(string(out), "DUP!") || !strings.Contains(string(out), " 0% packet loss") {
+			t.Errorf("ping to the VIP (default host must be a web node):\n%s", out)
+		}
+	}
+	for _, nd := range n.Nodes {
+		s, _ := nd.Status()
+		for _, m := range s.Members {
+			if len(m.ConfigMismatch) > 0 {
+				t.Errorf("%s flags %s: %v", nd.Name, m.Name, m.ConfigMismatch)
+			}
+		}
+	}
+}
