@@ -6,6 +6,8 @@
 //	failover -fault kill  -runs 10    # kill -9 of the owner's agent
 //	failover -fault cable -runs 10    # both cables of the owner pulled
 //	failover -fault move  -runs 10    # clusterctl move db (planned)
+//	failover -fault partition -runs 10  # the owner cut off from the other nodes on both
+//	                                    # networks, the client still reaching it
 //
 // A client in its own namespace makes a new HTTP request to the group VIP
 // every 10 ms, each with a 200 ms timeout; the figure is the time from the
@@ -20,7 +22,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -30,17 +31,8 @@ import (
 
 const vip = "10.77.1.200"
 
-const script = `#!/bin/sh
-f="%s/$CLUSTERD_NODE.running"
-case "$1" in
-start) echo "$CLUSTERD_EPOCH" > "$f" ;;
-stop) rm -f "$f" ;;
-monitor) [ -f "$f" ] && exit 0; exit 7 ;;
-esac
-`
-
 func main() {
-	fault := flag.String("fault", "kill", "kill, cable or move")
+	fault := flag.String("fault", "kill", "kill, cable, partition or move")
 	runs := flag.Int("runs", 10, "repetitions")
 	profile := flag.String("profile", "lan", "heartbeat profile")
 	flag.Parse()
@@ -53,17 +45,11 @@ func main() {
 		p.Fatalf("%v", err)
 	}
 	defer os.RemoveAll(dir)
-	sh := filepath.Join(dir, "resource.sh")
-	os.WriteFile(sh, []byte(fmt.Sprintf(script, dir)), 0o755)
-	cfg := fmt.Sprintf(`quorum:
-  voters: [node1, node2, node3]
-failover:
-  groups:
-    - name: db
-      owners: [node1, node2]
-      vip: { address: %s/24, interface: eth0 }
-      resource: { type: exec, start: [%s, start], stop: [%s, stop], monitor: [%s, monitor] }
-`, vip, sh, sh, sh)
+	res, err := testnet.MarkerResource(dir)
+	if err != nil {
+		p.Fatalf("%v", err)
+	}
+	cfg := testnet.FailoverGroup("db", vip+"/24", res)
 	n := testnet.New(p, testnet.Options{Nodes: 3, Backup: true, Profile: *profile, Realtime: true, Extra: func(int) string { return cfg }})
 	for _, nd := range n.Nodes[:2] {
 		nd.Serve(80)
@@ -128,6 +114,14 @@ failover:
 		case "cable":
 			victim.Cable(testnet.Public, false)
 			victim.Cable(testnet.Private, false)
+		case "partition":
+			var others []*testnet.Node
+			for _, nd := range n.Nodes {
+				if nd != victim {
+					others = append(others, nd)
+				}
+			}
+			n.Partition([]*testnet.Node{victim}, others)
 		case "move":
 			if out, code := n.Nodes[2].Ctl("move", "db"); code != 0 {
 				p.Fatalf("move: %s", out)
@@ -168,6 +162,8 @@ failover:
 		case "cable":
 			victim.Cable(testnet.Public, true)
 			victim.Cable(testnet.Private, true)
+		case "partition":
+			n.Heal()
 		}
 	}
 	sort.Slice(gaps, func(i, j int) bool { return gaps[i] < gaps[j] })

@@ -88,7 +88,7 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger, path st
 	if err := a.Start(ctx); err != nil {
 		attrs := []any{slog.Any("error", err)}
 		if errors.Is(err, os.ErrPermission) {
-			attrs = append(attrs, slog.String("hint", "run clusterd as root: the VIP datapath (addresses, nftables, raw ARP socket) needs CAP_NET_ADMIN and CAP_NET_RAW, and the control socket's directory must be writable"))
+			attrs = append(attrs, slog.String("hint", "run clusterd as root: VIPs (addresses, nftables, raw ARP socket) need CAP_NET_ADMIN and CAP_NET_RAW, and the control socket's directory must be writable"))
 		}
 		log.Error("cannot start", attrs...)
 		a.Close()

@@ -67,7 +67,7 @@ func newArbiter(q *Quorum, m *Manager, groups []config.GroupConfig, t Timing, lo
 // onReport answers a candidate. Only a leader grants; the grant is given
 // to the recorded owner of the recorded epoch and nobody else.
 func (a *arbiter) onReport(r report) verdict {
-	v := verdict{Group: r.Group, Seq: r.Seq, Leader: a.q.name}
+	v := verdict{Group: r.Group, Seq: r.Seq}
 	g, ok := a.groups[r.Group]
 	if !ok || !slices.Contains(g.Owners, r.Node) {
 		v.NotLeader = true // not ours to answer; the sender's config differs
@@ -113,19 +113,31 @@ func strictSync(g config.GroupConfig) bool {
 	return g.Resource.Type == "postgresql" && g.Resource.Synchronous != nil && *g.Resource.Synchronous
 }
 
+// heirs says which nodes may take a group over without losing an
+// acknowledged write: the recorded synchronous standby if there is one;
+// for a strictly synchronous resource without one, nobody; else anyone
+// (nil).
+func heirs(g config.GroupConfig, rec Record) func(string) bool {
+	switch {
+	case rec.SyncWith != "":
+		return func(n string) bool { return n == rec.SyncWith }
+	case strictSync(g):
+		return func(string) bool { return false }
+	}
+	return nil
+}
+
 // candidate picks the node to take a group over: the first owner in
-// preference order that is ready, skipping avoid unless nobody else is.
-// For a synchronous replicated resource only the standby the primary last
-// named as synchronous qualifies: it alone is known to hold every
-// acknowledged commit.
-func (a *arbiter) candidate(g config.GroupConfig, avoid, syncWith string, now time.Time) string {
+// preference order that is ready and allowed (nil: any), skipping avoid
+// unless nobody else is.
+func (a *arbiter) candidate(g config.GroupConfig, avoid string, allowed func(string) bool, now time.Time) string {
 	var fallback string
 	for _, n := range g.Owners {
 		r, ok := a.fresh(g.Name, n, now)
 		if !ok || !r.Ready || r.Primary != 0 {
 			continue
 		}
-		if (syncWith != "" || strictSync(g)) && n != syncWith {
+		if allowed != nil && !allowed(n) {
 			continue
 		}
 		if n == avoid {
@@ -136,6 +148,8 @@ func (a *arbiter) candidate(g config.GroupConfig, avoid, syncWith string, now ti
 	}
 	return fallback
 }
+
+func allows(allowed func(string) bool, n string) bool { return allowed == nil || allowed(n) }
 
 // tick makes the leader's decisions; called every Renew/4.
 func (a *arbiter) tick() {
@@ -245,12 +259,11 @@ func (a *arbiter) decide(g config.GroupConfig, rec Record, since, now time.Time)
 	owner, ownerOK := a.fresh(g.Name, rec.Owner, now)
 
 	next := rec
-	next.Since = now
 	next.Prev = rec.Owner
 	next.Epoch = rec.Epoch + 1
 
 	if rec.Owner == "" {
-		c := a.candidate(config.GroupConfig{Name: g.Name, Owners: g.Owners}, "", "", now)
+		c := a.candidate(g, "", nil, now) // a new group: nobody has data yet
 		if c == "" || (c != g.Owners[0] && now.Sub(since) < 3*a.t.Renew) {
 			// Give every owner a few reports' time, so the preferred
 			// one gets the group if it is up.
@@ -282,8 +295,8 @@ func (a *arbiter) decide(g config.GroupConfig, rec Record, since, now time.Time)
 		}
 		if expired {
 			c := rec.Target
-			if r, ok := a.fresh(g.Name, c, now); !ok || !r.Ready || (rec.SyncWith != "" && rec.SyncWith != c) {
-				c = a.candidate(g, rec.Owner, rec.SyncWith, now)
+			if r, ok := a.fresh(g.Name, c, now); !ok || !r.Ready || !allows(heirs(g, rec), c) {
+				c = a.candidate(g, rec.Owner, heirs(g, rec), now)
 			}
 			if c == "" {
 				if now.After(deadline) {
@@ -315,7 +328,7 @@ func (a *arbiter) decide(g config.GroupConfig, rec Record, since, now time.Time)
 	}
 
 	if expired {
-		c := a.candidate(g, rec.Owner, rec.SyncWith, now)
+		c := a.candidate(g, rec.Owner, heirs(g, rec), now)
 		if c == "" {
 			return nil, "" // offline until someone is ready
 		}
@@ -334,7 +347,7 @@ func (a *arbiter) decide(g config.GroupConfig, rec Record, since, now time.Time)
 	}
 
 	if g.Failback == "immediate" && g.Owners[0] != rec.Owner && ownerOK && owner.Primary == rec.Epoch {
-		if r, ok := a.fresh(g.Name, g.Owners[0], now); ok && r.Ready && (rec.SyncWith == "" || rec.SyncWith == g.Owners[0]) {
+		if r, ok := a.fresh(g.Name, g.Owners[0], now); ok && r.Ready && allows(heirs(g, rec), g.Owners[0]) {
 			next = rec
 			next.Target, next.Reason = g.Owners[0], reasonFailback
 			return &next, "failing back to the preferred owner"
@@ -375,7 +388,7 @@ func (a *arbiter) move(group, node string) (string, error) {
 	}
 	a.mu.Lock()
 	if node == "" {
-		node = a.candidate(g, rec.Owner, rec.SyncWith, now)
+		node = a.candidate(g, rec.Owner, heirs(g, rec), now)
 		if node == rec.Owner {
 			node = ""
 		}
@@ -393,7 +406,7 @@ func (a *arbiter) move(group, node string) (string, error) {
 		return "", fmt.Errorf("%s is not reporting for group %s (down, or not running clusterd)", node, group)
 	case !r.Ready:
 		return "", fmt.Errorf("%s is not ready to take group %s over (%s)", node, group, r.Health)
-	case strictSync(g) && rec.SyncWith != node:
+	case !allows(heirs(g, rec), node):
 		return "", fmt.Errorf("%s is not group %s's synchronous standby (recorded: %q): it may lack acknowledged commits; wait until status shows it as standby", node, group, rec.SyncWith)
 	}
 	next := rec
@@ -412,22 +425,17 @@ func (a *arbiter) publish(now time.Time) {
 		a.mu.Lock()
 		owner, ok := a.fresh(name, rec.Owner, now)
 		gr := a.grants[name]
+		// Only a standby that may take over counts: another one may lack
+		// acknowledged commits.
+		allowed := heirs(g, rec)
 		standby := ""
 		for _, n := range g.Owners {
-			if r, ok := a.fresh(name, n, now); ok && n != rec.Owner && r.Ready {
+			if r, ok := a.fresh(name, n, now); ok && n != rec.Owner && r.Ready && allows(allowed, n) {
 				standby = n
 				break
 			}
 		}
-		if strictSync(g) {
-			// Only the synchronous standby counts: another one may lack
-			// acknowledged commits.
-			standby = ""
-			if r, ok := a.fresh(name, rec.SyncWith, now); ok && r.Ready {
-				standby = rec.SyncWith
-			}
-		}
-		nobody := a.candidate(g, rec.Owner, rec.SyncWith, now) == ""
+		nobody := a.candidate(g, rec.Owner, allowed, now) == ""
 		a.mu.Unlock()
 		if ok && owner.Mode != "" {
 			s.Repl, s.LagBytes = owner.Mode, owner.LagBytes

@@ -7,7 +7,6 @@ import (
 	"io"
 	"maps"
 	"sync"
-	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -17,12 +16,11 @@ import (
 // bumps the epoch, so "primary of epoch N" names one activation of the
 // resource on one node, and a lease names the epoch it covers.
 type Record struct {
-	Owner  string    `json:"owner,omitempty"`
-	Epoch  uint64    `json:"epoch"`
-	Target string    `json:"target,omitempty"` // planned move: the node taking over
-	Prev   string    `json:"prev,omitempty"`   // the owner before the last change
-	Reason string    `json:"reason,omitempty"` // why the last change happened
-	Since  time.Time `json:"since"`
+	Owner  string `json:"owner,omitempty"`
+	Epoch  uint64 `json:"epoch"`
+	Target string `json:"target,omitempty"` // planned move: the node taking over
+	Prev   string `json:"prev,omitempty"`   // the owner before the last change
+	Reason string `json:"reason,omitempty"` // why the last change happened
 	// Failovers counts owner changes (the MIB's group failover counter).
 	Failovers uint64 `json:"failovers"`
 	// SyncWith is the standby that holds every commit the owner has

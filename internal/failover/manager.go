@@ -126,6 +126,12 @@ func (m *Manager) Start(ctx context.Context) error {
 	m.mem.Handle(msgMove, m.onMove)
 	m.mem.Handle(msgMoveReply, m.onMoveReply)
 
+	for _, r := range m.runners {
+		if err := r.clean(); err != nil {
+			m.Close()
+			return err
+		}
+	}
 	ctx, m.cancel = context.WithCancel(ctx)
 	m.wg.Add(1)
 	go func() { defer m.wg.Done(); m.loop(ctx) }()
@@ -258,11 +264,9 @@ func (m *Manager) onReport(body []byte) {
 	}
 	v := m.arb.onReport(rep)
 	// Membership calls handlers from its receive path: send elsewhere.
+	// (A report of this node's own never arrives here: sendReport calls
+	// the arbiter directly.)
 	go func() {
-		if rep.Node == m.name {
-			m.deliverVerdict(v)
-			return
-		}
 		if err := m.mem.Send(rep.Node, msgVerdict, encode(v)); err != nil {
 			m.log.Debug("verdict not sent", slog.String("node", rep.Node), slog.Any("error", err))
 		}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -56,6 +57,14 @@ func newPostgres(g config.GroupConfig, node, stateDir string, log *slog.Logger, 
 	pass := strings.TrimSpace(string(b))
 	if pass == "" || strings.ContainsAny(pass, ":\\\n'") {
 		return nil, fmt.Errorf("group %s: %s must hold one password without ':', '\\' or quotes", g.Name, rc.PasswordFile)
+	}
+	// What would otherwise fail at the first promote, every time, with
+	// the group bouncing between owners: say it at start.
+	if _, err := os.Stat(binPath(rc.BinDir, "pg_ctl")); err != nil {
+		return nil, fmt.Errorf("group %s: resource.bin_dir %s has no pg_ctl (is PostgreSQL installed? Debian: apt-get install postgresql-15)", g.Name, rc.BinDir)
+	}
+	if err := runAs(exec.Command("true"), rc.OSUser); err != nil {
+		return nil, fmt.Errorf("group %s: %w", g.Name, err)
 	}
 	dir := filepath.Join(stateDir, "pg-"+g.Name)
 	if down == nil {
@@ -114,7 +123,14 @@ func traversable(dir string) error {
 	}
 }
 
-func (p *postgres) bin(name string) string { return filepath.Join(p.rc.BinDir, name) }
+func binPath(dir, name string) string {
+	if runtime.GOOS == "windows" {
+		name += ".exe"
+	}
+	return filepath.Join(dir, name)
+}
+
+func (p *postgres) bin(name string) string { return binPath(p.rc.BinDir, name) }
 
 // run runs a PostgreSQL tool as the server's OS user.
 func (p *postgres) run(ctx context.Context, timeout time.Duration, name string, args ...string) (string, int, error) {
@@ -425,19 +441,7 @@ func (p *postgres) Monitor(ctx context.Context) (Health, error) {
 
 // Replication reports and steers synchronous replication (see the type's
 // comment for the order of steps).
-func (p *postgres) Replication(ctx context.Context, recorded string) (ReplicationInfo, error) {
-	h, err := p.Monitor(ctx)
-	if err != nil {
-		return ReplicationInfo{}, err
-	}
-	if h == Standby {
-		out, err := p.sql(ctx, "SELECT coalesce(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), '0/0'), 0)::bigint")
-		if err != nil {
-			return ReplicationInfo{}, err
-		}
-		pos, _ := strconv.ParseUint(out, 10, 64)
-		return ReplicationInfo{Mode: "none", Position: pos}, nil
-	}
+func (p *postgres) Replication(ctx context.Context, h Health, recorded string) (ReplicationInfo, error) {
 	if h != Primary {
 		return ReplicationInfo{Mode: "none"}, nil
 	}

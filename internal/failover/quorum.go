@@ -51,7 +51,6 @@ type Quorum struct {
 	stream *tlsStream
 	trans  *raft.NetworkTransport
 	store  *raftboltdb.BoltStore
-	timing Timing
 
 	mu          sync.Mutex
 	leaderSince time.Time // when this node last became leader; zero if it is not
@@ -85,7 +84,7 @@ func NewQuorum(o QuorumOptions) (*Quorum, error) {
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the quorum directory: %w", err)
 	}
-	q := &Quorum{name: o.Name, voters: o.Voters, log: o.Logger, fsm: newFSM(), timing: o.Timing}
+	q := &Quorum{name: o.Name, voters: o.Voters, log: o.Logger, fsm: newFSM()}
 	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Info, Output: &hclogWriter{log: o.Logger}})
 
 	l, err := net.Listen("tcp", net.JoinHostPort(o.Bind, strconv.Itoa(o.Port)))
@@ -232,6 +231,11 @@ func (q *Quorum) set(group string, expect uint64, r Record) error {
 // it took over, so its reads of the records are current.
 func (q *Quorum) barrier() error { return q.raft.Barrier(2 * time.Second).Error() }
 
+var hclogLevels = []struct {
+	tag   string
+	level slog.Level
+}{{"[WARN]", slog.LevelWarn}, {"[ERROR]", slog.LevelError}, {"[DEBUG]", slog.LevelDebug}, {"[TRACE]", slog.LevelDebug}}
+
 // hclogWriter sends raft's hclog lines to slog at their own level.
 type hclogWriter struct{ log *slog.Logger }
 
@@ -240,9 +244,9 @@ func (w *hclogWriter) Write(p []byte) (int, error) {
 	for sc.Scan() {
 		line := sc.Text()
 		lvl := slog.LevelInfo
-		for tag, l := range map[string]slog.Level{"[WARN]": slog.LevelWarn, "[ERROR]": slog.LevelError, "[DEBUG]": slog.LevelDebug, "[TRACE]": slog.LevelDebug} {
-			if strings.Contains(line, tag) {
-				lvl = l
+		for _, t := range hclogLevels {
+			if strings.Contains(line, t.tag) {
+				lvl = t.level
 			}
 		}
 		// Drop hclog's own time stamp and level: slog adds them.

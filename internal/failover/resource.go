@@ -31,8 +31,6 @@ func (h Health) String() string {
 
 // Params tell a resource which activation it is part of.
 type Params struct {
-	Group       string
-	Node        string // this node
 	Epoch       uint64 // the lease epoch (primary) or the epoch being followed (standby)
 	Primary     string // the owner's node name
 	PrimaryAddr string // the owner's heartbeat address (standbys replicate from it)
@@ -57,19 +55,18 @@ type Resource interface {
 // Replicator is a resource that replicates: it reports how far it is and
 // whether the standby may be promoted without losing acknowledged writes.
 type Replicator interface {
-	// Replication describes this node: as primary, the mode in force
-	// (sync, async, none) and the standby's lag; as standby, its position.
-	// recorded is the quorum's record of the synchronous standby: a
-	// primary may stop waiting for a standby only once the record no
-	// longer names it.
-	Replication(ctx context.Context, recorded string) (ReplicationInfo, error)
+	// Replication describes a primary (h is what Monitor just found): the
+	// mode in force (sync, async, none), the standby's lag and which
+	// standby is synchronous. recorded is the quorum's record of the
+	// synchronous standby: a primary may stop waiting for a standby only
+	// once the record no longer names it.
+	Replication(ctx context.Context, h Health, recorded string) (ReplicationInfo, error)
 }
 
 // ReplicationInfo is one node's view of replication.
 type ReplicationInfo struct {
 	Mode     string // sync | async | none
 	LagBytes uint64
-	Position uint64 // standby: last received position; primary: current write position
 	SyncWith string // primary: the standby that acknowledges commits, if any
 }
 

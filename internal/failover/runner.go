@@ -2,6 +2,7 @@ package failover
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -69,14 +70,20 @@ func (r *runner) poke() {
 	}
 }
 
-func (r *runner) run(ctx context.Context) {
-	if r.vip != nil {
-		// An agent that crashed may have left the address on the NIC;
-		// nothing vouches for it now.
-		if err := r.vip.Release(); err != nil {
-			r.log.Warn("removing a stale group VIP", slog.Any("error", err))
-		}
+// clean removes a group VIP a crashed agent may have left on the NIC:
+// nothing vouches for it now. Failing here (no privilege, no such
+// interface) stops the agent's start, as it would fail every claim later.
+func (r *runner) clean() error {
+	if r.vip == nil {
+		return nil
 	}
+	if err := r.vip.Release(); err != nil {
+		return fmt.Errorf("group %s: %w", r.g.Name, err)
+	}
+	return nil
+}
+
+func (r *runner) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); r.sender(ctx) }()
@@ -100,17 +107,7 @@ func (r *runner) sender(ctx context.Context) {
 			r.mu.Unlock()
 			continue // the previous report is still on its way
 		}
-		r.seq++
-		now := time.Now()
-		r.sent[r.seq] = now
-		for s, at := range r.sent {
-			if now.Sub(at) > 2*r.t.Lease {
-				delete(r.sent, s)
-			}
-		}
-		rep := report{Group: r.g.Name, Node: r.m.name, Seq: r.seq, Primary: r.primary, Released: r.released,
-			Ready: r.ready && now.After(r.coolUntil), Health: r.health.String(),
-			Mode: r.repl.Mode, LagBytes: r.repl.LagBytes, Position: r.repl.Position, SyncWith: r.repl.SyncWith}
+		rep := r.reportLocked()
 		r.sending = true
 		r.mu.Unlock()
 		go func() {
@@ -120,6 +117,21 @@ func (r *runner) sender(ctx context.Context) {
 			r.mu.Unlock()
 		}()
 	}
+}
+
+// reportLocked numbers and builds the next report (r.mu held).
+func (r *runner) reportLocked() report {
+	r.seq++
+	now := time.Now()
+	r.sent[r.seq] = now
+	for s, at := range r.sent {
+		if now.Sub(at) > 2*r.t.Lease {
+			delete(r.sent, s)
+		}
+	}
+	return report{Group: r.g.Name, Node: r.m.name, Seq: r.seq, Primary: r.primary, Released: r.released,
+		Ready: r.ready && now.After(r.coolUntil), Health: r.health.String(),
+		Mode: r.repl.Mode, LagBytes: r.repl.LagBytes, SyncWith: r.repl.SyncWith}
 }
 
 // onVerdict takes a leader's answer. A granted lease runs from the moment
@@ -205,7 +217,7 @@ func (r *runner) set(f func()) {
 
 func (r *runner) reconcile(ctx context.Context) {
 	v, vAt, leaseOK, primary, released := r.state()
-	p := Params{Group: r.g.Name, Node: r.m.name, Epoch: v.Epoch, Primary: v.Owner, PrimaryAddr: v.OwnerAddr}
+	p := Params{Epoch: v.Epoch, Primary: v.Owner, PrimaryAddr: v.OwnerAddr}
 
 	if primary != 0 {
 		switch {
@@ -227,13 +239,7 @@ func (r *runner) reconcile(ctx context.Context) {
 		default:
 			h, err := r.res.Monitor(ctx)
 			if !r.running(h, true) {
-				r.log.Error("resource failed on the primary: releasing the group", slog.String("health", h.String()), slog.Any("error", err))
-				r.releaseVIP()
-				r.res.Stop(ctx)
-				r.set(func() {
-					r.primary, r.released, r.ready, r.health, r.following = 0, primary, false, Failed, ""
-					r.coolUntil = time.Now().Add(cooldown)
-				})
+				r.failed(ctx, primary, "monitoring ("+h.String()+")", err)
 				return
 			}
 			r.observe(ctx, h)
@@ -308,11 +314,16 @@ func (r *runner) promote(ctx context.Context, p Params) {
 	r.log.Info("primary", slog.Uint64("epoch", p.Epoch))
 }
 
+// failed gives the group up after the resource failed on its way to (or
+// while) being primary of epoch: VIP off, resource stopped, the epoch
+// released so the leader can hand the group on at once, and this node
+// out of the running for the cool-down.
 func (r *runner) failed(ctx context.Context, epoch uint64, what string, err error) {
 	r.log.Error("resource failed while "+what+": releasing the group", slog.Any("error", err))
+	r.releaseVIP()
 	r.res.Stop(ctx)
 	r.set(func() {
-		r.released, r.ready, r.health = epoch, false, Failed
+		r.primary, r.released, r.ready, r.health, r.following = 0, epoch, false, Failed, ""
 		r.coolUntil = time.Now().Add(cooldown)
 	})
 }
@@ -387,7 +398,7 @@ func (r *runner) observe(ctx context.Context, h Health) {
 		r.mu.Lock()
 		recorded := r.v.SyncWith
 		r.mu.Unlock()
-		if i, err := rp.Replication(ctx, recorded); err == nil {
+		if i, err := rp.Replication(ctx, h, recorded); err == nil {
 			info = i
 		}
 	}
@@ -465,10 +476,9 @@ func (r *runner) shutdown() {
 	// Say so at once, so the leader hands the group over now rather than
 	// when the lease would have run out.
 	r.mu.Lock()
-	r.primary, r.released = 0, primary
-	r.seq++
-	r.sent[r.seq] = time.Now()
-	rep := report{Group: r.g.Name, Node: r.m.name, Seq: r.seq, Released: primary, Leaving: true, Health: NotRunning.String()}
+	r.primary, r.released, r.ready, r.health = 0, primary, false, NotRunning
+	rep := r.reportLocked()
+	rep.Leaving = true
 	r.mu.Unlock()
 	r.m.sendReport(rep)
 }

@@ -31,7 +31,6 @@ type report struct {
 	Health   string `json:"h,omitempty"`
 	Mode     string `json:"m,omitempty"` // replication mode in force (as primary)
 	LagBytes uint64 `json:"l,omitempty"`
-	Position uint64 `json:"o,omitempty"` // replication position
 	SyncWith string `json:"s,omitempty"` // as primary: the synchronous standby
 }
 
@@ -39,7 +38,6 @@ type report struct {
 type verdict struct {
 	Group     string `json:"g"`
 	Seq       uint64 `json:"q"`
-	Leader    string `json:"L"`
 	NotLeader bool   `json:"N,omitempty"`
 	Owner     string `json:"o,omitempty"`
 	OwnerAddr string `json:"a,omitempty"`

@@ -1,9 +1,6 @@
 package failover
 
-import (
-	"strings"
-	"testing"
-)
+import "testing"
 
 func TestSummaryRoundTrip(t *testing.T) {
 	s := summary{Owner: "db1", Epoch: 7, State: "online", Repl: "sync", Reason: reasonFailed, Prev: "db2", Failovers: 3, LagBytes: 4096, Standby: "db2"}
@@ -31,9 +28,6 @@ func FuzzParseSummary(f *testing.F) {
 		again, err := parseSummary(s.String())
 		if err != nil || again != s {
 			t.Fatalf("%q -> %+v -> %q -> %+v %v", v, s, s.String(), again, err)
-		}
-		if strings.Count(s.String(), "|") != 8 {
-			t.Fatalf("%q", s.String())
 		}
 	})
 }

@@ -10,7 +10,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/clusterd/clusterd/internal/testnet"
@@ -20,17 +19,6 @@ const (
 	vip      = "10.77.1.100" // the load-balanced VIP, shared by every node
 	groupVIP = "10.77.1.200" // the failover group's VIP, held by its owner
 )
-
-// The failover group's resource: a marker file per node says where it
-// runs (a real group would run PostgreSQL or a service).
-const resource = `#!/bin/sh
-f="%s/$CLUSTERD_NODE.running"
-case "$1" in
-start) echo "$CLUSTERD_EPOCH" > "$f" ;;
-stop) rm -f "$f" ;;
-monitor) [ -f "$f" ] && exit 0; exit 7 ;;
-esac
-`
 
 func main() {
 	nodes := flag.Int("nodes", 3, "cluster size")
@@ -48,20 +36,16 @@ func main() {
 		p.Fatalf("%v", err)
 	}
 	defer os.RemoveAll(dir)
-	script := filepath.Join(dir, "resource.sh")
-	os.WriteFile(script, []byte(fmt.Sprintf(resource, dir)), 0o755)
 	group := ""
 	if *nodes >= 3 {
-		// node1 and node2 own group "app"; node3 is the third voter.
-		group = fmt.Sprintf(`quorum:
-  voters: [node1, node2, node3]
-failover:
-  groups:
-    - name: app
-      owners: [node1, node2]
-      vip: { address: %s/24, interface: eth0 }
-      resource: { type: exec, start: [%s, start], stop: [%s, stop], monitor: [%s, monitor] }
-`, groupVIP, script, script, script)
+		// node1 and node2 own group "app"; node3 is the third voter. A
+		// marker file per node says where it runs (a real group would run
+		// PostgreSQL or a service).
+		res, err := testnet.MarkerResource(dir)
+		if err != nil {
+			p.Fatalf("%v", err)
+		}
+		group = testnet.FailoverGroup("app", groupVIP+"/24", res)
 	}
 	n := testnet.New(p, testnet.Options{Nodes: *nodes, Backup: true, Extra: func(int) string {
 		return "load_balancing:\n  - vip: " + vip + "/24\n    interface: eth0\n    rules:\n      - ports: \"80\"\n" + group

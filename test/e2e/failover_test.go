@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,32 +18,83 @@ import (
 
 const groupVIP = "10.77.1.200"
 
-// An exec resource: a marker file per node says where it runs.
-const groupScript = `#!/bin/sh
-f="%s/$CLUSTERD_NODE.running"
-case "$1" in
-start) echo "$CLUSTERD_EPOCH" > "$f" ;;
-stop) rm -f "$f" ;;
-monitor) [ -f "$f" ] && exit 0; exit 7 ;;
-esac
-`
+// groupConfig is group db (owners node1, node2; node3 the third voter)
+// with an exec resource whose marker files live in dir.
+func groupConfig(t *testing.T, dir string) string {
+	res, err := testnet.MarkerResource(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testnet.FailoverGroup("db", groupVIP+"/24", res)
+}
 
-func groupConfig(dir string) string {
-	script := filepath.Join(dir, "resource.sh")
-	os.WriteFile(script, []byte(fmt.Sprintf(groupScript, dir)), 0o755)
-	return fmt.Sprintf(`quorum:
-  voters: [node1, node2, node3]
-failover:
-  groups:
-    - name: db
-      owners: [node1, node2]
-      vip: { address: %s/24, interface: eth0 }
-      resource:
-        type: exec
-        start: [%s, start]
-        stop: [%s, stop]
-        monitor: [%s, monitor]
-`, groupVIP, script, script, script)
+// vipClient asks the group VIP who serves it, each request on a new
+// connection with a short timeout (a fenced VIP drops, it does not
+// refuse), and can poll it in the background every 20 ms.
+type vipClient struct {
+	c       *testnet.Client
+	mu      sync.Mutex
+	results []testnet.Result
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func newVIPClient(n *testnet.Net) *vipClient {
+	return &vipClient{c: n.NewClient(300 * time.Millisecond)}
+}
+
+func (v *vipClient) get() testnet.Result {
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	defer cancel()
+	return v.c.Get(ctx, "http://"+groupVIP+"/")
+}
+
+// poll starts the background requests and returns once one was answered.
+func (v *vipClient) poll(n *testnet.Net) {
+	v.stop, v.done = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(v.done)
+		for {
+			select {
+			case <-v.stop:
+				return
+			default:
+			}
+			r := v.get()
+			v.mu.Lock()
+			v.results = append(v.results, r)
+			v.mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	n.WaitFor(5*time.Second, "the poller's first answer", func() bool { return v.last().Err == nil && v.last().Node != "" })
+}
+
+// last is the newest polled result.
+func (v *vipClient) last() testnet.Result {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.results) == 0 {
+		return testnet.Result{}
+	}
+	return v.results[len(v.results)-1]
+}
+
+// halt stops polling and returns every result.
+func (v *vipClient) halt() []testnet.Result {
+	close(v.stop)
+	<-v.done
+	return v.results
+}
+
+// firstBy is when node first answered at or after t.
+func firstBy(rs []testnet.Result, node string, t time.Time) time.Time {
+	for _, r := range rs {
+		if r.Node == node && !r.At.Before(t) {
+			return r.At
+		}
+	}
+	return time.Time{}
 }
 
 // groupOn waits until nd sees group db online on owner.
@@ -90,7 +140,7 @@ func groupFailoverTraps(log, old, new string) int {
 func TestGroupFailover(t *testing.T) {
 	needTools(t, "snmptrapd")
 	dir := t.TempDir()
-	cfg := groupConfig(dir)
+	cfg := groupConfig(t, dir)
 	n := testnet.New(t, testnet.Options{Nodes: 3, Backup: true, Extra: func(int) string { return cfg + snmpConfig }})
 	for _, nd := range n.Nodes[:2] {
 		nd.Serve(80)
@@ -105,13 +155,8 @@ func TestGroupFailover(t *testing.T) {
 	if s.Quorum == nil || !s.Quorum.HasQuorum || s.Quorum.Voters != 3 || s.Quorum.Alive != 3 || s.Quorum.Leader == "" {
 		t.Errorf("quorum: %+v", s.Quorum)
 	}
-	c := n.NewClient(300 * time.Millisecond)
-	url := "http://" + groupVIP + "/"
-	get := func() testnet.Result {
-		ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
-		defer cancel()
-		return c.Get(ctx, url)
-	}
+	vc := newVIPClient(n)
+	get := vc.get
 	n.WaitFor(5*time.Second, "the VIP answered by node1", func() bool { return get().Node == "node1" })
 
 	// Planned move from a node that owns nothing.
@@ -136,42 +181,17 @@ func TestGroupFailover(t *testing.T) {
 	}
 
 	// kill -9 the owner while a client polls the VIP.
-	var mu sync.Mutex
-	var results []testnet.Result
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			r := get()
-			mu.Lock()
-			results = append(results, r)
-			mu.Unlock()
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
-	time.Sleep(300 * time.Millisecond)
+	vc.poll(n)
 	killed := time.Now()
 	n.Nodes[1].Kill()
-	n.WaitFor(5*time.Second, "the VIP answered by node1 again", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(results) > 0 && results[len(results)-1].Node == "node1"
-	})
+	n.WaitFor(5*time.Second, "the VIP answered by node1 again", func() bool { return vc.last().Node == "node1" })
+	// A second more: long enough for the old owner to show up again if
+	// it were not fenced.
 	time.Sleep(time.Second)
-	close(stop)
-	<-done
-	var first time.Time
+	results := vc.halt()
+	first := firstBy(results, "node1", killed)
 	for _, r := range results {
-		if r.Node == "node1" && r.At.After(killed) && first.IsZero() {
-			first = r.At
-		}
-		if !first.IsZero() && r.At.After(first) && r.Node != "node1" {
+		if r.At.After(first) && r.Node != "node1" {
 			t.Errorf("after node1 took over, a request at %s was answered by %q (err %v)", r.At.Format(time.StampMilli), r.Node, r.Err)
 		}
 	}
@@ -192,8 +212,8 @@ func TestGroupFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := exec.Command("ip", "netns", "exec", n.Nodes[1].NS, "ip", "-4", "addr", "show", "dev", "eth0").Run(); err != nil {
-		t.Fatal(err)
+	if !hasAddr(n.Nodes[1], groupVIP) {
+		t.Fatal("the killed agent's address is gone: nothing left to test the fence with")
 	}
 	pin := exec.Command("ip", "netns", "exec", n.Client, "ip", "neigh", "replace", groupVIP, "lladdr", strings.TrimSpace(string(mac)), "dev", "eth0", "nud", "permanent")
 	if out, err := pin.CombinedOutput(); err != nil {
@@ -240,57 +260,26 @@ func TestGroupFailover(t *testing.T) {
 // standby.
 func TestGroupPartitionNoSplitBrain(t *testing.T) {
 	dir := t.TempDir()
-	cfg := groupConfig(dir)
+	cfg := groupConfig(t, dir)
 	n := testnet.New(t, testnet.Options{Nodes: 3, Backup: true, Extra: func(int) string { return cfg }})
 	for _, nd := range n.Nodes[:2] {
 		nd.Serve(80)
 	}
 	n.Start()
 	groupOn(t, n, n.Nodes[2], "node1", 20*time.Second)
-	c := n.NewClient(300 * time.Millisecond)
-	get := func() testnet.Result {
-		ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
-		defer cancel()
-		return c.Get(ctx, "http://"+groupVIP+"/")
-	}
-	n.WaitFor(5*time.Second, "the VIP answered by node1", func() bool { return get().Node == "node1" })
+	vc := newVIPClient(n)
+	n.WaitFor(5*time.Second, "the VIP answered by node1", func() bool { return vc.get().Node == "node1" })
 
-	var mu sync.Mutex
-	var results []testnet.Result
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			r := get()
-			mu.Lock()
-			results = append(results, r)
-			mu.Unlock()
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
-	time.Sleep(300 * time.Millisecond)
+	vc.poll(n)
 	cut := time.Now()
 	n.Partition(n.Nodes[:1], n.Nodes[1:])
-	n.WaitFor(6*time.Second, "the VIP answered by node2", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(results) > 0 && results[len(results)-1].Node == "node2"
-	})
+	n.WaitFor(6*time.Second, "the VIP answered by node2", func() bool { return vc.last().Node == "node2" })
 	// Long enough for a split brain to show if there were one.
 	time.Sleep(2 * time.Second)
-	close(stop)
-	<-done
-	var first time.Time
+	results := vc.halt()
+	first := firstBy(results, "node2", cut)
 	for _, r := range results {
-		if r.Node == "node2" && first.IsZero() {
-			first = r.At
-		}
-		if !first.IsZero() && r.At.After(first) && r.Node == "node1" {
+		if r.At.After(first) && r.Node == "node1" {
 			t.Errorf("split brain: node1 answered at %s after node2 had taken over", r.At.Format(time.StampMilli))
 		}
 	}

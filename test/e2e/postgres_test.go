@@ -23,22 +23,14 @@ const (
 )
 
 func pgConfig(dir string, i int) string {
-	return fmt.Sprintf(`quorum:
-  voters: [node1, node2, node3]
-failover:
-  groups:
-    - name: db
-      owners: [node1, node2]
-      vip: { address: %s/24, interface: eth0 }
-      resource:
+	return testnet.FailoverGroup("db", dbVIP+"/24", fmt.Sprintf(`
         type: postgresql
         bin_dir: %s
         data_dir: %s/node%d/pgdata
         port: 5432
         password_file: %s/replication.pass
         synchronous: true
-        hba: ["host all app all scram-sha-256"]
-`, dbVIP, pgBin, dir, i+1, dir)
+        hba: ["host all app all scram-sha-256"]`, pgBin, dir, i+1, dir))
 }
 
 // writer inserts 1, 2, 3 ... through the VIP from the client namespace,
@@ -86,6 +78,13 @@ func (w *writer) start() {
 			}
 		}
 	}()
+}
+
+// resume starts writing again and returns once a write went through.
+func (w *writer) resume(n *testnet.Net) {
+	from := time.Now()
+	w.start()
+	n.WaitFor(10*time.Second, "writes acknowledged again", func() bool { _, ok := w.firstAckAfter(from); return ok })
 }
 
 func (w *writer) halt() {
@@ -243,8 +242,7 @@ func TestPostgresFailover(t *testing.T) {
 	})
 
 	// Planned move back while writing.
-	w.start()
-	time.Sleep(500 * time.Millisecond)
+	w.resume(n)
 	out, code := n.Nodes[2].Ctl("move", "db", "node1")
 	if code != 0 {
 		t.Fatalf("move: exit %d\n%s", code, out)
@@ -261,8 +259,7 @@ func TestPostgresFailover(t *testing.T) {
 	// primary knows it is gone and the quorum has dropped it from the
 	// record, then go on without it (degraded). It comes back, catches up
 	// and is synchronous again.
-	w.start()
-	time.Sleep(500 * time.Millisecond)
+	w.resume(n)
 	cut := time.Now()
 	n.Nodes[1].Cable(testnet.Public, false)
 	n.Nodes[1].Cable(testnet.Private, false)
