@@ -19,6 +19,7 @@ import (
 	"github.com/clusterd/clusterd/internal/failover"
 	"github.com/clusterd/clusterd/internal/heartbeat"
 	"github.com/clusterd/clusterd/internal/snmp"
+	"github.com/clusterd/clusterd/internal/statefile"
 	"github.com/clusterd/clusterd/internal/vip"
 )
 
@@ -52,10 +53,18 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := os.MkdirAll(cfg.Node.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating node.state_dir: %w", err)
+	}
+	boot, err := statefile.NextIncarnation(cfg.Node.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("recording this run's incarnation in node.state_dir: %w", err)
+	}
 	a.members, err = heartbeat.New(heartbeat.Options{
 		Cluster:        cfg.Cluster.Name,
 		Name:           cfg.Node.Name,
 		Priority:       cfg.Node.Priority,
+		Boot:           boot,
 		Keys:           cfg.Keys,
 		Bind:           cfg.Heartbeat.Bind,
 		Port:           cfg.Heartbeat.Port,
@@ -126,9 +135,6 @@ func (a *Agent) Start(ctx context.Context) error {
 	// in order. Tying them to main's context would stop the heartbeat the
 	// moment SIGTERM arrives and peers would see a failure, not a leave.
 	ctx = context.WithoutCancel(ctx)
-	if err := os.MkdirAll(a.cfg.Node.StateDir, 0o700); err != nil {
-		return fmt.Errorf("creating node.state_dir: %w", err)
-	}
 	l, err := api.Listen(a.cfg.Control.Socket, a.cfg.Control.Group)
 	if err != nil {
 		return fmt.Errorf("opening the control endpoint: %w", err)
@@ -315,8 +321,13 @@ func (a *Agent) Status() api.Status {
 	if s.Problems == nil {
 		s.Problems = []string{}
 	}
+	if a.tier != nil {
+		if p := a.tier.DrainProblem(); p != "" {
+			s.Problems = append(s.Problems, p)
+		}
+	}
 	hb := a.members.Stats()
-	s.Heartbeat.Sent, s.Heartbeat.Received, s.Heartbeat.Dropped = hb.Sent, hb.Received, hb.Dropped
+	s.Heartbeat.Sent, s.Heartbeat.Received, s.Heartbeat.Dropped, s.Heartbeat.Stale = hb.Sent, hb.Received, hb.Dropped, hb.Stale
 	members := a.members.Members()
 	buckets := map[string]int{}
 	if a.tier != nil {

@@ -19,7 +19,7 @@ type collector struct {
 	status func() api.Status
 
 	member, buckets, healthy, changes, converged, generation *prometheus.Desc
-	accepted, dropped, hbSent, hbRecv, hbDropped             *prometheus.Desc
+	accepted, dropped, hbSent, hbRecv, hbDropped, hbStale    *prometheus.Desc
 }
 
 func newCollector(status func() api.Status) *collector {
@@ -39,11 +39,12 @@ func newCollector(status func() api.Status) *collector {
 		hbSent:     d("heartbeats_sent_total", "Fast heartbeats sent."),
 		hbRecv:     d("heartbeats_received_total", "Fast heartbeats received and accepted."),
 		hbDropped:  d("heartbeats_dropped_total", "Heartbeats dropped: malformed, wrong key, unknown sender or address."),
+		hbStale:    d("heartbeats_stale_total", "Authentic heartbeats dropped as not fresh: replayed, duplicated or of an earlier incarnation."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.member, c.buckets, c.healthy, c.changes, c.converged, c.generation, c.accepted, c.dropped, c.hbSent, c.hbRecv, c.hbDropped} {
+	for _, d := range []*prometheus.Desc{c.member, c.buckets, c.healthy, c.changes, c.converged, c.generation, c.accepted, c.dropped, c.hbSent, c.hbRecv, c.hbDropped, c.hbStale} {
 		ch <- d
 	}
 }
@@ -72,6 +73,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.hbSent, prometheus.CounterValue, float64(s.Heartbeat.Sent))
 	ch <- prometheus.MustNewConstMetric(c.hbRecv, prometheus.CounterValue, float64(s.Heartbeat.Received))
 	ch <- prometheus.MustNewConstMetric(c.hbDropped, prometheus.CounterValue, float64(s.Heartbeat.Dropped))
+	ch <- prometheus.MustNewConstMetric(c.hbStale, prometheus.CounterValue, float64(s.Heartbeat.Stale))
 }
 
 // serveMetrics serves /metrics on metrics.listen until the agent closes.

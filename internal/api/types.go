@@ -92,6 +92,9 @@ type HeartbeatStats struct {
 	Sent     uint64 `json:"sent"`
 	Received uint64 `json:"received"`
 	Dropped  uint64 `json:"dropped"`
+	// Stale: authentic heartbeats that were not fresh (replayed,
+	// duplicated, of an earlier incarnation) and were dropped.
+	Stale uint64 `json:"stale"`
 }
 
 // Event is one entry of the event log; its JSON form is SPEC.md's

@@ -78,7 +78,7 @@ func (d *delegate) NotifyJoin(n *memberlist.Node) {
 	}
 	p.mlAlive = true
 	p.addr, p.mlPort = addr.Unmap(), int(n.Port)
-	if meta.Boot != p.meta.Boot {
+	if meta.Boot > p.meta.Boot {
 		m.applyMetaLocked(p, meta, 0, now)
 	}
 }
@@ -108,7 +108,7 @@ func (d *delegate) NotifyUpdate(n *memberlist.Node) {
 	m := d.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if p, ok := m.peers[n.Name]; ok && meta.Boot != p.meta.Boot {
+	if p, ok := m.peers[n.Name]; ok && meta.Boot > p.meta.Boot {
 		m.applyMetaLocked(p, meta, 0, time.Now())
 	}
 }

@@ -34,6 +34,10 @@ type Options struct {
 	// OptionalConfig names the sections a node may leave out.
 	OptionalConfig map[string]bool
 	Healthy        bool
+	// Boot is this run's incarnation: it must be greater than every
+	// earlier run's, or peers take this run's heartbeats for replays
+	// (see NextBoot). Zero means the current time.
+	Boot int64
 	// Realtime runs the heartbeat's loops on SCHED_RR threads (Linux).
 	Realtime bool
 	Logger   *slog.Logger
@@ -109,10 +113,20 @@ type peer struct {
 	joinTry  time.Time
 	interval time.Duration // the peer's announced heartbeat interval
 	backup   netip.Addr    // meta.Backup parsed; invalid if the peer has no backup path
+	// Freshness of its heartbeats (see admit): the newest incarnation
+	// heard, the last sequence number taken per path and overall, and the
+	// incarnation in which it left.
+	boot     int64
+	lastSeq  [2]uint64
+	maxSeq   uint64
+	leftBoot int64
 }
 
 // setMeta takes new metadata and what derives from it.
 func (p *peer) setMeta(meta Meta) {
+	if meta.Boot > p.boot {
+		p.boot, p.lastSeq, p.maxSeq = meta.Boot, [2]uint64{}, 0
+	}
 	p.meta = meta
 	p.backup, _ = netip.ParseAddr(meta.Backup)
 }
@@ -162,6 +176,9 @@ func New(o Options) (*Membership, error) {
 	if o.ReapAfter == 0 {
 		o.ReapAfter = time.Hour
 	}
+	if o.Boot == 0 {
+		o.Boot = time.Now().UnixNano()
+	}
 	s, err := newSealer(o.Cluster, o.Keys)
 	if err != nil {
 		return nil, err
@@ -183,7 +200,7 @@ func New(o Options) (*Membership, error) {
 			Healthy:   o.Healthy,
 			Backup:    o.BackupBind,
 			ProbePort: o.ProbePort,
-			Boot:      now.UnixNano(),
+			Boot:      o.Boot,
 			Config:    o.Config,
 		},
 	}

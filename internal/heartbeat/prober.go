@@ -14,7 +14,11 @@ import (
 
 // heartbeat is the fast heartbeat's payload (sealed with the cluster key).
 type heartbeat struct {
-	Name     string `json:"n"`
+	Name string `json:"n"`
+	// Boot is the sender's incarnation and Seq counts its heartbeats
+	// within it: together they make every heartbeat unique and ordered, so
+	// a captured one replayed later is told apart from a fresh one.
+	Boot     int64  `json:"b"`
 	Seq      uint64 `json:"q"`
 	Interval int64  `json:"i"` // the sender's interval (ms): receivers time it out by it
 	V        uint64 `json:"v"` // meta version: a newer one replaces memberlist's copy
@@ -29,14 +33,21 @@ type Stats struct {
 	Sent, Received uint64
 	// Dropped: malformed, wrong key, unknown sender, wrong source address.
 	Dropped uint64
+	// Stale: authentic but not fresh (a replay, a duplicate, a packet of
+	// an earlier incarnation); dropped too, counted apart because a rising
+	// count means someone replays captured traffic.
+	Stale uint64
 }
 
-type counters struct{ sent, received, dropped atomic.Uint64 }
+type counters struct{ sent, received, dropped, stale atomic.Uint64 }
 
 // Stats returns the heartbeat counters, for status and metrics.
 func (m *Membership) Stats() Stats {
-	return Stats{Sent: m.ctr.sent.Load(), Received: m.ctr.received.Load(), Dropped: m.ctr.dropped.Load()}
+	return Stats{Sent: m.ctr.sent.Load(), Received: m.ctr.received.Load(), Dropped: m.ctr.dropped.Load(), Stale: m.ctr.stale.Load()}
 }
+
+// errStale marks an authentic heartbeat that is not fresh.
+var errStale = errors.New("stale heartbeat")
 
 func (m *Membership) sendLoop(ctx context.Context) {
 	for {
@@ -72,7 +83,7 @@ func (m *Membership) sendHeartbeats() {
 	if m.interval == 0 {
 		m.interval = m.opts.Profile.Interval
 	}
-	hb := heartbeat{Name: m.opts.Name, Seq: m.seq, V: m.metaV, Interval: m.interval.Milliseconds()}
+	hb := heartbeat{Name: m.opts.Name, Boot: m.meta.Boot, Seq: m.seq, V: m.metaV, Interval: m.interval.Milliseconds()}
 	if m.seq%10 == 0 || time.Since(m.metaChanged) < time.Second {
 		meta := m.meta.clone()
 		hb.Meta = &meta
@@ -120,7 +131,11 @@ func (m *Membership) recvLoop(ctx context.Context, path int) {
 			continue
 		}
 		if err := m.handleHeartbeat(path, buf[:n], from.Addr().Unmap(), time.Now()); err != nil {
-			m.ctr.dropped.Add(1)
+			if errors.Is(err, errStale) {
+				m.ctr.stale.Add(1)
+			} else {
+				m.ctr.dropped.Add(1)
+			}
 			m.log.Debug("dropping heartbeat", slog.String("from", from.String()), slog.Any("error", err))
 			continue
 		}
@@ -129,9 +144,13 @@ func (m *Membership) recvLoop(ctx context.Context, path int) {
 }
 
 // handleHeartbeat applies one received heartbeat. It refuses packets that do
-// not open with a cluster key, senders it does not know, and a known name
+// not open with a cluster key, senders it does not know, a known name
 // arriving from an address that is not that member's (a duplicate name
-// must not keep the real member alive).
+// must not keep the real member alive), and packets that are not fresh:
+// of an earlier incarnation, or not newer on their path than the last one
+// taken (a replay, a duplicate, a reordered packet). A heartbeat older than
+// one already taken on the other path still proves the path works but
+// changes no state: a heartbeat sent before a leave must not undo it.
 func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now time.Time) error {
 	plain, err := m.sealer.open(pkt)
 	if err != nil {
@@ -140,6 +159,12 @@ func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now 
 	var hb heartbeat
 	if err := json.Unmarshal(plain, &hb); err != nil {
 		return fmt.Errorf("malformed heartbeat: %w", err)
+	}
+	if hb.Boot == 0 || hb.Seq == 0 {
+		return fmt.Errorf("heartbeat from %q without incarnation or sequence number", hb.Name)
+	}
+	if hb.Meta != nil && hb.Meta.Boot != hb.Boot {
+		return fmt.Errorf("heartbeat from %q: metadata of incarnation %d in a packet of %d", hb.Name, hb.Meta.Boot, hb.Boot)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -154,7 +179,20 @@ func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now 
 	if from != want {
 		return fmt.Errorf("heartbeat for %q from %s, but its %s address is %s", hb.Name, from, pathNames[path], want)
 	}
+	fresh, err := p.admit(path, hb.Boot, hb.Seq)
+	if err != nil {
+		return err
+	}
 	p.seen[path] = now
+	if !p.pathUp[path] {
+		p.pathUp[path] = true
+		if m.hasPath(p, pathBackup) && !p.state.Down() && !p.since.Equal(now) {
+			m.emit(EventPathUp, p.name, pathNames[path]+" path is up")
+		}
+	}
+	if !fresh {
+		return nil
+	}
 	if hb.Interval > 0 {
 		p.interval = time.Duration(hb.Interval) * time.Millisecond
 	}
@@ -169,13 +207,33 @@ func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now 
 	} else if p.state == StateFailed && hb.Meta.State == StateLeft {
 		m.setPeerStateLocked(p, StateLeft, now, "")
 	}
-	if !p.pathUp[path] {
-		p.pathUp[path] = true
-		if m.hasPath(p, pathBackup) && !p.state.Down() && !p.since.Equal(now) {
-			m.emit(EventPathUp, p.name, pathNames[path]+" path is up")
-		}
-	}
 	return nil
+}
+
+// admit checks a heartbeat's freshness and records it. fresh is false for a
+// heartbeat that is new on its path but older than one taken on the other
+// path. A left member is not revived by its own incarnation: a node that
+// left has stopped, and only a restart (a new incarnation) brings it back.
+func (p *peer) admit(path int, boot int64, seq uint64) (fresh bool, err error) {
+	switch {
+	case boot < p.boot:
+		return false, fmt.Errorf("%w: %s's incarnation %d, but %d is current", errStale, p.name, boot, p.boot)
+	case boot > p.boot:
+		p.boot, p.lastSeq, p.maxSeq = boot, [2]uint64{}, 0
+	case seq <= p.lastSeq[path]:
+		return false, fmt.Errorf("%w: %s's heartbeat %d on the %s path, %d already taken", errStale, p.name, seq, pathNames[path], p.lastSeq[path])
+	case p.state == StateLeft && p.leftBoot == boot:
+		// The leave's own repeats, or a late packet: authentic, but
+		// nothing in it may change state.
+		p.lastSeq[path] = seq
+		return false, nil
+	}
+	p.lastSeq[path] = seq
+	if seq <= p.maxSeq {
+		return false, nil
+	}
+	p.maxSeq = seq
+	return true, nil
 }
 
 // applyMetaLocked takes a member's new metadata and raises the events its
@@ -208,6 +266,7 @@ func (m *Membership) setPeerStateLocked(p *peer, s State, now time.Time, detail 
 	case s == StateFailed:
 		m.emit(EventFailed, p.name, detail)
 	case s == StateLeft:
+		p.leftBoot = p.boot
 		m.emit(EventLeft, p.name, "left the cluster")
 	case old.Down():
 		m.emit(EventJoined, p.name, fmt.Sprintf("state %s, priority %d", s, p.meta.Priority))

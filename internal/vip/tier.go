@@ -21,6 +21,7 @@ import (
 	"github.com/clusterd/clusterd/internal/api"
 	"github.com/clusterd/clusterd/internal/config"
 	"github.com/clusterd/clusterd/internal/heartbeat"
+	"github.com/clusterd/clusterd/internal/statefile"
 )
 
 // Membership is what the tier needs from membership.
@@ -74,21 +75,24 @@ type Tier struct {
 	plans []VIPPlan
 	dp    datapath
 
-	mu          sync.Mutex
-	tables      [][]Table // [vip][rule]
-	sig         string    // signature of the inputs tables were built from
-	generation  uint64
-	applied     Ownership
-	pending     *Ownership
-	pendingAt   time.Time
-	failOpen    map[int]bool
-	checkers    []*checker
-	linkOK      []bool // the VIP's NIC reaches the LAN
-	drain       drainState
-	drainRules  map[string]bool
-	backupOn    []bool // heartbeat.backup_bind is on the VIP's NIC (fixed at start)
-	lastMembers map[string]heartbeat.State
-	defaults    map[int]string
+	mu         sync.Mutex
+	tables     [][]Table // [vip][rule]
+	sig        string    // signature of the inputs tables were built from
+	generation uint64
+	applied    Ownership
+	pending    *Ownership
+	pendingAt  time.Time
+	failOpen   map[int]bool
+	checkers   []*checker
+	linkOK     []bool // the VIP's NIC reaches the LAN
+	drain      drainState
+	// drainProblem: the drain file could not be read at start (the node
+	// stays draining until an operator acts).
+	drainProblem string
+	drainRules   map[string]bool
+	backupOn     []bool // heartbeat.backup_bind is on the VIP's NIC (fixed at start)
+	lastMembers  map[string]heartbeat.State
+	defaults     map[int]string
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -621,13 +625,29 @@ func (t *Tier) watchLinks() {
 
 func (t *Tier) drainFile() string { return filepath.Join(t.o.StateDir, "drain.json") }
 
+// loadDrain restores a drain from node.state_dir. A drain file that exists
+// but cannot be read keeps the node out of service: the operator drained
+// it for a reason, and a damaged record of that is no reason to take
+// flows.
 func (t *Tier) loadDrain() {
 	b, err := os.ReadFile(t.drainFile())
-	if err != nil {
+	if errors.Is(err, os.ErrNotExist) {
 		return
 	}
 	var d drainState
-	if json.Unmarshal(b, &d) != nil || !d.Draining {
+	if err == nil {
+		if err = json.Unmarshal(b, &d); err == nil && d.Since.IsZero() && d.Draining {
+			err = errors.New("no drain time")
+		}
+	}
+	if err != nil {
+		t.drain = drainState{Draining: true, Since: time.Now()}
+		t.drainProblem = fmt.Sprintf("the drain state %s cannot be read (%v): the node stays draining; check it, then run clusterctl resume (or drain) to write it anew", t.drainFile(), err)
+		t.log.Error("keeping the node draining", slog.String("problem", t.drainProblem))
+		t.o.Members.SetState(heartbeat.StateDraining)
+		return
+	}
+	if !d.Draining {
 		return
 	}
 	t.drain = d
@@ -639,16 +659,29 @@ func (t *Tier) loadDrain() {
 	t.log.Info("restored drain state from node.state_dir; run clusterctl resume to take flows again", slog.String("state", st.String()))
 }
 
-func (t *Tier) saveDrain() {
-	if !t.drain.Draining {
-		os.Remove(t.drainFile())
-		return
+// saveDrain records d durably (removes the record when not draining).
+func (t *Tier) saveDrain(d drainState) error {
+	if !d.Draining {
+		if err := statefile.Remove(t.drainFile()); err != nil {
+			return fmt.Errorf("recording the resume in node.state_dir: %w", err)
+		}
+		return nil
 	}
-	b, _ := json.Marshal(t.drain)
-	tmp := t.drainFile() + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err == nil {
-		os.Rename(tmp, t.drainFile())
+	b, err := json.Marshal(d)
+	if err != nil {
+		return err
 	}
+	if err := statefile.Write(t.drainFile(), b); err != nil {
+		return fmt.Errorf("recording the drain in node.state_dir (it would be lost at a restart): %w", err)
+	}
+	return nil
+}
+
+// DrainProblem says why the drain state could not be restored, or "".
+func (t *Tier) DrainProblem() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.drainProblem
 }
 
 // ErrNotLB is returned for drain operations on a node without VIPs.
@@ -682,11 +715,15 @@ func (t *Tier) Drain(rule string, timeout time.Duration) error {
 		return nil
 	}
 	now := time.Now()
-	t.drain = drainState{Draining: true, Since: now}
+	d := drainState{Draining: true, Since: now}
 	if timeout > 0 {
-		t.drain.Deadline = now.Add(timeout)
+		d.Deadline = now.Add(timeout)
 	}
-	t.saveDrain()
+	// Recorded first: a drain that would not survive a restart is refused.
+	if err := t.saveDrain(d); err != nil {
+		return err
+	}
+	t.drain, t.drainProblem = d, ""
 	t.o.Members.SetState(heartbeat.StateDraining)
 	t.o.Event("node_draining", t.o.Node, "takes no new flows; established connections go on")
 	return nil
@@ -699,6 +736,11 @@ func (t *Tier) Resume() error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.drain.Draining {
+		if err := t.saveDrain(drainState{}); err != nil {
+			return err
+		}
+	}
 	wasRules := len(t.drainRules) > 0
 	t.drainRules = map[string]bool{}
 	t.publishRules()
@@ -708,8 +750,7 @@ func (t *Tier) Resume() error {
 		}
 		return nil
 	}
-	t.drain = drainState{}
-	t.saveDrain()
+	t.drain, t.drainProblem = drainState{}, ""
 	t.o.Members.SetExt(extConns, "")
 	t.o.Members.SetState(heartbeat.StateActive)
 	t.o.Event("node_resumed", t.o.Node, "takes new flows again")
@@ -738,7 +779,11 @@ func (t *Tier) watchDrain(now time.Time) {
 	// "draining" before "drained".
 	if (n == 0 || timedOut) && now.Sub(d.Since) > 200*time.Millisecond {
 		t.drain.Drained = true
-		t.saveDrain()
+		if err := t.saveDrain(t.drain); err != nil {
+			// Still drained now; after a restart it would come back
+			// draining, which is safe.
+			t.log.Warn("the drained state is not recorded", slog.Any("error", err))
+		}
 		t.o.Members.SetState(heartbeat.StateDrained)
 		detail := "no connections left"
 		if n > 0 {

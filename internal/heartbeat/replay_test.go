@@ -1,0 +1,171 @@
+package heartbeat
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// replayRig is a membership that knows one peer, n2, fed sealed heartbeats
+// directly (no sockets).
+type replayRig struct {
+	t      *testing.T
+	m      *Membership
+	ev     *eventLog
+	addr   [2]netip.Addr
+	sealer *sealer
+}
+
+func newReplayRig(t *testing.T) *replayRig {
+	key := make([]byte, 32)
+	ev := &eventLog{}
+	m, err := New(Options{Cluster: "test", Name: "n1", Priority: 1, Keys: [][]byte{key},
+		Bind: "127.0.0.1", Profile: ProfileLAN, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OnEvent: ev.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Events go to the queue; drain it into the log as they come.
+	r := &replayRig{t: t, m: m, ev: ev, addr: [2]netip.Addr{netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.1.2")}, sealer: m.sealer}
+	return r
+}
+
+// join makes n2 known as memberlist would, with incarnation boot.
+func (r *replayRig) join(boot int64) {
+	now := time.Now()
+	p := &peer{name: "n2", addr: r.addr[0], state: StateActive, since: now, seen: [2]time.Time{now, now}, pathUp: [2]bool{true, true}}
+	p.setMeta(Meta{Priority: 2, State: StateActive, Boot: boot, Backup: r.addr[1].String(), ProbePort: 1})
+	r.m.peers["n2"] = p
+}
+
+func (r *replayRig) packet(boot int64, seq uint64, st State) []byte {
+	meta := Meta{Priority: 2, State: st, Boot: boot, Backup: r.addr[1].String(), ProbePort: 1}
+	b, err := json.Marshal(heartbeat{Name: "n2", Boot: boot, Seq: seq, V: seq, Interval: 50, Meta: &meta})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return r.sealer.seal(b)
+}
+
+func (r *replayRig) deliver(path int, pkt []byte, now time.Time) error {
+	return r.m.handleHeartbeat(path, pkt, r.addr[path], now)
+}
+
+func (r *replayRig) state() State { return r.m.peers["n2"].state }
+
+// A captured run of heartbeats replayed after the sender died must not
+// bring it back, on either path; nor may packets of an earlier incarnation.
+func TestReplayedHeartbeatsDoNotReviveADeadNode(t *testing.T) {
+	r := newReplayRig(t)
+	const boot = 1000
+	r.join(boot)
+	now := time.Now()
+	var captured [2][][]byte
+	for seq := uint64(1); seq <= 60; seq++ { // 3 s of heartbeats on both paths
+		for path := range 2 {
+			pkt := r.packet(boot, seq, StateActive)
+			captured[path] = append(captured[path], pkt)
+			if err := r.deliver(path, pkt, now); err != nil {
+				t.Fatalf("fresh heartbeat %d on path %d refused: %v", seq, path, err)
+			}
+		}
+		now = now.Add(50 * time.Millisecond)
+	}
+	// kill -9: silence on every path until the checker fails it.
+	now = now.Add(time.Second)
+	r.m.check(now)
+	if r.state() != StateFailed {
+		t.Fatalf("n2 is %s after a second of silence, want failed", r.state())
+	}
+	// The replay, in order and shuffled across paths.
+	for i := range captured[0] {
+		for path := range 2 {
+			err := r.deliver(path, captured[path][i], now)
+			if !errors.Is(err, errStale) {
+				t.Fatalf("replayed heartbeat %d on path %d: err %v, want stale", i+1, path, err)
+			}
+			// The other path's capture on this path: also not fresh.
+			if err := r.deliver(1-path, captured[path][i], now); !errors.Is(err, errStale) {
+				t.Fatalf("cross-path replay %d: err %v, want stale", i+1, err)
+			}
+		}
+		now = now.Add(10 * time.Millisecond)
+		r.m.check(now)
+	}
+	if r.state() != StateFailed {
+		t.Fatalf("replay revived n2: %s", r.state())
+	}
+	if got := r.m.peers["n2"].seen[pathPrivate]; now.Sub(got) < time.Second {
+		t.Fatalf("a replay refreshed the liveness of n2 (seen %v ago)", now.Sub(got))
+	}
+	// A packet of an earlier incarnation, even with a high sequence number.
+	if err := r.deliver(pathPrivate, r.packet(boot-1, 1<<40, StateActive), now); !errors.Is(err, errStale) {
+		t.Fatalf("earlier incarnation: err %v, want stale", err)
+	}
+	// The real node restarted: a new incarnation is heard at once.
+	if err := r.deliver(pathPrivate, r.packet(boot+1, 1, StateActive), now); err != nil {
+		t.Fatal(err)
+	}
+	if r.state() != StateActive {
+		t.Fatalf("a restarted n2 is %s, want active", r.state())
+	}
+	// And now the old incarnation is stale for good.
+	if err := r.deliver(pathBackup, r.packet(boot, 61, StateActive), now); !errors.Is(err, errStale) {
+		t.Fatalf("old incarnation after a restart: err %v, want stale", err)
+	}
+	if r.m.Stats().Stale != 0 {
+		t.Fatal("handleHeartbeat itself must not count (recvLoop does)")
+	}
+}
+
+// A heartbeat sent before a leave but arriving after it (on the other path,
+// or late on the same one) must not undo the leave.
+func TestLateHeartbeatDoesNotUndoALeave(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		latePath  int
+		lateFirst bool
+	}{
+		{"late on the backup path", pathBackup, false},
+		{"late on the private path", pathPrivate, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newReplayRig(t)
+			const boot = 7
+			r.join(boot)
+			now := time.Now()
+			for seq := uint64(1); seq <= 5; seq++ {
+				for path := range 2 {
+					if err := r.deliver(path, r.packet(boot, seq, StateActive), now); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			draining := r.packet(boot, 6, StateDraining) // sent, delayed in a queue
+			for seq := uint64(7); seq <= 9; seq++ {      // the leave's three heartbeats
+				if err := r.deliver(pathPrivate, r.packet(boot, seq, StateLeft), now); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if r.state() != StateLeft {
+				t.Fatalf("after the leave n2 is %s", r.state())
+			}
+			_ = r.deliver(tc.latePath, draining, now.Add(time.Millisecond))
+			if r.state() != StateLeft {
+				t.Fatalf("a late heartbeat turned a leave into %s", r.state())
+			}
+			// Even a newer-numbered packet of the same incarnation does not
+			// revive a node that left: it has stopped.
+			if err := r.deliver(pathBackup, r.packet(boot, 10, StateActive), now); err != nil {
+				t.Fatal(err)
+			}
+			r.m.check(now.Add(2 * time.Second))
+			if r.state() != StateLeft {
+				t.Fatalf("n2 ended %s, want left", r.state())
+			}
+		})
+	}
+}
