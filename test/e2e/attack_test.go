@@ -1,0 +1,101 @@
+//go:build linux
+
+package e2e
+
+import (
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/clusterd/clusterd/internal/testnet"
+)
+
+// Heartbeats captured off the wire and replayed after their sender was
+// killed must not bring it back: they are authentic (sealed with the
+// cluster key) but not fresh.
+func TestReplayedHeartbeatsDoNotReviveAKilledNode(t *testing.T) {
+	n := testnet.New(t, testnet.Options{Nodes: 3, Backup: true})
+	n.Start()
+	n.WaitConverged(15 * time.Second)
+	victim, target, other := n.Nodes[0], n.Nodes[1], n.Nodes[2]
+
+	// 3 s of node1's heartbeats to node2, on both paths, as tcpdump on
+	// node2 would see them.
+	var mu sync.Mutex
+	var captured []testnet.Datagram
+	var wg sync.WaitGroup
+	for _, nic := range []string{testnet.Private, testnet.Public} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dgs, err := target.Capture(nic, 7948, 3*time.Second)
+			if err != nil {
+				t.Errorf("capturing on %s: %v", nic, err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, d := range dgs {
+				if a := d.Src.Addr(); a == netip.MustParseAddr(victim.PrivIP) || a == netip.MustParseAddr(victim.PubIP) {
+					captured = append(captured, d)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(captured) < 60 {
+		t.Fatalf("captured only %d heartbeats of %s in 3 s", len(captured), victim.Name)
+	}
+	slices.SortFunc(captured, func(a, b testnet.Datagram) int { return a.At.Compare(b.At) })
+	before, err := target.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	victim.Kill()
+	n.WaitState(3*time.Second, victim, "failed")
+
+	// Replay from node1's own addresses (still on its NICs) while watching
+	// what node2 and node3 say of it.
+	done := make(chan struct{})
+	var replayDone atomic.Bool
+	var revived []string
+	go func() {
+		defer close(done)
+		for {
+			time.Sleep(20 * time.Millisecond)
+			for _, nd := range []*testnet.Node{target, other} {
+				if st := nd.MemberState(victim.Name); st != "failed" && st != "" {
+					revived = append(revived, nd.Name+" saw "+st)
+				}
+			}
+			if replayDone.Load() {
+				return
+			}
+		}
+	}()
+	sent, err := victim.Replay(captured)
+	replayDone.Store(true)
+	<-done
+	if err != nil {
+		t.Fatalf("replaying: %v (sent %d)", err, sent)
+	}
+	if len(revived) > 0 {
+		t.Fatalf("replaying %d captured heartbeats revived the killed node: %v", sent, revived[:min(5, len(revived))])
+	}
+	after, err := target.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := after.Heartbeat.Stale - before.Heartbeat.Stale
+	t.Logf("replayed %d heartbeats over %s: %s stayed failed on both survivors, %d counted stale on %s",
+		sent, captured[len(captured)-1].At.Sub(captured[0].At).Round(time.Millisecond), victim.Name, stale, target.Name)
+	if stale < uint64(sent)*9/10 {
+		t.Errorf("only %d of %d replayed heartbeats counted as stale", stale, sent)
+	}
+	// The real node restarted is welcome at once.
+	victim.Start()
+	n.WaitConverged(10 * time.Second)
+}
