@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/netutil"
+
 	"github.com/clusterd/clusterd/internal/api"
 	"github.com/clusterd/clusterd/internal/failover"
 	"github.com/clusterd/clusterd/internal/heartbeat"
@@ -110,10 +112,22 @@ func (a *Agent) serveEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// Bounds on what a client can make a listener hold: connections at once
+// (more wait in the kernel's backlog, costing the agent nothing) and how
+// long an idle or slow one may stay.
+const (
+	maxControlConns = 128 // operators, scripts and `events --follow` streams
+	maxMetricsConns = 32  // a few Prometheus servers
+	headerTimeout   = 5 * time.Second
+	idleTimeout     = 30 * time.Second
+)
+
 func (a *Agent) serveAPI(l net.Listener) {
+	l = netutil.LimitListener(l, maxControlConns)
 	a.srv = &http.Server{
 		Handler:           a.handler(),
-		ReadHeaderTimeout: 5 * time.Second,
+		ReadHeaderTimeout: headerTimeout,
+		IdleTimeout:       idleTimeout,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, uidKey, api.PeerUID(c))
 		},

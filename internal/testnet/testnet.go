@@ -390,6 +390,16 @@ func (nd *Node) Running() bool {
 	return nd.cmd != nil
 }
 
+// PID is the agent's process id (0 if it is not running).
+func (nd *Node) PID() int {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if nd.cmd == nil || nd.cmd.Process == nil {
+		return 0
+	}
+	return nd.cmd.Process.Pid
+}
+
 // Kill sends SIGKILL (kill -9) and waits for the process to be gone.
 func (nd *Node) Kill() { nd.signal(syscall.SIGKILL, 5*time.Second) }
 

@@ -63,7 +63,10 @@ type netlinkAddr struct {
 }
 
 func newDatapath(log *slog.Logger) (datapath, error) {
-	c, err := nftables.New()
+	// Lasting: google/nftables tests readiness with select(2), which
+	// panics on a descriptor number of 1024 or more, so the socket is
+	// opened at start, while the process holds few descriptors, and kept.
+	c, err := nftables.New(nftables.AsLasting())
 	if err != nil {
 		return nil, fmt.Errorf("opening nftables netlink socket: %w", err)
 	}
@@ -417,7 +420,12 @@ func (d *nftDatapath) Close() error {
 	}
 	d.addrs = nil
 	for p, v := range d.sysctls {
-		os.WriteFile(p, []byte(v), 0o644)
+		if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("restoring %s: %w", p, err))
+		}
+	}
+	if err := d.nft.CloseLasting(); err != nil {
+		errs = append(errs, fmt.Errorf("closing the nftables socket: %w", err))
 	}
 	return errors.Join(errs...)
 }

@@ -25,7 +25,8 @@ const (
 
 type fence struct {
 	mu     sync.Mutex
-	nft    *nftables.Conn
+	conn   *nftables.Conn // lasting, opened by openFence
+	nft    *nftables.Conn // conn, once the tables are installed
 	table  *nftables.Table
 	chain  *nftables.Chain
 	arpTbl *nftables.Table
@@ -41,10 +42,12 @@ func (f *fence) ensure() error {
 	if f.nft != nil {
 		return nil
 	}
-	c, err := nftables.New()
-	if err != nil {
-		return fmt.Errorf("opening nftables netlink socket: %w", err)
+	if f.conn == nil {
+		if err := f.open(); err != nil {
+			return err
+		}
 	}
+	c := f.conn
 	if t, err := c.ListTableOfFamily(fenceTable, nftables.TableFamilyIPv4); err == nil && t != nil {
 		c.DelTable(t)
 	}
@@ -64,6 +67,30 @@ func (f *fence) ensure() error {
 	}
 	f.nft, f.leases = c, map[netip.Addr]*nftables.Set{}
 	return nil
+}
+
+// open makes the fence's lasting netlink connection. google/nftables tests
+// a socket's readiness with select(2), which panics on a descriptor number
+// of 1024 or more: the socket must be opened while the process holds few
+// descriptors, at start, and kept (see openFence).
+func (f *fence) open() error {
+	c, err := nftables.New(nftables.AsLasting())
+	if err != nil {
+		return fmt.Errorf("opening nftables netlink socket: %w", err)
+	}
+	f.conn = c
+	return nil
+}
+
+// openFence opens the fence's netlink socket if it is not open yet; the
+// agent calls it (through NewOwned) before it accepts any connection.
+func openFence() error {
+	groupFence.mu.Lock()
+	defer groupFence.mu.Unlock()
+	if groupFence.conn != nil {
+		return nil
+	}
+	return groupFence.open()
 }
 
 // vip adds the drop rules for addr (once per process).

@@ -21,6 +21,9 @@ func NewOwned(address, ifname string) (*Owned, error) {
 	if err != nil {
 		return nil, fmt.Errorf("group VIP %q: %w", address, err)
 	}
+	if err := openFence(); err != nil {
+		return nil, fmt.Errorf("group VIP %s: %w", address, err)
+	}
 	return &Owned{Prefix: p, Interface: ifname}, nil
 }
 

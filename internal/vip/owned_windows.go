@@ -37,3 +37,6 @@ func netsh(args ...string) error {
 // fenceOwned: Windows has no kernel-side lease; a Windows owner is fenced
 // by its agent only (see docs/failover.md).
 func fenceOwned(netip.Addr, time.Duration) error { return nil }
+
+// openFence: nothing to open (no kernel-side lease on Windows).
+func openFence() error { return nil }

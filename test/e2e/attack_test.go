@@ -3,8 +3,13 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
+	"net"
 	"net/netip"
+	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -99,3 +104,74 @@ func TestReplayedHeartbeatsDoNotReviveAKilledNode(t *testing.T) {
 	victim.Start()
 	n.WaitConverged(10 * time.Second)
 }
+
+// A flood of idle connections to the metrics endpoint and the control
+// socket takes the agent past 1,024 file descriptors: it must neither
+// crash (google/nftables' select(2) panicked on a descriptor >= 1024) nor
+// hold more than its bounds, and it answers again once the flood ends.
+func TestIdleConnectionFloodDoesNotCrashTheAgent(t *testing.T) {
+	n := testnet.New(t, testnet.Options{Nodes: 2, Backup: true, Extra: func(int) string {
+		return lbConfig(50, "multicast") + "metrics:\n  listen: 0.0.0.0:9464\n"
+	}})
+	for _, nd := range n.Nodes {
+		nd.Serve(80)
+	}
+	n.Start()
+	n.WaitConverged(15 * time.Second)
+	target := n.Nodes[0]
+	client := n.NewClient(2 * time.Second)
+
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := 0; i < 1100; i++ {
+		c, err := client.Dial(ctx, "tcp", target.PubIP+":9464")
+		if err != nil {
+			t.Fatalf("idle connection %d to the metrics endpoint: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	for i := 0; i < 1000; i++ {
+		c, err := net.Dial("unix", target.Socket)
+		if err != nil {
+			t.Fatalf("idle connection %d to the control socket: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	// The VIP tier touches nftables every few milliseconds: give it time
+	// to hit a high descriptor if it opened one now.
+	time.Sleep(3 * time.Second)
+	if !target.Running() {
+		t.Fatalf("the agent died under 2,100 idle connections:\n%s", tail(target.Log(), 3000))
+	}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", target.PID()))
+	if err != nil || len(fds) == 0 {
+		t.Fatalf("the agent died under 2,100 idle connections (%v):\n%s", err, tail(target.Log(), 3000))
+	}
+	t.Logf("agent holds %d descriptors with 2,100 idle connections pending", len(fds))
+	if len(fds) > 600 {
+		t.Errorf("the agent holds %d descriptors: its listeners are not bounded", len(fds))
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	n.WaitFor(10*time.Second, "status to answer after the flood", func() bool {
+		_, err := target.Status()
+		return err == nil
+	})
+	resp, err := client.HTTP.Get("http://" + target.PubIP + ":9464/metrics")
+	if err != nil {
+		t.Fatalf("metrics after the flood: %v", err)
+	}
+	resp.Body.Close()
+	if strings.Contains(target.Log(), "panic") {
+		t.Fatalf("the agent logged a panic:\n%s", tail(target.Log(), 3000))
+	}
+}
+
