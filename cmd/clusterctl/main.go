@@ -135,6 +135,14 @@ func (e *env) flags(name string) *flag.FlagSet {
 // fail prints one line that says what is wrong and what to do, and picks
 // the exit code.
 func (e *env) fail(err error) int {
+	if errors.Is(err, api.ErrNoAnswer) {
+		fmt.Fprintf(e.stderr, "clusterctl: %v; look at its log and state (systemctl status clusterd; on Windows: sc query clusterd)\n", err)
+		return exitUnreachable
+	}
+	if errors.Is(err, api.ErrPermission) {
+		fmt.Fprintf(e.stderr, "clusterctl: %v: run clusterctl as root, or as a member of the group named in control.group\n", err)
+		return exitUnreachable
+	}
 	if errors.Is(err, api.ErrUnreachable) {
 		fmt.Fprintf(e.stderr, "clusterctl: %v; is clusterd running on this node? (systemctl status clusterd, or pass --socket)\n", err)
 		return exitUnreachable

@@ -97,17 +97,25 @@ func (a *Agent) serveEvents(w http.ResponseWriter, r *http.Request) {
 	if fl != nil {
 		fl.Flush()
 	}
+	keep := time.NewTicker(api.EventKeepAlive)
+	defer keep.Stop()
 	for {
+		var err error
 		select {
 		case <-r.Context().Done():
 			return
 		case <-a.done:
 			return
+		case <-keep.C:
+			_, err = w.Write([]byte("\n"))
 		case e := <-ch:
-			enc.Encode(e)
-			if fl != nil {
-				fl.Flush()
-			}
+			err = enc.Encode(e)
+		}
+		if err != nil {
+			return // the client went away
+		}
+		if fl != nil {
+			fl.Flush()
 		}
 	}
 }

@@ -11,17 +11,35 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"syscall"
 	"time"
 )
 
 // Client talks to a local clusterd agent.
 type Client struct {
 	Socket string
-	hc     *http.Client
+	// AnswerTimeout bounds the wait for the agent's answer and, on an
+	// event stream, for its next line: a hung agent (stopped, deadlocked)
+	// still accepts connections in the kernel but never answers.
+	AnswerTimeout time.Duration
+	hc            *http.Client
 }
+
+// DefaultAnswerTimeout: the agent's own slowest answers (a drain or move
+// of another node waits up to 5 s for the acknowledgement) fit with room.
+const DefaultAnswerTimeout = 10 * time.Second
 
 // ErrUnreachable means no agent answers on the socket (clusterctl exit 3).
 var ErrUnreachable = errors.New("the clusterd agent is unreachable")
+
+// ErrNoAnswer means the agent accepted the connection but did not answer
+// in time (clusterctl exit 3).
+var ErrNoAnswer = errors.New("the clusterd agent does not answer")
+
+// ErrPermission means the socket exists but this user may not use it.
+var ErrPermission = errors.New("permission denied on the control socket")
+
+var errAnswerTimeout = errors.New("answer timeout")
 
 // RemoteError is an error the agent answered with (clusterctl exit 1).
 type RemoteError struct {
@@ -38,7 +56,41 @@ func NewClient(socket string) *Client {
 			return dial(ctx, socket)
 		},
 	}
-	return &Client{Socket: socket, hc: &http.Client{Transport: tr}}
+	return &Client{Socket: socket, AnswerTimeout: DefaultAnswerTimeout, hc: &http.Client{Transport: tr}}
+}
+
+// watchdog cancels a request whose answer (or next line) is late; kick
+// restarts its clock.
+type watchdog struct {
+	t *time.Timer
+	d time.Duration
+}
+
+func (c *Client) watch(ctx context.Context) (context.Context, *watchdog, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	d := c.AnswerTimeout
+	if d <= 0 {
+		d = DefaultAnswerTimeout
+	}
+	w := &watchdog{d: d, t: time.AfterFunc(d, func() { cancel(errAnswerTimeout) })}
+	return ctx, w, func() { w.t.Stop(); cancel(nil) }
+}
+
+func (w *watchdog) kick() { w.t.Reset(w.d) }
+
+// requestErr turns a failed request into the error clusterctl explains.
+func (c *Client) requestErr(ctx context.Context, err error) error {
+	if errors.Is(context.Cause(ctx), errAnswerTimeout) {
+		return fmt.Errorf("%w at %s within %s: it may be hung", ErrNoAnswer, c.Socket, c.AnswerTimeout)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	inner := unwrapDial(err)
+	if errors.Is(inner, syscall.EACCES) || errors.Is(inner, syscall.EPERM) {
+		return fmt.Errorf("%w %s", ErrPermission, c.Socket)
+	}
+	return fmt.Errorf("%w at %s: %v", ErrUnreachable, c.Socket, inner)
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
@@ -50,16 +102,15 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = bytes.NewReader(b)
 	}
+	ctx, _, stop := c.watch(ctx)
+	defer stop()
 	req, err := http.NewRequestWithContext(ctx, method, "http://clusterd/"+Version+path, body)
 	if err != nil {
 		return err
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("%w at %s: %v", ErrUnreachable, c.Socket, unwrapDial(err))
+		return c.requestErr(ctx, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
@@ -71,7 +122,12 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return &RemoteError{Status: resp.StatusCode, Msg: e.Error}
 	}
 	if out != nil {
-		return json.NewDecoder(resp.Body).Decode(out)
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			if context.Cause(ctx) != nil {
+				return c.requestErr(ctx, err)
+			}
+			return fmt.Errorf("reading the agent's answer: %w", err)
+		}
 	}
 	return nil
 }
@@ -130,16 +186,19 @@ func (c *Client) Events(ctx context.Context, follow bool, fn func(Event)) error 
 	if follow {
 		q = "?follow=1"
 	}
+	parent := ctx
+	ctx, dog, stop := c.watch(ctx)
+	defer stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://clusterd/"+Version+"/events"+q, nil)
 	if err != nil {
 		return err
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
+		if parent.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("%w at %s: %v", ErrUnreachable, c.Socket, unwrapDial(err))
+		return c.requestErr(ctx, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
@@ -147,6 +206,9 @@ func (c *Client) Events(ctx context.Context, follow bool, fn func(Event)) error 
 	}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
+		// The agent writes a blank line every EventKeepAlive: silence
+		// longer than the answer timeout is a hung agent.
+		dog.kick()
 		var w struct {
 			Time   string `json:"time"`
 			Type   string `json:"type"`
@@ -159,8 +221,15 @@ func (c *Client) Events(ctx context.Context, follow bool, fn func(Event)) error 
 		t, _ := time.Parse(time.RFC3339Nano, w.Time)
 		fn(Event{Time: t, Type: w.Type, Node: w.Node, Detail: w.Detail})
 	}
-	if ctx.Err() != nil {
+	if parent.Err() != nil {
 		return nil
+	}
+	if context.Cause(ctx) != nil {
+		return c.requestErr(ctx, sc.Err())
 	}
 	return sc.Err()
 }
+
+// EventKeepAlive is how often the agent writes a blank line to an idle
+// event stream, well inside DefaultAnswerTimeout.
+const EventKeepAlive = 3 * time.Second

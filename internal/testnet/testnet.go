@@ -403,6 +403,21 @@ func (nd *Node) PID() int {
 // Kill sends SIGKILL (kill -9) and waits for the process to be gone.
 func (nd *Node) Kill() { nd.signal(syscall.SIGKILL, 5*time.Second) }
 
+// Pause stops the agent with SIGSTOP (a hung process: GC pause, VM
+// freeze, swap storm); Resume continues it with SIGCONT.
+func (nd *Node) Pause() { nd.sendOnly(syscall.SIGSTOP) }
+
+// Resume continues an agent stopped by Pause.
+func (nd *Node) Resume() { nd.sendOnly(syscall.SIGCONT) }
+
+func (nd *Node) sendOnly(sig syscall.Signal) {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if nd.cmd != nil && nd.cmd.Process != nil {
+		nd.cmd.Process.Signal(sig)
+	}
+}
+
 // Term sends SIGTERM and waits (up to timeout) for a clean exit.
 func (nd *Node) Term(timeout time.Duration) bool { return nd.signal(syscall.SIGTERM, timeout) }
 
@@ -414,6 +429,7 @@ func (nd *Node) signal(sig syscall.Signal, timeout time.Duration) bool {
 		return true
 	}
 	cmd.Process.Signal(sig)
+	cmd.Process.Signal(syscall.SIGCONT) // a paused agent acts on the signal too
 	ok := true
 	select {
 	case <-ch:

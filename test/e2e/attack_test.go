@@ -175,3 +175,29 @@ func TestIdleConnectionFloodDoesNotCrashTheAgent(t *testing.T) {
 	}
 }
 
+
+// clusterctl against a hung (SIGSTOPped) agent gives up with exit 3 and a
+// line that says so, instead of hanging.
+func TestClusterctlOnAHungAgent(t *testing.T) {
+	n := testnet.New(t, testnet.Options{Nodes: 1})
+	n.Start()
+	nd := n.Nodes[0]
+	nd.Pause()
+	defer nd.Resume()
+	for _, args := range [][]string{{"status"}, {"events"}} {
+		start := time.Now()
+		out, code := nd.Ctl(args...)
+		took := time.Since(start)
+		t.Logf("clusterctl %v on a stopped agent: exit %d after %s: %s", args, code, took.Round(time.Millisecond), strings.TrimSpace(out))
+		if code != 3 || !strings.Contains(out, "does not answer") {
+			t.Errorf("clusterctl %v: exit %d, output %q; want exit 3 and 'does not answer'", args, code, out)
+		}
+		if took > 15*time.Second {
+			t.Errorf("clusterctl %v took %s", args, took)
+		}
+	}
+	nd.Resume()
+	if _, code := nd.Ctl("status"); code != 0 {
+		t.Errorf("status after SIGCONT: exit %d", code)
+	}
+}

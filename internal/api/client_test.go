@@ -1,0 +1,66 @@
+//go:build !windows
+
+package api
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// A hung agent accepts connections (the kernel does) but never answers:
+// every call must give up after AnswerTimeout with ErrNoAnswer.
+func TestHungAgentTimesOut(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "c.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	c := NewClient(sock)
+	c.AnswerTimeout = 200 * time.Millisecond
+	for name, call := range map[string]func() error{
+		"status": func() error { _, err := c.Status(context.Background()); return err },
+		"drain":  func() error { return c.Drain(context.Background(), DrainRequest{}) },
+		"events": func() error { return c.Events(context.Background(), true, func(Event) {}) },
+	} {
+		start := time.Now()
+		err := call()
+		if !errors.Is(err, ErrNoAnswer) {
+			t.Errorf("%s: err %v, want ErrNoAnswer", name, err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("%s gave up after %s", name, d)
+		}
+	}
+}
+
+func TestPermissionDeniedSaysSo(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root may open any socket")
+	}
+	sock := filepath.Join(t.TempDir(), "c.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	os.Chmod(sock, 0)
+	_, err = NewClient(sock).Status(context.Background())
+	if !errors.Is(err, ErrPermission) {
+		t.Fatalf("err %v, want ErrPermission", err)
+	}
+}
