@@ -175,7 +175,6 @@ func TestIdleConnectionFloodDoesNotCrashTheAgent(t *testing.T) {
 	}
 }
 
-
 // clusterctl against a hung (SIGSTOPped) agent gives up with exit 3 and a
 // line that says so, instead of hanging.
 func TestClusterctlOnAHungAgent(t *testing.T) {
