@@ -25,12 +25,34 @@ import (
 // without the key can neither read the quorum's traffic nor vote.
 // Deriving the identity from the existing key keeps "one key file
 // authenticates all cluster traffic" true without a PKI to run.
+//
+// Handshakes run beside the accept loop, never in it: one silent TCP
+// connection must not hold up the voters' own connections (raft's accept
+// loop is serial). What a stranger can make it hold is bounded: handshakes
+// in progress per source address and in all, each for handshakeTimeout.
 type tlsStream struct {
 	net.Listener
 	mu     sync.RWMutex
 	cert   tls.Certificate
 	accept [][]byte // Ed25519 public keys derived from every cluster key
+
+	ready   chan net.Conn // authenticated connections for raft
+	done    chan struct{}
+	wg      sync.WaitGroup
+	closing sync.Once
+	pmu     sync.Mutex
+	pending map[string]int // handshakes in progress, by source address
+	total   int
 }
+
+// Bounds on unauthenticated connections. A voter's handshake takes a few
+// milliseconds; a peer slower than handshakeTimeout is not a voter worth
+// waiting for.
+const (
+	handshakeTimeout     = 2 * time.Second
+	maxPendingPerSource  = 8
+	maxPendingHandshakes = 128
+)
 
 // deriveIdentity turns a cluster key into the quorum's Ed25519 key.
 func deriveIdentity(key []byte) (ed25519.PrivateKey, error) {
@@ -42,10 +64,12 @@ func deriveIdentity(key []byte) (ed25519.PrivateKey, error) {
 }
 
 func newTLSStream(l net.Listener, keys [][]byte) (*tlsStream, error) {
-	s := &tlsStream{Listener: l}
+	s := &tlsStream{Listener: l, ready: make(chan net.Conn), done: make(chan struct{}), pending: map[string]int{}}
 	if err := s.setKeys(keys); err != nil {
 		return nil, err
 	}
+	s.wg.Add(1)
+	go s.acceptLoop()
 	return s, nil
 }
 
@@ -120,25 +144,107 @@ func (s *tlsStream) config() *tls.Config {
 	}
 }
 
-// Accept waits for a peer and completes the handshake, so raft only ever
-// sees authenticated connections. A failed handshake is dropped and the
-// next connection awaited, rather than returned as an error: raft's accept
-// loop backs off on errors, and a stranger must not slow the quorum down.
-func (s *tlsStream) Accept() (net.Conn, error) {
+// acceptLoop takes TCP connections and hands each to its own handshake,
+// within the bounds above; beyond them a connection is closed at once.
+func (s *tlsStream) acceptLoop() {
+	defer s.wg.Done()
+	var backoff time.Duration
 	for {
 		c, err := s.Listener.Accept()
 		if err != nil {
-			return nil, err
+			select {
+			case <-s.done:
+				return
+			default:
+			}
+			// Out of descriptors and the like: back off, do not spin.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			select {
+			case <-s.done:
+				return
+			case <-time.After(backoff):
+			}
+			continue
 		}
-		tc := tls.Server(c, s.config())
-		tc.SetDeadline(time.Now().Add(5 * time.Second))
-		if err := tc.Handshake(); err != nil {
+		backoff = 0
+		src := sourceOf(c)
+		if !s.reserve(src) {
 			c.Close()
 			continue
 		}
-		tc.SetDeadline(time.Time{})
-		return tc, nil
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.release(src)
+			s.handshake(c)
+		}()
 	}
+}
+
+func sourceOf(c net.Conn) string {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return c.RemoteAddr().String()
+}
+
+func (s *tlsStream) reserve(src string) bool {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	if s.total >= maxPendingHandshakes || s.pending[src] >= maxPendingPerSource {
+		return false
+	}
+	s.pending[src]++
+	s.total++
+	return true
+}
+
+func (s *tlsStream) release(src string) {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	s.total--
+	if s.pending[src]--; s.pending[src] <= 0 {
+		delete(s.pending, src)
+	}
+}
+
+// handshake authenticates c and passes it to raft; a failed or slow
+// handshake is dropped.
+func (s *tlsStream) handshake(c net.Conn) {
+	tc := tls.Server(c, s.config())
+	tc.SetDeadline(time.Now().Add(handshakeTimeout))
+	if err := tc.Handshake(); err != nil {
+		c.Close()
+		return
+	}
+	tc.SetDeadline(time.Time{})
+	select {
+	case s.ready <- tc:
+	case <-s.done:
+		tc.Close()
+	}
+}
+
+// Accept returns the next authenticated connection, so raft only ever sees
+// peers that hold the cluster key.
+func (s *tlsStream) Accept() (net.Conn, error) {
+	select {
+	case c := <-s.ready:
+		return c, nil
+	case <-s.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting and joins the accept loop and every handshake.
+func (s *tlsStream) Close() error {
+	var err error
+	s.closing.Do(func() {
+		close(s.done)
+		err = s.Listener.Close()
+		s.wg.Wait()
+	})
+	return err
 }
 
 // Dial connects to a voter and completes the handshake.

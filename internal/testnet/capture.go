@@ -5,9 +5,12 @@ package testnet
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
+	"sync"
 	"time"
 
 	"github.com/mdlayher/packet"
@@ -112,4 +115,57 @@ func (nd *Node) Replay(dgs []Datagram) (sent int, err error) {
 		sent++
 	}
 	return sent, nil
+}
+
+// HoldConnections keeps k idle TCP connections open from src (an extra
+// address put on the node's private NIC: a stranger on the heartbeat LAN)
+// to each of dsts, dialling again whenever the far end closes one, until
+// the returned stop is called. They send nothing: a port scanner, a
+// half-open client, an attacker holding slots.
+func (nd *Node) HoldConnections(src string, k int, dsts ...string) (stop func(), err error) {
+	if out, err := exec.Command("ip", "-n", nd.NS, "addr", "add", src+"/24", "dev", Private).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("adding %s: %v: %s", src, err, out)
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: time.Second}
+	for _, dst := range dsts {
+		for range k {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				buf := make([]byte, 1)
+				for {
+					var c net.Conn
+					inNS(nd.NS, func() error {
+						var err error
+						c, err = d.Dial("tcp", dst)
+						return err
+					})
+					if c == nil {
+						select {
+						case <-done:
+							return
+						case <-time.After(100 * time.Millisecond):
+							continue
+						}
+					}
+					closed := make(chan struct{})
+					go func() { c.Read(buf); close(closed) }()
+					select {
+					case <-done:
+						c.Close()
+						return
+					case <-closed:
+						c.Close()
+					}
+				}
+			}()
+		}
+	}
+	return func() {
+		close(done)
+		wg.Wait()
+		exec.Command("ip", "-n", nd.NS, "addr", "del", src+"/24", "dev", Private).Run()
+	}, nil
 }
