@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/clusterd/clusterd/internal/agent"
 	"github.com/clusterd/clusterd/internal/config"
 	"github.com/clusterd/clusterd/internal/version"
 )
@@ -76,7 +77,11 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "clusterd validate: usage: clusterd validate --config FILE")
 		return exitUsage
 	}
-	if _, err := config.Load(*path); err != nil {
+	cfg, err := config.Load(*path)
+	if err == nil {
+		err = agent.CheckMetadata(cfg)
+	}
+	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitFailed
 	}

@@ -47,6 +47,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return exitUsage
 	}
 	cfg, err := config.Load(*path)
+	if err == nil {
+		err = agent.CheckMetadata(cfg)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		fmt.Fprintln(stderr, "clusterd run: refusing to start on a bad config; fix the lines above (check with: clusterd validate --config", *path+")")

@@ -53,6 +53,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := CheckMetadata(cfg); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.Node.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating node.state_dir: %w", err)
 	}

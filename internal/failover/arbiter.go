@@ -30,7 +30,19 @@ type arbiter struct {
 	moves    map[string]time.Time           // group -> deadline of the move under way
 	barrier  time.Time                      // leadership term whose log this node has caught up with
 	transfer time.Time                      // last leadership hand-off attempt
+
+	published map[string]publishedAt // group -> the summary last put in metadata (publish's goroutine only)
 }
+
+type publishedAt struct {
+	s  summary
+	at time.Time
+}
+
+// lagEvery: a change of replication lag alone is published at most this
+// often. Lag moves with every write; metadata is gossiped to every node and
+// each change costs every peer a full heartbeat decode.
+const lagEvery = 5 * time.Second
 
 type reportAt struct {
 	report
@@ -56,7 +68,8 @@ const (
 
 func newArbiter(q *Quorum, m *Manager, groups []config.GroupConfig, t Timing, log *slog.Logger) *arbiter {
 	a := &arbiter{q: q, m: m, t: t, log: log, groups: map[string]config.GroupConfig{},
-		reports: map[string]map[string]reportAt{}, grants: map[string]grant{}, released: map[string]uint64{}, moves: map[string]time.Time{}}
+		reports: map[string]map[string]reportAt{}, grants: map[string]grant{}, released: map[string]uint64{}, moves: map[string]time.Time{},
+		published: map[string]publishedAt{}}
 	for _, g := range groups {
 		a.groups[g.Name] = g
 		a.reports[g.Name] = map[string]reportAt{}
@@ -461,6 +474,15 @@ func (a *arbiter) publish(now time.Time) {
 		default:
 			s.State = "failing_over"
 		}
-		a.m.mem.SetExt(extGroup+name, s.String())
+		prev, seen := a.published[name]
+		if seen {
+			same := prev.s
+			same.LagBytes = s.LagBytes
+			if prev.s == s || same == s && now.Sub(prev.at) < lagEvery {
+				continue
+			}
+		}
+		a.published[name] = publishedAt{s, now}
+		a.m.mem.SetExt(extGroup+name, s.encode(g.Owners))
 	}
 }

@@ -302,7 +302,7 @@ func (m *Manager) observe() {
 				if !ok {
 					continue
 				}
-				s, err := parseSummary(v)
+				s, err := parseSummary(v, g.Owners)
 				if err != nil {
 					continue
 				}

@@ -2,9 +2,13 @@ package failover
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/clusterd/clusterd/internal/config"
 )
 
 // Message kinds on membership's encrypted channel (16 and 17 are drain
@@ -66,8 +70,10 @@ func encode(v any) []byte {
 }
 
 // summary is a group's state as the leader publishes it in its node
-// metadata, for every node's status, SNMP and events. It is kept compact
-// (metadata is limited to 512 bytes per node).
+// metadata, for every node's status, SNMP and events. Metadata is limited
+// to 512 bytes per node and the leader carries every group's summary, so
+// it is written compactly: node names as their index in the group's
+// owners, the fixed words (state, replication, reason) as one letter.
 type summary struct {
 	Owner     string
 	Epoch     uint64
@@ -80,29 +86,122 @@ type summary struct {
 	Standby   string
 }
 
-func (s summary) String() string {
-	return strings.Join([]string{s.Owner, strconv.FormatUint(s.Epoch, 10), s.State, s.Repl, s.Reason, s.Prev,
-		strconv.FormatUint(s.Failovers, 10), strconv.FormatUint(s.LagBytes, 10), s.Standby}, "|")
+// Letters of the fixed words. A word without a letter (a newer version's)
+// is written whole after "=", as is a node that is not an owner.
+var (
+	stateCodes  = codes{"online": "o", "degraded": "d", "failing_over": "f", "offline": "x"}
+	replCodes   = codes{"none": "n", "async": "a", "sync": "s"}
+	reasonCodes = codes{reasonPlaced: "p", reasonFailed: "f", reasonLease: "l", reasonResource: "r", reasonLeft: "t",
+		reasonMove: "m", reasonFailback: "b", reasonNoTarget: "n"}
+)
+
+type codes map[string]string
+
+func (c codes) enc(w string) string {
+	if w == "" {
+		return ""
+	}
+	if l, ok := c[w]; ok {
+		return l
+	}
+	return "=" + w
 }
 
-func parseSummary(v string) (summary, error) {
+func (c codes) dec(l string) (string, error) {
+	if l == "" {
+		return "", nil
+	}
+	if w, ok := strings.CutPrefix(l, "="); ok {
+		return w, nil
+	}
+	for w, x := range c {
+		if x == l {
+			return w, nil
+		}
+	}
+	return "", fmt.Errorf("unknown code %q", l)
+}
+
+func encNode(owners []string, n string) string {
+	if n == "" {
+		return ""
+	}
+	if i := slices.Index(owners, n); i >= 0 {
+		return strconv.Itoa(i)
+	}
+	return "=" + n
+}
+
+func decNode(owners []string, v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	if n, ok := strings.CutPrefix(v, "="); ok {
+		return n, nil
+	}
+	i, err := strconv.Atoi(v)
+	if err != nil || i < 0 || i >= len(owners) || strconv.Itoa(i) != v {
+		return "", fmt.Errorf("no owner %q", v)
+	}
+	return owners[i], nil
+}
+
+// encode writes s for a group with these owners.
+func (s summary) encode(owners []string) string {
+	return strings.Join([]string{encNode(owners, s.Owner), strconv.FormatUint(s.Epoch, 10), stateCodes.enc(s.State),
+		replCodes.enc(s.Repl), reasonCodes.enc(s.Reason), encNode(owners, s.Prev),
+		strconv.FormatUint(s.Failovers, 10), strconv.FormatUint(s.LagBytes, 10), encNode(owners, s.Standby)}, "|")
+}
+
+// parseSummary reads a summary of a group with these owners.
+func parseSummary(v string, owners []string) (summary, error) {
 	f := strings.Split(v, "|")
 	if len(f) != 9 {
 		return summary{}, fmt.Errorf("group summary %q: want 9 fields", v)
 	}
 	var s summary
-	var err error
-	s.Owner, s.State, s.Repl, s.Reason, s.Prev, s.Standby = f[0], f[2], f[3], f[4], f[5], f[8]
-	if s.Epoch, err = strconv.ParseUint(f[1], 10, 64); err != nil {
-		return summary{}, fmt.Errorf("group summary %q: %w", v, err)
-	}
-	if s.Failovers, err = strconv.ParseUint(f[6], 10, 64); err != nil {
-		return summary{}, fmt.Errorf("group summary %q: %w", v, err)
-	}
-	if s.LagBytes, err = strconv.ParseUint(f[7], 10, 64); err != nil {
+	var errs [9]error
+	s.Owner, errs[0] = decNode(owners, f[0])
+	s.Epoch, errs[1] = strconv.ParseUint(f[1], 10, 64)
+	s.State, errs[2] = stateCodes.dec(f[2])
+	s.Repl, errs[3] = replCodes.dec(f[3])
+	s.Reason, errs[4] = reasonCodes.dec(f[4])
+	s.Prev, errs[5] = decNode(owners, f[5])
+	s.Failovers, errs[6] = strconv.ParseUint(f[6], 10, 64)
+	s.LagBytes, errs[7] = strconv.ParseUint(f[7], 10, 64)
+	s.Standby, errs[8] = decNode(owners, f[8])
+	if err := errors.Join(errs[:]...); err != nil {
 		return summary{}, fmt.Errorf("group summary %q: %w", v, err)
 	}
 	return s, nil
+}
+
+// WorstExt is the largest metadata this node's failover part can announce
+// under cfg (a voter that leads: the quorum view and every group's
+// summary), for the metadata budget check.
+func WorstExt(cfg *config.Config) map[string]string {
+	out := map[string]string{}
+	if cfg.Quorum == nil || !slices.Contains(cfg.Quorum.Voters, cfg.Node.Name) {
+		return out
+	}
+	longest := func(names []string) string {
+		l := ""
+		for _, n := range names {
+			if len(n) > len(l) {
+				l = n
+			}
+		}
+		return l
+	}
+	// Counters at ten digits (four billion failovers), lag at 13 (9 TB).
+	const big, lag = 9_999_999_999, 9_999_999_999_999
+	out[extLeader] = longest(cfg.Quorum.Voters) + ":" + strconv.FormatUint(big, 10)
+	for _, g := range cfg.Failover.Groups {
+		o := longest(g.Owners)
+		out[extGroup+g.Name] = summary{Owner: o, Epoch: big, State: "failing_over", Repl: "async",
+			Reason: reasonResource, Prev: o, Failovers: big, LagBytes: lag, Standby: o}.encode(g.Owners)
+	}
+	return out
 }
 
 // Metadata keys.

@@ -438,7 +438,19 @@ func (m *Membership) SetKeys(keys [][]byte) error {
 
 func (m *Membership) updateMeta(f func(*Meta) bool) {
 	m.mu.Lock()
+	old := m.meta.clone()
 	changed := f(&m.meta)
+	if b, err := m.meta.encode(); changed && (err != nil || len(b) > MetaLimit) {
+		// Peers would refuse the whole node: keep announcing the last
+		// metadata that fits. validate's budget check makes this a bug.
+		m.meta = old
+		changed = false
+		why := fmt.Sprintf("node metadata would be %d bytes, over memberlist's %d: a change was not announced (a bug: clusterd validate checks the budget)", len(b), MetaLimit)
+		if m.problems["meta"] != why {
+			m.problems["meta"] = why
+			m.log.Error("node metadata over budget", slog.Int("size", len(b)), slog.Int("limit", MetaLimit))
+		}
+	}
 	if changed {
 		m.metaV++
 		m.metaChanged = time.Now()

@@ -14,7 +14,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"sort"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // State is a member's state, as shown in status and SNMP.
@@ -86,6 +89,19 @@ func (m Meta) clone() Meta {
 }
 
 func (m Meta) encode() ([]byte, error) { return json.Marshal(m) }
+
+// MetaLimit is how much node metadata memberlist carries: a node whose
+// metadata is larger is not accepted by its peers.
+const MetaLimit = memberlist.MetaMaxSize
+
+// WorstMetaSize is the encoded size of the largest metadata a node
+// announces with these settings, shared-config hashes and the other parts'
+// largest values (ext): the longest state name and a full boot time.
+func WorstMetaSize(priority int, backup string, probePort int, shared, ext map[string]string) int {
+	b, _ := Meta{Priority: priority, State: StateDraining, Healthy: true, Backup: backup, ProbePort: probePort,
+		Boot: math.MaxInt64, Config: shared, Ext: ext}.encode()
+	return len(b)
+}
 
 func decodeMeta(b []byte) (Meta, error) {
 	var m Meta

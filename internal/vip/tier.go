@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -496,19 +497,38 @@ func describeChange(old, cur map[string]heartbeat.State) string {
 // publishRules announces this node's weights and handling priorities
 // (drained rules count as weight 0).
 func (t *Tier) publishRules() {
+	t.o.Members.SetExt(extRules, rulesExt(t.o.VIPs, func(vi int, r config.RuleConfig) int {
+		if t.drainRules[ruleKey(vi, r.Ports)] {
+			return 0
+		}
+		return *r.Weight
+	}))
+}
+
+func rulesExt(vips []config.VIPConfig, weight func(vi int, r config.RuleConfig) int) string {
 	var vs []string
-	for vi, v := range t.o.VIPs {
+	for vi, v := range vips {
 		var rs []string
 		for _, r := range v.Rules {
-			w := *r.Weight
-			if t.drainRules[ruleKey(vi, r.Ports)] {
-				w = 0
-			}
-			rs = append(rs, fmt.Sprintf("%d/%d", w, r.HandlingPriority))
+			rs = append(rs, fmt.Sprintf("%d/%d", weight(vi, r), r.HandlingPriority))
 		}
 		vs = append(vs, strings.Join(rs, ","))
 	}
-	t.o.Members.SetExt(extRules, strings.Join(vs, ";"))
+	return strings.Join(vs, ";")
+}
+
+// WorstExt is the largest metadata the tier can announce under vips, for
+// the metadata budget check.
+func WorstExt(vips []config.VIPConfig) map[string]string {
+	if len(vips) == 0 {
+		return map[string]string{}
+	}
+	return map[string]string{
+		extRules:  rulesExt(vips, func(int, config.RuleConfig) int { return 100 }),
+		extHealth: strings.Repeat("1", len(vips)),
+		extInputs: strings.Repeat("f", 12), // convergence.sig: 6 bytes in hex
+		extConns:  strconv.Itoa(math.MaxInt32),
+	}
 }
 
 func ruleKey(vi int, ports string) string { return fmt.Sprintf("%d/%s", vi, ports) }
