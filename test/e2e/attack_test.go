@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -231,5 +233,72 @@ func TestFailoverWhileQuorumPortsAreHeld(t *testing.T) {
 	// Without them it is about 1 s; a stalled accept loop made it 3 s.
 	if gap > 2*time.Second {
 		t.Errorf("failover took %v with the quorum ports held, want <= 2 s", gap)
+	}
+}
+
+// The largest failover configuration validate accepts runs: every node
+// sees every group online, nobody is refused for oversized metadata.
+func TestLargestAcceptedGroupConfigRuns(t *testing.T) {
+	groups := func(k int, dir string) string {
+		var b strings.Builder
+		b.WriteString("quorum:\n  voters: [node1, node2, node3]\nfailover:\n  groups:\n")
+		for i := range k {
+			d := filepath.Join(dir, fmt.Sprint(i))
+			os.MkdirAll(d, 0o755)
+			res, err := testnet.MarkerResource(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&b, "    - { name: his-database-%02d, owners: [node1, node2], resource: %s }\n", i, res)
+		}
+		return b.String()
+	}
+	dir := t.TempDir()
+	// Find the largest count validate accepts for these names, with the
+	// harness's own node config around it.
+	k := 0
+	probe := testnet.New(t, testnet.Options{Nodes: 3, Backup: true})
+	for c := 1; c <= 16; c++ {
+		probe.Nodes[0].WriteConfig(groups(c, dir))
+		out, err := exec.Command(filepath.Join(probe.Bin, "clusterd"), "validate", "--config", probe.Nodes[0].Config).CombinedOutput()
+		if err != nil {
+			if !strings.Contains(string(out), "over the 512") {
+				t.Fatalf("validate of %d groups: %v\n%s", c, err, out)
+			}
+			break
+		}
+		k = c
+	}
+	probe.Close()
+	if k == 0 {
+		t.Fatal("validate accepts no group at all")
+	}
+	t.Logf("validate accepts up to %d groups named his-database-NN", k)
+	cfg := groups(k, dir)
+	n := testnet.New(t, testnet.Options{Nodes: 3, Backup: true, Extra: func(int) string { return cfg }})
+	n.Start()
+	n.WaitFor(30*time.Second, fmt.Sprintf("all %d groups online on every node", k), func() bool {
+		for _, nd := range n.Nodes {
+			s, err := nd.Status()
+			if err != nil || len(s.Groups) != k || !s.Converged {
+				return false
+			}
+			for _, g := range s.Groups {
+				if g.State != "online" && g.State != "degraded" {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	// A planned move changes every field's width a little: still fits.
+	if out, code := n.Nodes[2].Ctl("move", fmt.Sprintf("his-database-%02d", k-1)); code != 0 {
+		t.Fatalf("move: exit %d\n%s", code, out)
+	}
+	n.WaitConverged(5 * time.Second)
+	for _, nd := range n.Nodes {
+		if l := nd.Log(); strings.Contains(l, "metadata") && strings.Contains(l, "level=ERROR") {
+			t.Errorf("%s logged a metadata error:\n%s", nd.Name, tail(l, 2000))
+		}
 	}
 }
