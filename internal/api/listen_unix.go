@@ -54,12 +54,15 @@ func Listen(socket, group string) (net.Listener, error) {
 		return nil, err
 	}
 	if group != "" {
-		if g, err := user.LookupGroup(group); err == nil {
-			gid, _ := strconv.Atoi(g.Gid)
-			if err := os.Chown(socket, 0, gid); err != nil {
-				l.Close()
-				return nil, fmt.Errorf("giving the socket to group %s: %w", group, err)
-			}
+		g, err := user.LookupGroup(group)
+		if err != nil {
+			l.Close()
+			return nil, fmt.Errorf("control.group %q: %w", group, err)
+		}
+		gid, _ := strconv.Atoi(g.Gid)
+		if err := os.Chown(socket, 0, gid); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("giving the socket to group %s: %w", group, err)
 		}
 	}
 	return l, nil

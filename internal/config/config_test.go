@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -113,4 +114,23 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("nil config without error")
 		}
 	})
+}
+
+// A control.group that does not exist is refused where it is set, not
+// ignored at run time.
+func TestControlGroupMustExist(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("control.group is refused on Windows altogether")
+	}
+	dir := t.TempDir()
+	k, _ := NewKey()
+	os.WriteFile(filepath.Join(dir, "cluster.key"), []byte(k), 0o600)
+	base := "cluster: { name: t, key_file: cluster.key }\nnode: { name: a, priority: 1 }\nheartbeat: { bind: 127.0.0.1 }\n"
+	_, err := Parse(filepath.Join(dir, "c.yaml"), []byte(base+"control:\n  group: no-such-group-here\n"))
+	if err == nil || !strings.Contains(err.Error(), "c.yaml:5: control.group: no group") {
+		t.Fatalf("nonexistent group: %v", err)
+	}
+	if _, err := Parse(filepath.Join(dir, "c.yaml"), []byte(base+"control:\n  group: root\n")); err != nil {
+		t.Fatalf("group root: %v", err)
+	}
 }

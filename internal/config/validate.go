@@ -94,6 +94,11 @@ func (c *Config) validate(errs *Errors) {
 	if c.Control.Socket == "" {
 		x.bad("control.socket", "required")
 	}
+	if g := c.Control.Group; g != "" {
+		if err := checkGroup(g); err != nil {
+			x.bad("control.group", "%v", err)
+		}
+	}
 
 	c.validateLB(x)
 	c.validateQuorum(x)
