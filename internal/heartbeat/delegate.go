@@ -35,12 +35,25 @@ func (d *delegate) NotifyMsg(b []byte) {
 	d.m.mu.Lock()
 	h := d.m.handlers[b[0]]
 	d.m.mu.Unlock()
-	if h != nil {
-		// Handlers may block (they act on the node): not on memberlist's
-		// goroutine.
-		body := append([]byte(nil), b[1:]...)
-		go h(body)
+	if h == nil {
+		return
 	}
+	// Handlers may block (they act on the node): not on memberlist's
+	// goroutine, but through a bounded queue per kind with one worker each
+	// (a slow kind does not hold up lease reports); beyond its bound a
+	// message is dropped and counted.
+	select {
+	case h.q <- append([]byte(nil), b[1:]...):
+	default:
+		d.m.ctr.inboxDropped.Add(1)
+		d.m.log.Warn("message queue full: a cluster message was dropped", slog.Int("kind", int(b[0])))
+	}
+}
+
+// handler is one message kind's function and queue.
+type handler struct {
+	f func([]byte)
+	q chan []byte
 }
 
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }

@@ -149,7 +149,7 @@ type Membership struct {
 	refused      map[string]string // "name@addr" -> reason
 	problems     map[string]string // our own problems, by kind
 	mergeRefusal string
-	handlers     map[byte]func([]byte)
+	handlers     map[byte]*handler
 	ctr          counters
 	joining      bool
 	pauseTill    time.Time
@@ -157,6 +157,7 @@ type Membership struct {
 	seq          uint64
 	interval     time.Duration // our current send interval
 	metaChanged  time.Time
+	started      context.Context // set by Start: handlers added later start at once
 
 	events    chan Event
 	cancel    context.CancelFunc
@@ -276,6 +277,12 @@ func (m *Membership) Start(ctx context.Context) error {
 	m.goRun(func() { m.realtime(); m.checkLoop(ctx) })
 	m.goRun(func() { m.joinLoop(ctx) })
 	m.goRun(func() { m.dispatch(ctx) })
+	m.mu.Lock()
+	for _, h := range m.handlers {
+		m.goRun(func() { h.run(ctx) })
+	}
+	m.started = ctx
+	m.mu.Unlock()
 	return nil
 }
 
@@ -553,9 +560,17 @@ func (m *Membership) Handle(kind byte, f func(body []byte)) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.handlers == nil {
-		m.handlers = map[byte]func([]byte){}
+		m.handlers = map[byte]*handler{}
 	}
-	m.handlers[kind] = f
+	if _, ok := m.handlers[kind]; ok {
+		m.log.Error("a second handler for a message kind is ignored (a bug)", slog.Int("kind", int(kind)))
+		return
+	}
+	h := &handler{f: f, q: make(chan []byte, 64)}
+	m.handlers[kind] = h
+	if m.started != nil {
+		m.goRun(func() { h.run(m.started) })
+	}
 }
 
 // Send delivers a user message to a member over memberlist's reliable
@@ -602,6 +617,18 @@ func (m *Membership) emit(t EventType, node, detail string) {
 		// The event log and traps are behind; the line above is still in
 		// the journal.
 		m.log.Warn("event queue full: this event is not in clusterctl events or SNMP", slog.String("type", string(t)), slog.String("node", node))
+	}
+}
+
+// run delivers one kind's messages in arrival order until ctx ends.
+func (h *handler) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case body := <-h.q:
+			h.f(body)
+		}
 	}
 }
 

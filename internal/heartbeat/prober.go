@@ -39,7 +39,7 @@ type Stats struct {
 	Stale uint64
 }
 
-type counters struct{ sent, received, dropped, stale atomic.Uint64 }
+type counters struct{ sent, received, dropped, stale, inboxDropped atomic.Uint64 }
 
 // Stats returns the heartbeat counters, for status and metrics.
 func (m *Membership) Stats() Stats {
@@ -122,14 +122,27 @@ func (m *Membership) sendHeartbeats() {
 func (m *Membership) recvLoop(ctx context.Context, path int) {
 	c := m.conns[path]
 	buf := make([]byte, 65536)
+	var backoff time.Duration
 	for {
 		n, from, err := c.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
+			// A failing socket: back off rather than spin, and say so
+			// once per run of failures.
+			if backoff == 0 {
+				m.log.Warn("reading heartbeats", slog.String("path", pathNames[path]), slog.Any("error", err))
+			}
+			backoff = min(max(2*backoff, time.Millisecond), 100*time.Millisecond)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
 			continue
 		}
+		backoff = 0
 		if err := m.handleHeartbeat(path, buf[:n], from.Addr().Unmap(), time.Now()); err != nil {
 			if errors.Is(err, errStale) {
 				m.ctr.stale.Add(1)
