@@ -325,9 +325,7 @@ func (a *Agent) Status() api.Status {
 		s.Problems = []string{}
 	}
 	if a.tier != nil {
-		if p := a.tier.DrainProblem(); p != "" {
-			s.Problems = append(s.Problems, p)
-		}
+		s.Problems = append(s.Problems, a.tier.Problems()...)
 	}
 	hb := a.members.Stats()
 	s.Heartbeat.Sent, s.Heartbeat.Received, s.Heartbeat.Dropped, s.Heartbeat.Stale = hb.Sent, hb.Received, hb.Dropped, hb.Stale

@@ -88,6 +88,10 @@ type Member struct {
 	Changes  uint64
 	Ext      map[string]string
 	Self     bool
+	// MetaAt is when this node last took the member's metadata from a
+	// fresh heartbeat: a node back from a pause waits for metadata newer
+	// than its pause before it trusts what peers announce.
+	MetaAt time.Time
 }
 
 const (
@@ -120,6 +124,7 @@ type peer struct {
 	lastSeq  [2]uint64
 	maxSeq   uint64
 	leftBoot int64
+	metaAt   time.Time // last fresh heartbeat that carried metadata
 }
 
 // setMeta takes new metadata and what derives from it.
@@ -501,7 +506,7 @@ func (m *Membership) Members() []Member {
 			Name: p.name, Addr: p.addr.String(), Backup: p.meta.Backup,
 			Priority: p.meta.Priority, State: p.state, Healthy: p.meta.Healthy,
 			Since: p.since, Changes: p.changes, Ext: maps.Clone(p.meta.Ext),
-			Mismatch: append([]string(nil), p.mismatch...), Paths: map[string]bool{},
+			Mismatch: append([]string(nil), p.mismatch...), Paths: map[string]bool{}, MetaAt: p.metaAt,
 		}
 		for i := range m.conns {
 			if m.hasPath(p, i) {

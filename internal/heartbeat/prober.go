@@ -212,6 +212,7 @@ func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now 
 	if hb.Meta == nil {
 		return nil // liveness only; state follows with the next full heartbeat
 	}
+	p.metaAt = now
 	if hb.Meta.Boot != p.meta.Boot || hb.V > p.metaV {
 		m.applyMetaLocked(p, *hb.Meta, hb.V, now)
 	}

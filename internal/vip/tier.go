@@ -90,6 +90,8 @@ type Tier struct {
 	// drainProblem: the drain file could not be read at start (the node
 	// stays draining until an operator acts).
 	drainProblem string
+	// resyncing: back from a pause, not taking new flows (refreshLoop).
+	resyncing bool
 	drainRules   map[string]bool
 	backupOn     []bool // heartbeat.backup_bind is on the VIP's NIC (fixed at start)
 	lastMembers  map[string]heartbeat.State
@@ -219,19 +221,70 @@ func (t *Tier) Close() error {
 	return err
 }
 
+// refreshLoop keeps the kernel's liveness element alive while this agent
+// runs. If the loop itself did not run for longer than the element lives
+// (SIGSTOP, a VM freeze, a swap storm), peers may have failed this node and
+// taken its buckets while it was away: it then stays fail-closed (takes no
+// new flows) until its view is current again (see resynced), rather than
+// answer with the bucket map it had before the pause.
 func (t *Tier) refreshLoop(ctx context.Context) {
 	tk := time.NewTicker(t.o.LiveTTL / 5)
 	defer tk.Stop()
+	last := time.Now()
+	var pausedAt time.Time // zero: not resyncing
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tk.C:
-			if err := t.dp.Refresh(); err != nil {
-				t.log.Error("refreshing the liveness element: new flows stop soon", slog.Any("error", err))
+		}
+		now := time.Now()
+		if gap := now.Sub(last); gap > t.o.LiveTTL && pausedAt.IsZero() {
+			pausedAt = now
+			t.setResyncing(true)
+			t.log.Warn("this agent did not run for longer than the liveness window: taking no new flows until its view of the cluster is current",
+				slog.Duration("paused", gap.Round(time.Millisecond)))
+		}
+		last = now
+		if !pausedAt.IsZero() {
+			if !t.resynced(pausedAt, now) {
+				continue
 			}
+			t.log.Info("view of the cluster is current again: taking new flows", slog.Duration("after", now.Sub(pausedAt).Round(time.Millisecond)))
+			pausedAt = time.Time{}
+			t.setResyncing(false)
+		}
+		if err := t.dp.Refresh(); err != nil {
+			t.log.Error("refreshing the liveness element: new flows stop soon", slog.Any("error", err))
 		}
 	}
+}
+
+func (t *Tier) setResyncing(on bool) {
+	t.mu.Lock()
+	t.resyncing = on
+	t.mu.Unlock()
+}
+
+// resynced says whether a node back from a pause at since may take new
+// flows again: every live peer's metadata has arrived fresh since then
+// (what it held before is stale), everyone computed the same bucket map
+// as this node (so those who took its buckets have dropped them), and no
+// hand-off of this node's own is pending.
+func (t *Tier) resynced(since, now time.Time) bool {
+	if now.Sub(since) < t.o.Settle {
+		return false
+	}
+	members := t.o.Members.Members()
+	for _, m := range members {
+		if !m.Self && !m.State.Down() && !m.MetaAt.After(since) {
+			return false
+		}
+	}
+	t.mu.Lock()
+	pending := t.pending != nil
+	t.mu.Unlock()
+	return !pending && t.Converged(members)
 }
 
 func (t *Tier) convergeLoop(ctx context.Context) {
@@ -697,11 +750,18 @@ func (t *Tier) saveDrain(d drainState) error {
 	return nil
 }
 
-// DrainProblem says why the drain state could not be restored, or "".
-func (t *Tier) DrainProblem() string {
+// Problems lists what keeps this node's VIP tier from doing its job.
+func (t *Tier) Problems() []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.drainProblem
+	var out []string
+	if t.drainProblem != "" {
+		out = append(out, t.drainProblem)
+	}
+	if t.resyncing {
+		out = append(out, "taking no new flows: this agent was paused (stopped, frozen or starved) and waits until its view of the cluster is current")
+	}
+	return out
 }
 
 // ErrNotLB is returned for drain operations on a node without VIPs.

@@ -302,3 +302,72 @@ func TestLargestAcceptedGroupConfigRuns(t *testing.T) {
 		}
 	}
 }
+
+// A bucket owner hung for 5 s (SIGSTOP) is taken over cleanly; when it
+// resumes it must not answer new flows with its old bucket map while the
+// others still serve them: no new connection reset, none answered twice.
+func TestNLBHungOwnerResumesWithoutSplitBrain(t *testing.T) {
+	x := newNLB(t, 3, "multicast", true)
+	victim := x.Nodes[2]
+	// A new connection every 5 ms for the whole scenario.
+	var mu sync.Mutex
+	var results []testnet.Result
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tk := time.NewTicker(5 * time.Millisecond)
+		defer tk.Stop()
+		var inner sync.WaitGroup
+		defer inner.Wait()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+			}
+			inner.Add(1)
+			go func() {
+				defer inner.Done()
+				r := x.client.Get(context.Background(), "http://"+vipAddr+"/")
+				mu.Lock()
+				results = append(results, r)
+				mu.Unlock()
+			}()
+		}
+	}()
+	time.Sleep(500 * time.Millisecond)
+	victim.Pause()
+	x.WaitState(3*time.Second, victim, "failed")
+	time.Sleep(4 * time.Second)
+	resumed := time.Now()
+	victim.Resume()
+	x.waitOwners(3)
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wg.Wait()
+	var resets, timeouts, after int
+	var first []string
+	for _, r := range results {
+		if r.At.Before(resumed) {
+			continue
+		}
+		after++
+		if r.Err == nil {
+			continue
+		}
+		if strings.Contains(r.Err.Error(), "reset") || strings.Contains(r.Err.Error(), "refused") || strings.Contains(r.Err.Error(), "EOF") {
+			resets++
+			if len(first) < 5 {
+				first = append(first, r.Err.Error())
+			}
+		} else {
+			timeouts++
+		}
+	}
+	t.Logf("after SIGCONT: %d new connections, %d reset, %d timed out (SYN retried past the client's timeout)", after, resets, timeouts)
+	if resets > 0 {
+		t.Errorf("%d connections were reset after the hung node resumed (two nodes answered): %v", resets, first)
+	}
+}
