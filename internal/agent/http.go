@@ -127,7 +127,10 @@ const (
 	maxControlConns = 128 // operators, scripts and `events --follow` streams
 	maxMetricsConns = 32  // a few Prometheus servers
 	headerTimeout   = 5 * time.Second
-	idleTimeout     = 30 * time.Second
+	// Idle kept-alive connections hold a slot: short on the control socket
+	// (clients there are one-shot), a scrape interval's worth on metrics.
+	controlIdle = 5 * time.Second
+	idleTimeout = 30 * time.Second
 )
 
 func (a *Agent) serveAPI(l net.Listener) {
@@ -135,7 +138,7 @@ func (a *Agent) serveAPI(l net.Listener) {
 	a.srv = &http.Server{
 		Handler:           a.handler(),
 		ReadHeaderTimeout: headerTimeout,
-		IdleTimeout:       idleTimeout,
+		IdleTimeout:       controlIdle,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, uidKey, api.PeerUID(c))
 		},

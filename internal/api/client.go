@@ -55,6 +55,9 @@ func NewClient(socket string) *Client {
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return dial(ctx, socket)
 		},
+		// A local socket connects in microseconds; an idle kept-alive
+		// connection would hold one of the agent's few control slots.
+		DisableKeepAlives: true,
 	}
 	return &Client{Socket: socket, AnswerTimeout: DefaultAnswerTimeout, hc: &http.Client{Transport: tr}}
 }

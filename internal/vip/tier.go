@@ -902,7 +902,8 @@ func (t *Tier) Status() (vips []api.VIP, buckets map[string]int) {
 	return vips, buckets
 }
 
-// Converged reports whether every active member computed the same tables.
+// Converged reports whether every active member that serves VIPs computed
+// the same tables (a database node in the same cluster computes none).
 func (t *Tier) Converged(members []heartbeat.Member) bool {
 	if len(t.plans) == 0 {
 		return true
@@ -911,6 +912,9 @@ func (t *Tier) Converged(members []heartbeat.Member) bool {
 	mine := t.sig
 	t.mu.Unlock()
 	for _, m := range members {
+		if m.Ext[extRules] == "" && !m.Self {
+			continue // takes no part in the VIPs
+		}
 		if !m.State.Down() && m.State != heartbeat.StateJoining && m.Ext[extInputs] != mine {
 			return false
 		}

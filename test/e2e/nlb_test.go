@@ -558,6 +558,9 @@ func TestMixedTiers(t *testing.T) {
 	}
 	for _, nd := range n.Nodes {
 		s, _ := nd.Status()
+		if !s.Converged {
+			t.Errorf("%s says the cluster is not converged", nd.Name)
+		}
 		for _, m := range s.Members {
 			if len(m.ConfigMismatch) > 0 {
 				t.Errorf("%s flags %s: %v", nd.Name, m.Name, m.ConfigMismatch)
