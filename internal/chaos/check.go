@@ -21,7 +21,9 @@ const splitWindow = 2 * time.Second
 func check(c *cluster, w *workloads, faults []*fault, rss map[int][2]int, rep *Report) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	bad := func(format string, args ...any) { rep.Violations = append(rep.Violations, fmt.Sprintf(format, args...)) }
+	bad := func(format string, args ...any) {
+		rep.Violations = append(rep.Violations, fmt.Sprintf(format, args...))
+	}
 
 	// Every acknowledged write is on the final primary.
 	vip, local, err := w.rows()

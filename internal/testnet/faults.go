@@ -33,7 +33,9 @@ func (n *Net) OneWay(from, to []*Node) {
 }
 
 // HealOneWay removes every one-way partition.
-func (n *Net) HealOneWay() { run("ip", "netns", "exec", n.sw, "nft", "delete table bridge "+oneWayTable) }
+func (n *Net) HealOneWay() {
+	run("ip", "netns", "exec", n.sw, "nft", "delete table bridge "+oneWayTable)
+}
 
 // Loss drops pct percent of the frames to and from the nodes' NIC nic
 // (Public, Private, or "" for both) at random, in the switch, until

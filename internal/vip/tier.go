@@ -91,11 +91,11 @@ type Tier struct {
 	// stays draining until an operator acts).
 	drainProblem string
 	// resyncing: back from a pause, not taking new flows (refreshLoop).
-	resyncing bool
-	drainRules   map[string]bool
-	backupOn     []bool // heartbeat.backup_bind is on the VIP's NIC (fixed at start)
-	lastMembers  map[string]heartbeat.State
-	defaults     map[int]string
+	resyncing   bool
+	drainRules  map[string]bool
+	backupOn    []bool // heartbeat.backup_bind is on the VIP's NIC (fixed at start)
+	lastMembers map[string]heartbeat.State
+	defaults    map[int]string
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
