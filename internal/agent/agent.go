@@ -96,10 +96,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 			Settle: 2*prof.Interval + prof.Check,
 			// Expires 2 intervals before the earliest moment a survivor
 			// can declare this node failed (Timeout - Interval).
-			LiveTTL:    prof.Timeout - 3*prof.Interval,
-			Tick:       prof.Check,
-			BackupBind: cfg.Heartbeat.BackupBind,
-			Logger:     log.With(slog.String("component", "vip")),
+			LiveTTL:     prof.Timeout - 3*prof.Interval,
+			Tick:        prof.Check,
+			ViewTimeout: prof.Timeout,
+			BackupBind:  cfg.Heartbeat.BackupBind,
+			Logger:      log.With(slog.String("component", "vip")),
 			Event: func(typ, node, detail string) {
 				a.record(api.Event{Time: time.Now(), Type: typ, Node: node, Detail: detail})
 			},

@@ -122,7 +122,7 @@ func (c *cluster) setup() error {
 	sock := filepath.Join(c.Dir, owner.Name+".state", "pg-db")
 	out, err := exec.Command("ip", "netns", "exec", owner.NS, "runuser", "-u", "postgres", "--", PGBin+"/psql", "-X", "-h", sock, "-U", "postgres", "-d", "postgres",
 		"-c", "CREATE ROLE app LOGIN PASSWORD 'app-pass'",
-		"-c", "CREATE TABLE t (id int PRIMARY KEY, srv text)", "-c", "GRANT ALL ON t TO app",
+		"-c", "CREATE TABLE t (id int PRIMARY KEY, srv text)", "-c", "GRANT ALL ON t TO app", "-c", "GRANT pg_read_all_settings TO app",
 		"-c", "CREATE TABLE l (node text, id int, PRIMARY KEY (node, id))", "-c", "GRANT SELECT ON l TO app").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("creating the application's tables: %v\n%s", err, out)

@@ -56,7 +56,8 @@ type workloads struct {
 
 func (w *workloads) start(c *cluster) {
 	w.c, w.stop = c, make(chan struct{})
-	w.loop(func() { w.newConn(c.NewClient(time.Second)) }, 10*time.Millisecond, true)
+	nc := c.NewClient(time.Second)
+	w.loop(func() { w.newConn(nc) }, 10*time.Millisecond, true)
 	sc := c.NewClient(20 * time.Second)
 	for range 4 {
 		w.loop(func() { w.stream(sc) }, 0, false)

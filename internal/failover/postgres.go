@@ -46,6 +46,10 @@ type postgres struct {
 
 	mu       sync.Mutex
 	absentAt time.Time // when the primary last saw no streaming standby (zero: one is there)
+	// A standby's walreceiver: not streaming since silentSince (zero: it
+	// streams); rewind: rewind before the next start.
+	silentSince time.Time
+	rewind      bool
 }
 
 func newPostgres(g config.GroupConfig, node, stateDir string, log *slog.Logger, down func(string) bool) (Resource, error) {
@@ -329,11 +333,20 @@ func (p *postgres) Start(ctx context.Context, pr Params) error {
 			return err
 		}
 		return p.pgctl(ctx, "reload")
-	case !p.exists("standby.signal"):
-		// This node's data was a primary's: wind it back to where the
-		// new primary's history forked, so it can follow.
+	case !p.exists("standby.signal") || p.takeRewind() && p.forkedOff(ctx, pr.PrimaryAddr):
+		// This node's data was a primary's (or a standby's that cannot
+		// follow: its history forked off the primary's): wind it back to
+		// where the new primary's history forked, so it can follow. Only
+		// from a primary that has finished promoting: rewinding from one
+		// still on our timeline finds "no rewind required" while our own
+		// WAL has already run past the fork.
+		if err := p.sourcePromoted(ctx, pr.PrimaryAddr); err != nil && !p.exists("standby.signal") {
+			return err
+		}
 		if h != NotRunning {
-			p.pgctl(ctx, "-m", "fast", "stop")
+			if err := p.pgctl(ctx, "-m", "fast", "-w", "-t", "60", "stop"); err != nil {
+				return fmt.Errorf("stopping before the rewind: %w", err)
+			}
 		}
 		p.log.Info("rewinding former primary data to follow the new primary (pg_rewind)", slog.String("primary", pr.Primary))
 		src := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres", pr.PrimaryAddr, p.rc.Port, p.rc.ReplicationUser)
@@ -429,14 +442,112 @@ func (p *postgres) Monitor(ctx context.Context) (Health, error) {
 	if code == 3 || code == 4 {
 		return NotRunning, nil
 	}
-	out, err := p.sql(ctx, "SELECT pg_is_in_recovery()")
+	out, err := p.sql(ctx, "SELECT pg_is_in_recovery(), (SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming')")
 	if err != nil {
 		return Failed, err
 	}
-	if out == "t" {
+	rec, streaming, _ := strings.Cut(out, "|")
+	if rec != "t" {
+		p.setStreaming(true)
+		return Primary, nil
+	}
+	// A standby that runs but does not stream holds no new commits: it
+	// is no heir. Past a grace (a primary restarting, a short cut) it is
+	// failed, and the next start rewinds it (its timeline may have forked
+	// off the primary's: PostgreSQL then retries forever on its own).
+	if streaming != "0" {
+		p.setStreaming(true)
 		return Standby, nil
 	}
-	return Primary, nil
+	if d := p.setStreaming(false); d > notStreamingGrace {
+		p.mu.Lock()
+		p.rewind = true
+		p.mu.Unlock()
+		return Failed, fmt.Errorf("the standby has not streamed from the primary for %s", d.Round(time.Second))
+	}
+	return Standby, nil
+}
+
+// notStreamingGrace: how long a running standby may go without streaming
+// before it is failed and rewound.
+const notStreamingGrace = 10 * time.Second
+
+// setStreaming records whether the standby streams and returns for how
+// long it has not.
+func (p *postgres) setStreaming(ok bool) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ok {
+		p.silentSince = time.Time{}
+		return 0
+	}
+	if p.silentSince.IsZero() {
+		p.silentSince = time.Now()
+	}
+	return time.Since(p.silentSince)
+}
+
+// takeRewind reports (once) that the standby must be rewound before it
+// starts again.
+func (p *postgres) takeRewind() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.rewind
+	p.rewind = false
+	return r
+}
+
+// forkedOff says whether this standby's data is on an older timeline than
+// the primary at addr (it must be rewound to follow); unknown counts as
+// yes, and pg_rewind finds out.
+func (p *postgres) forkedOff(ctx context.Context, addr string) bool {
+	theirs, ours, err := p.timelines(ctx, addr)
+	return err != nil || theirs > ours
+}
+
+// sourcePromoted checks that the server at addr has finished promoting:
+// its timeline is past the one this node's data is on.
+func (p *postgres) sourcePromoted(ctx context.Context, addr string) error {
+	theirs, ours, err := p.timelines(ctx, addr)
+	if err != nil {
+		return err
+	}
+	if theirs <= ours {
+		return fmt.Errorf("the new primary is on timeline %d, this node's data on %d: it has not finished promoting; retrying", theirs, ours)
+	}
+	return nil
+}
+
+// timelines are the primary's at addr (IDENTIFY_SYSTEM over the
+// replication protocol, which the replication user may run) and that of
+// this node's data (pg_controldata).
+func (p *postgres) timelines(ctx context.Context, addr string) (theirs, ours int, err error) {
+	out, _, err := p.run(ctx, 10*time.Second, "psql", "-X", "-Atq", "-c", "IDENTIFY_SYSTEM",
+		fmt.Sprintf("host=%s port=%d user=%s dbname=postgres replication=database", addr, p.rc.Port, p.rc.ReplicationUser))
+	if err != nil {
+		return 0, 0, fmt.Errorf("asking the primary for its timeline: %w", err)
+	}
+	f := strings.Split(strings.TrimSpace(out), "|")
+	if len(f) < 2 {
+		return 0, 0, fmt.Errorf("IDENTIFY_SYSTEM answered %q", out)
+	}
+	if theirs, err = strconv.Atoi(f[1]); err != nil {
+		return 0, 0, fmt.Errorf("IDENTIFY_SYSTEM answered %q", out)
+	}
+	ctl, _, err := p.run(ctx, 10*time.Second, "pg_controldata", "-D", p.rc.DataDir)
+	if err != nil {
+		return 0, 0, fmt.Errorf("reading this node's timeline: %w", err)
+	}
+	ours = -1
+	for _, l := range strings.Split(ctl, "\n") {
+		if v, ok := strings.CutPrefix(l, "Latest checkpoint's TimeLineID:"); ok {
+			ours, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	if ours < 0 {
+		return 0, 0, errors.New("pg_controldata shows no timeline")
+	}
+	return theirs, ours, nil
 }
 
 // Replication reports and steers synchronous replication (see the type's

@@ -52,6 +52,10 @@ type Options struct {
 	LiveTTL time.Duration
 	// Tick is how often membership is re-read.
 	Tick time.Duration
+	// ViewTimeout is the heartbeat timeout: a node back from a pause or a
+	// cut NIC waits at least this long, so that every live peer is heard
+	// again, before it takes new flows.
+	ViewTimeout time.Duration
 	// BackupBind is heartbeat.backup_bind: when it is on a VIP's NIC and no
 	// peer is heard on it, that NIC is cut off and the node withdraws from
 	// the VIP, as NLB does when its cluster-NIC heartbeats stop.
@@ -90,8 +94,9 @@ type Tier struct {
 	// drainProblem: the drain file could not be read at start (the node
 	// stays draining until an operator acts).
 	drainProblem string
-	// resyncing: back from a pause, not taking new flows (refreshLoop).
-	resyncing   bool
+	// resyncFrom: back from a pause or a cut NIC, not taking new flows
+	// since then (refreshLoop); zero when not resyncing.
+	resyncFrom  time.Time
 	drainRules  map[string]bool
 	backupOn    []bool // heartbeat.backup_bind is on the VIP's NIC (fixed at start)
 	lastMembers map[string]heartbeat.State
@@ -226,12 +231,12 @@ func (t *Tier) Close() error {
 // (SIGSTOP, a VM freeze, a swap storm), peers may have failed this node and
 // taken its buckets while it was away: it then stays fail-closed (takes no
 // new flows) until its view is current again (see resynced), rather than
-// answer with the bucket map it had before the pause.
+// answer with the bucket map it had before the pause. A VIP NIC that
+// reaches the LAN again after a cut starts the same wait (watchLinks).
 func (t *Tier) refreshLoop(ctx context.Context) {
 	tk := time.NewTicker(t.o.LiveTTL / 5)
 	defer tk.Stop()
 	last := time.Now()
-	var pausedAt time.Time // zero: not resyncing
 	for {
 		select {
 		case <-ctx.Done():
@@ -239,20 +244,24 @@ func (t *Tier) refreshLoop(ctx context.Context) {
 		case <-tk.C:
 		}
 		now := time.Now()
-		if gap := now.Sub(last); gap > t.o.LiveTTL && pausedAt.IsZero() {
-			pausedAt = now
-			t.setResyncing(true)
-			t.log.Warn("this agent did not run for longer than the liveness window: taking no new flows until its view of the cluster is current",
-				slog.Duration("paused", gap.Round(time.Millisecond)))
+		if gap := now.Sub(last); gap > t.o.LiveTTL {
+			if t.startResync(now) {
+				t.log.Warn("this agent did not run for longer than the liveness window: taking no new flows until its view of the cluster is current",
+					slog.Duration("paused", gap.Round(time.Millisecond)))
+			}
 		}
 		last = now
-		if !pausedAt.IsZero() {
-			if !t.resynced(pausedAt, now) {
+		t.mu.Lock()
+		since := t.resyncFrom
+		t.mu.Unlock()
+		if !since.IsZero() {
+			if !t.resynced(since, now) {
 				continue
 			}
-			t.log.Info("view of the cluster is current again: taking new flows", slog.Duration("after", now.Sub(pausedAt).Round(time.Millisecond)))
-			pausedAt = time.Time{}
-			t.setResyncing(false)
+			t.log.Info("view of the cluster is current again: taking new flows", slog.Duration("after", now.Sub(since).Round(time.Millisecond)))
+			t.mu.Lock()
+			t.resyncFrom = time.Time{}
+			t.mu.Unlock()
 		}
 		if err := t.dp.Refresh(); err != nil {
 			t.log.Error("refreshing the liveness element: new flows stop soon", slog.Any("error", err))
@@ -260,10 +269,19 @@ func (t *Tier) refreshLoop(ctx context.Context) {
 	}
 }
 
-func (t *Tier) setResyncing(on bool) {
+// startResync stops new flows at once and until resynced; it reports
+// whether a resync was not already under way.
+func (t *Tier) startResync(now time.Time) bool {
 	t.mu.Lock()
-	t.resyncing = on
+	fresh := t.resyncFrom.IsZero()
+	if fresh {
+		t.resyncFrom = now
+	}
 	t.mu.Unlock()
+	if err := t.dp.StopNew(); err != nil {
+		t.log.Warn("stopping new flows", slog.Any("error", err))
+	}
+	return fresh
 }
 
 // resynced says whether a node back from a pause at since may take new
@@ -272,7 +290,8 @@ func (t *Tier) setResyncing(on bool) {
 // as this node (so those who took its buckets have dropped them), and no
 // hand-off of this node's own is pending.
 func (t *Tier) resynced(since, now time.Time) bool {
-	if now.Sub(since) < t.o.Settle {
+	// A heartbeat timeout: any live peer is heard again within it.
+	if now.Sub(since) < max(t.o.Settle, t.o.ViewTimeout) {
 		return false
 	}
 	members := t.o.Members.Members()
@@ -664,14 +683,15 @@ func (t *Tier) watchLinks() {
 	}
 	var self heartbeat.Member
 	peers := 0
-	for _, m := range t.o.Members.Members() {
+	members := t.o.Members.Members()
+	for _, m := range members {
 		if m.Self {
 			self = m
 		} else if !m.State.Down() {
 			peers++
 		}
 	}
-	changed := false
+	changed, resync := false, false
 	for i, p := range t.plans {
 		ok, why := linkUp(p.Interface)
 		if ok && peers > 0 && t.backupOn[i] {
@@ -682,12 +702,20 @@ func (t *Tier) watchLinks() {
 		if ok != t.linkOK[i] {
 			t.linkOK[i] = ok
 			changed = true
+			if ok && len(members) > 1 {
+				// Back from a cut: this node's map may give it buckets the
+				// others took meanwhile, until it hears them again.
+				resync = true
+			}
 			if ok {
 				t.o.Event("node_healthy", t.o.Node, fmt.Sprintf("%s reaches the LAN again: takes %s flows", p.Interface, p.Addr))
 			} else {
 				t.o.Event("node_unhealthy", t.o.Node, fmt.Sprintf("%s: withdrawing from %s", why, p.Addr))
 			}
 		}
+	}
+	if resync {
+		t.startResync(time.Now())
 	}
 	if changed {
 		t.publishHealth()
@@ -758,8 +786,8 @@ func (t *Tier) Problems() []string {
 	if t.drainProblem != "" {
 		out = append(out, t.drainProblem)
 	}
-	if t.resyncing {
-		out = append(out, "taking no new flows: this agent was paused (stopped, frozen or starved) and waits until its view of the cluster is current")
+	if !t.resyncFrom.IsZero() {
+		out = append(out, "taking no new flows: this agent was paused or its VIP NIC was cut off, and it waits until its view of the cluster is current")
 	}
 	return out
 }
