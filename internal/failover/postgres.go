@@ -50,6 +50,9 @@ type postgres struct {
 	// streams); rewind: rewind before the next start.
 	silentSince time.Time
 	rewind      bool
+	// syncFrom: per synchronous standby, the primary's WAL position when
+	// it was first seen synchronous (see Replication).
+	syncFrom map[string]uint64
 }
 
 func newPostgres(g config.GroupConfig, node, stateDir string, log *slog.Logger, down func(string) bool) (Resource, error) {
@@ -74,7 +77,7 @@ func newPostgres(g config.GroupConfig, node, stateDir string, log *slog.Logger, 
 	if down == nil {
 		down = func(string) bool { return false }
 	}
-	p := &postgres{rc: rc, log: log, down: down, group: g.Name, node: node, owners: g.Owners, sockDir: dir,
+	p := &postgres{syncFrom: map[string]uint64{}, rc: rc, log: log, down: down, group: g.Name, node: node, owners: g.Owners, sockDir: dir,
 		logFile: filepath.Join(dir, "postgresql.log"), pass: pass, passDir: dir}
 	return p, nil
 }
@@ -556,28 +559,51 @@ func (p *postgres) Replication(ctx context.Context, h Health, recorded string) (
 	if h != Primary {
 		return ReplicationInfo{Mode: "none"}, nil
 	}
-	out, err := p.sql(ctx, `SELECT application_name, sync_state, coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn), 0)::bigint
+	out, err := p.sql(ctx, `SELECT application_name, sync_state, coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn), 0)::bigint,
+		coalesce(pg_wal_lsn_diff(flush_lsn, '0/0'), 0)::bigint, pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint
 		FROM pg_stat_replication WHERE state = 'streaming'`)
 	if err != nil {
 		return ReplicationInfo{}, err
 	}
 	info := ReplicationInfo{Mode: "none"}
 	var streaming []string
+	p.mu.Lock()
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Split(line, "|")
-		if len(f) != 3 || !slices.Contains(p.owners, f[0]) || p.down(f[0]) {
+		if len(f) != 5 || !slices.Contains(p.owners, f[0]) || p.down(f[0]) {
 			continue
 		}
 		streaming = append(streaming, f[0])
 		lag, _ := strconv.ParseUint(f[2], 10, 64)
+		flush, _ := strconv.ParseUint(f[3], 10, 64)
+		current, _ := strconv.ParseUint(f[4], 10, 64)
 		info.LagBytes = max(info.LagBytes, lag)
-		if f[1] == "sync" {
-			info.SyncWith = f[0]
-		}
 		if info.Mode == "none" {
 			info.Mode = "async"
 		}
+		if f[1] != "sync" {
+			delete(p.syncFrom, f[0])
+			continue
+		}
+		// Synchronous from now on, but what was committed before (while
+		// the group ran without a standby) waits for no one: the standby
+		// is an heir only once it has flushed past where the WAL stood
+		// when it became synchronous.
+		target, seen := p.syncFrom[f[0]]
+		if !seen {
+			target = current
+			p.syncFrom[f[0]] = target
+		}
+		if flush >= target {
+			info.SyncWith = f[0]
+		}
 	}
+	for name := range p.syncFrom {
+		if !slices.Contains(streaming, name) {
+			delete(p.syncFrom, name)
+		}
+	}
+	p.mu.Unlock()
 	if info.SyncWith != "" {
 		info.Mode = "sync"
 	}

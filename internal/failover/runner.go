@@ -393,14 +393,22 @@ func (r *runner) standby(ctx context.Context, p Params, known bool) {
 
 // observe records health and, for replicating resources, replication.
 func (r *runner) observe(ctx context.Context, h Health) {
-	var info ReplicationInfo
-	if rp, ok := r.res.(Replicator); ok {
-		r.mu.Lock()
-		recorded := r.v.SyncWith
-		r.mu.Unlock()
-		if i, err := rp.Replication(ctx, h, recorded); err == nil {
-			info = i
-		}
+	rp, ok := r.res.(Replicator)
+	if !ok {
+		r.set(func() { r.health, r.repl = h, ReplicationInfo{} })
+		return
+	}
+	r.mu.Lock()
+	recorded, last := r.v.SyncWith, r.repl
+	r.mu.Unlock()
+	info, err := rp.Replication(ctx, h, recorded)
+	if h == Failed || err != nil {
+		// A primary that cannot be asked (its server died, a query
+		// failed) acknowledges nothing more: the standby last reported
+		// still holds every acknowledged commit and stays the heir. An
+		// empty answer here would clear it from the record and leave the
+		// group with no one to fail over to.
+		info = last
 	}
 	r.set(func() { r.health, r.repl = h, info })
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -277,8 +278,27 @@ func TestPostgresFailover(t *testing.T) {
 	waitGroup(t, n, n.Nodes[2], 30*time.Second, "db online on node1 with node2 synchronous after the cables are back", func(o, s, r, sb string) bool {
 		return o == "node1" && s == "online" && r == "sync" && sb == "node2"
 	})
-	w.halt()
 	w.checkNoneLost(t, n, "after the standby was cut off and came back")
+
+	// kill -9 of the primary's postmaster (its agent lives): the group
+	// fails over, and the old primary comes back as a synchronous standby
+	// (it must rewind from the new primary only once that has finished
+	// promoting, or its own crash recovery runs past the fork and it can
+	// never follow).
+	pmKilled := time.Now()
+	if err := testnet.KillPID(filepath.Join(dir, "node1", "pgdata", "postmaster.pid"), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitGroup(t, n, n.Nodes[2], 20*time.Second, "db online on node2 after the postmaster was killed", func(o, s, r, sb string) bool {
+		return o == "node2" && (s == "online" || s == "degraded")
+	})
+	t.Logf("postmaster killed: group online on node2 after %v", time.Since(pmKilled).Round(10*time.Millisecond))
+	waitGroup(t, n, n.Nodes[2], 60*time.Second, "the old primary back as node2's synchronous standby", func(o, s, r, sb string) bool {
+		return o == "node2" && s == "online" && r == "sync" && sb == "node1"
+	})
+	t.Logf("postmaster killed: node1 synchronous standby again after %v", time.Since(pmKilled).Round(10*time.Millisecond))
+	w.halt()
+	w.checkNoneLost(t, n, "after the postmaster was killed")
 }
 
 func tail(s string, n int) string {
