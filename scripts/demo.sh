@@ -5,7 +5,7 @@ set -eu
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
 if [ "$(id -u)" != 0 ]; then
-	echo "the demo builds network namespaces and needs root: sudo $0" >&2
+	echo "the demo builds network namespaces and needs root: run it as root (or: sudo $0)" >&2
 	exit 2
 fi
 if ! command -v ip >/dev/null || ! command -v nft >/dev/null; then

@@ -70,7 +70,7 @@ go test -race -count=1 $(go list ./... | grep -v -e /test/ -e /bench)
 
 step "end-to-end tests in network namespaces"
 if [ "$(id -u)" != 0 ]; then
-	echo "not root: the namespace tests will skip (run: sudo $0)"
+	echo "not root: the namespace tests will skip (run it as root, or: sudo $0)"
 fi
 go test -count=1 -timeout 20m -p 1 ./test/...
 

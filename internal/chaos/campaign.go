@@ -34,6 +34,7 @@ type Options struct {
 // Report is what a campaign found.
 type Report struct {
 	Seed       int64
+	Began      time.Time // fault times are counted from here
 	Faults     []string // "+12.3s kill node4 for 2.1s", in order
 	ByKind     map[Kind]int
 	Violations []string
@@ -64,6 +65,7 @@ func Run(t testnet.TB, o Options) (*Report, error) {
 	w := &workloads{}
 	w.start(c)
 	began := time.Now()
+	rep.Began = began
 	r := rand.New(rand.NewSource(o.Seed))
 	var done []*fault
 	rss := map[int][2]int{} // pid -> first, last
@@ -176,7 +178,7 @@ func rssKiB(pid int) int {
 // String is the report as printed.
 func (r *Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "chaos campaign, seed %d: %d faults\n", r.Seed, len(r.Faults))
+	fmt.Fprintf(&b, "chaos campaign, seed %d: %d faults from %s\n", r.Seed, len(r.Faults), r.Began.Format("15:04:05.000"))
 	for _, f := range r.Faults {
 		fmt.Fprintf(&b, "  %s\n", f)
 	}

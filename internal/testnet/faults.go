@@ -49,11 +49,11 @@ func (n *Net) Loss(pct int, nic string, nodes ...*Node) {
 	for _, c := range nics {
 		for _, x := range nodes {
 			for _, dir := range []string{"iifname", "oifname"} {
-				fmt.Fprintf(&rules, "add rule bridge %s drop %s %s numgen random mod 100 < %d drop\n", lossTable, dir, x.port(c), pct)
+				fmt.Fprintf(&rules, "add rule bridge %s lossy %s %s numgen random mod 100 < %d drop\n", lossTable, dir, x.port(c), pct)
 			}
 		}
 	}
-	n.nft(fmt.Sprintf("add table bridge %[1]s\nadd chain bridge %[1]s drop { type filter hook forward priority -1; }\n", lossTable) + rules.String())
+	n.nft(fmt.Sprintf("add table bridge %[1]s\nadd chain bridge %[1]s lossy { type filter hook forward priority -1; }\n", lossTable) + rules.String())
 }
 
 // HealLoss removes every loss rule.

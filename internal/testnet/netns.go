@@ -140,6 +140,7 @@ type Client struct {
 
 	once  sync.Once
 	dials chan dialReq
+	done  chan struct{} // closed when the network is torn down
 }
 
 type dialReq struct {
@@ -171,11 +172,10 @@ func (n *Net) NewClient(timeout time.Duration) *Client {
 		},
 	}
 	c.HTTP = &http.Client{Transport: tr, Timeout: timeout}
+	c.done = make(chan struct{})
 	n.addCleanup(func() {
 		c.once.Do(func() {}) // no dialers start after this
-		if c.dials != nil {
-			close(c.dials)
-		}
+		close(c.done)
 	})
 	return c
 }
@@ -189,7 +189,13 @@ func (c *Client) startDialers() {
 	c.dials = make(chan dialReq)
 	for i := 0; i < dialerThreads; i++ {
 		go inNS(c.ns, func() error {
-			for r := range c.dials {
+			for {
+				var r dialReq
+				select {
+				case r = <-c.dials:
+				case <-c.done:
+					return nil
+				}
 				d := net.Dialer{}
 				if r.port != 0 {
 					d.LocalAddr = &net.TCPAddr{Port: r.port}
@@ -197,7 +203,6 @@ func (c *Client) startDialers() {
 				conn, err := d.DialContext(r.ctx, r.network, r.addr)
 				r.reply <- dialResult{conn, err}
 			}
-			return nil
 		})
 	}
 }
@@ -249,6 +254,8 @@ func (c *Client) DialFrom(ctx context.Context, network, addr string, port int) (
 	case c.dials <- r:
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-c.done:
+		return nil, net.ErrClosed
 	}
 	res := <-r.reply
 	return res.conn, res.err

@@ -50,7 +50,7 @@ func RequireRoot(t TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		if s, ok := t.(Skipper); ok {
-			s.Skip("skipping: this test builds network namespaces and needs root (run: sudo ./scripts/test.sh)")
+			s.Skip("skipping: this test builds network namespaces and needs root (run ./scripts/test.sh as root)")
 		}
 		t.Fatalf("needs root")
 	}
