@@ -35,7 +35,7 @@ type Options struct {
 type Report struct {
 	Seed       int64
 	Began      time.Time // fault times are counted from here
-	Faults     []string // "+12.3s kill node4 for 2.1s", in order
+	Faults     []string  // "+12.3s kill node4 for 2.1s", in order
 	ByKind     map[Kind]int
 	Violations []string
 
