@@ -97,6 +97,7 @@ type Tier struct {
 	// resyncFrom: back from a pause or a cut NIC, not taking new flows
 	// since then (refreshLoop); zero when not resyncing.
 	resyncFrom  time.Time
+	linkCut     bool // a VIP NIC is cut off (watchLinks)
 	drainRules  map[string]bool
 	backupOn    []bool // heartbeat.backup_bind is on the VIP's NIC (fixed at start)
 	lastMembers map[string]heartbeat.State
@@ -284,8 +285,9 @@ func (t *Tier) startResync(now time.Time) bool {
 	return fresh
 }
 
-// resynced says whether a node back from a pause at since may take new
-// flows again: every live peer's metadata has arrived fresh since then
+// resynced says whether a node back from a pause (or a cut) at since may
+// take new flows again: its VIP NICs reach the LAN, a heartbeat timeout
+// has passed, every live peer's metadata has arrived fresh since then
 // (what it held before is stale), everyone computed the same bucket map
 // as this node (so those who took its buckets have dropped them), and no
 // hand-off of this node's own is pending.
@@ -301,9 +303,9 @@ func (t *Tier) resynced(since, now time.Time) bool {
 		}
 	}
 	t.mu.Lock()
-	pending := t.pending != nil
+	pending, cut := t.pending != nil, t.linkCut
 	t.mu.Unlock()
-	return !pending && t.Converged(members)
+	return !pending && !cut && t.Converged(members)
 }
 
 func (t *Tier) convergeLoop(ctx context.Context) {
@@ -702,9 +704,12 @@ func (t *Tier) watchLinks() {
 		if ok != t.linkOK[i] {
 			t.linkOK[i] = ok
 			changed = true
-			if ok && len(members) > 1 {
-				// Back from a cut: this node's map may give it buckets the
-				// others took meanwhile, until it hears them again.
+			if !ok && len(members) > 1 {
+				// Cut off: from now until it is back and hears the others
+				// again, this node's map may give it buckets they took
+				// meanwhile. No new flows from the moment of the cut
+				// (the link watch runs every 100 ms; waiting for the link
+				// to come back would leave that long to answer stale).
 				resync = true
 			}
 			if ok {
@@ -714,6 +719,13 @@ func (t *Tier) watchLinks() {
 			}
 		}
 	}
+	cut := false
+	for _, ok := range t.linkOK {
+		cut = cut || !ok
+	}
+	t.mu.Lock()
+	t.linkCut = cut
+	t.mu.Unlock()
 	if resync {
 		t.startResync(time.Now())
 	}
