@@ -26,6 +26,8 @@ func TestResynced(t *testing.T) {
 		return heartbeat.Member{Name: name, State: st, MetaAt: metaAt, Ext: map[string]string{extRules: "50/1", extInputs: sig}}
 	}
 	self := heartbeat.Member{Name: "web1", Self: true, State: heartbeat.StateActive, Ext: map[string]string{extRules: "50/1", extInputs: "S"}}
+	lost := web("web3", before, "T", heartbeat.StateFailed)
+	lost.Since = since.Add(200 * time.Millisecond)
 	db := heartbeat.Member{Name: "db1", State: heartbeat.StateActive, MetaAt: after, Ext: map[string]string{}}
 	for _, tc := range []struct {
 		name    string
@@ -44,6 +46,8 @@ func TestResynced(t *testing.T) {
 		{"a joining peer's map does not count", []heartbeat.Member{self, web("web2", after, "S", heartbeat.StateActive), web("web3", after, "", heartbeat.StateJoining)}, since.Add(time.Second), false, false, true},
 		{"alone", []heartbeat.Member{self}, since.Add(time.Second), false, false, true},
 		{"a hand-off of its own is pending", []heartbeat.Member{self, web("web2", after, "S", heartbeat.StateActive)}, since.Add(time.Second), true, false, false},
+		{"a peer lost during the cut, not heard again yet", []heartbeat.Member{self, web("web2", after, "S", heartbeat.StateActive), lost}, since.Add(time.Second), false, false, false},
+		{"a peer lost during the cut, past the grace", []heartbeat.Member{self, web("web2", after, "S", heartbeat.StateActive), lost}, since.Add(lostGrace), false, false, true},
 		{"a VIP NIC is still cut", []heartbeat.Member{self, web("web2", after, "S", heartbeat.StateActive)}, since.Add(time.Second), false, true, false},
 	} {
 		for run := range 5 {
@@ -54,7 +58,7 @@ func TestResynced(t *testing.T) {
 			if tc.pending {
 				tr.pending = &Ownership{}
 			}
-			if got := tr.resynced(since, tc.now); got != tc.want {
+			if got := tr.resynced(since, since, tc.now); got != tc.want {
 				t.Errorf("%s (run %d): resynced %v, want %v", tc.name, run, got, tc.want)
 			}
 		}

@@ -97,7 +97,8 @@ type Tier struct {
 	// resyncFrom: back from a pause or a cut NIC, not taking new flows
 	// since then (refreshLoop); zero when not resyncing.
 	resyncFrom  time.Time
-	linkCut     bool // a VIP NIC is cut off (watchLinks)
+	resyncBack  time.Time // when it was back (the cut NIC reached the LAN again)
+	linkCut     bool      // a VIP NIC is cut off (watchLinks)
 	drainRules  map[string]bool
 	backupOn    []bool // heartbeat.backup_bind is on the VIP's NIC (fixed at start)
 	lastMembers map[string]heartbeat.State
@@ -253,15 +254,15 @@ func (t *Tier) refreshLoop(ctx context.Context) {
 		}
 		last = now
 		t.mu.Lock()
-		since := t.resyncFrom
+		from, back := t.resyncFrom, t.resyncBack
 		t.mu.Unlock()
-		if !since.IsZero() {
-			if !t.resynced(since, now) {
+		if !from.IsZero() {
+			if !t.resynced(from, back, now) {
 				continue
 			}
-			t.log.Info("view of the cluster is current again: taking new flows", slog.Duration("after", now.Sub(since).Round(time.Millisecond)))
+			t.log.Info("view of the cluster is current again: taking new flows", slog.Duration("after", now.Sub(from).Round(time.Millisecond)))
 			t.mu.Lock()
-			t.resyncFrom = time.Time{}
+			t.resyncFrom, t.resyncBack = time.Time{}, time.Time{}
 			t.mu.Unlock()
 		}
 		if err := t.dp.Refresh(); err != nil {
@@ -276,7 +277,7 @@ func (t *Tier) startResync(now time.Time) bool {
 	t.mu.Lock()
 	fresh := t.resyncFrom.IsZero()
 	if fresh {
-		t.resyncFrom = now
+		t.resyncFrom, t.resyncBack = now, now
 	}
 	t.mu.Unlock()
 	if err := t.dp.StopNew(); err != nil {
@@ -285,20 +286,34 @@ func (t *Tier) startResync(now time.Time) bool {
 	return fresh
 }
 
-// resynced says whether a node back from a pause (or a cut) at since may
-// take new flows again: its VIP NICs reach the LAN, a heartbeat timeout
-// has passed, every live peer's metadata has arrived fresh since then
-// (what it held before is stale), everyone computed the same bucket map
-// as this node (so those who took its buckets have dropped them), and no
-// hand-off of this node's own is pending.
-func (t *Tier) resynced(since, now time.Time) bool {
-	// A heartbeat timeout: any live peer is heard again within it.
-	if now.Sub(since) < max(t.o.Settle, t.o.ViewTimeout) {
+// lostGrace: how long a node back from a cut waits to hear again the
+// peers it lost during the cut before it takes them for dead. A peer is
+// heard again within a second (ARP entries that failed during the cut
+// are resolved anew); only if they really died meanwhile does the node
+// serve alone, this much later.
+const lostGrace = 3 * time.Second
+
+// resynced says whether a node that stopped taking new flows at from (a
+// pause, a cut VIP NIC) and was back at back may take them again: its VIP
+// NICs reach the LAN; a heartbeat timeout has passed since it was back;
+// every live peer's metadata has arrived fresh since then (what it held
+// before is stale); every peer it lost around the cut is heard again (or
+// lostGrace has passed); everyone computed the same bucket map as this
+// node (so those who took its buckets have dropped them); and no hand-off
+// of its own is pending.
+func (t *Tier) resynced(from, back, now time.Time) bool {
+	if now.Sub(back) < max(t.o.Settle, t.o.ViewTimeout) {
 		return false
 	}
 	members := t.o.Members.Members()
 	for _, m := range members {
-		if !m.Self && !m.State.Down() && !m.MetaAt.After(since) {
+		if m.Self {
+			continue
+		}
+		if !m.State.Down() && !m.MetaAt.After(back) {
+			return false
+		}
+		if m.State.Down() && !m.Since.Before(from.Add(-t.o.ViewTimeout)) && now.Sub(back) < lostGrace {
 			return false
 		}
 	}
@@ -724,6 +739,9 @@ func (t *Tier) watchLinks() {
 		cut = cut || !ok
 	}
 	t.mu.Lock()
+	if t.linkCut && !cut && !t.resyncFrom.IsZero() {
+		t.resyncBack = time.Now()
+	}
 	t.linkCut = cut
 	t.mu.Unlock()
 	if resync {
