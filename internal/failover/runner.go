@@ -42,9 +42,12 @@ type runner struct {
 	repl       ReplicationInfo
 	following  string    // the owner a standby was last started against
 	coolUntil  time.Time // after a resource failure: not ready until then
-	retryAt    time.Time // a failed standby start is retried from then
-	retryWait  time.Duration
-	sending    bool
+	// standbySince: since when the resource has run healthy as a standby
+	// (zero: it does not).
+	standbySince time.Time
+	retryAt      time.Time // a failed standby start is retried from then
+	retryWait    time.Duration
+	sending      bool
 
 	vipMu  sync.Mutex // serialises VIP changes between the watchdog and the actor
 	pushed time.Time  // the lease end last written to the kernel fence (under vipMu)
@@ -276,6 +279,11 @@ func (r *runner) reconcile(ctx context.Context) {
 // while, so a group does not bounce between two broken nodes.
 const cooldown = 30 * time.Second
 
+// standbyProof: how long a standby must run healthy to end its cool-down
+// early; longer than the postgresql agent's grace for a standby that does
+// not stream, so that a standby that cannot follow never passes.
+const standbyProof = 12 * time.Second
+
 // running reports whether h is what the role needs.
 func (r *runner) running(h Health, asPrimary bool) bool {
 	if !r.res.Roles() {
@@ -387,7 +395,23 @@ func (r *runner) standby(ctx context.Context, p Params, known bool) {
 		r.set(func() { r.following, r.retryWait = p.Primary, 0 })
 		h, _ = r.res.Monitor(ctx)
 	}
-	r.set(func() { r.ready = h == Standby })
+	r.set(func() {
+		r.ready = h == Standby
+		// A standby that has run healthy for standbyProof has shown its
+		// resource works again: the cool-down after its failure ends
+		// early, so the group has an heir again (else it would stay
+		// degraded for the whole cool-down).
+		now := time.Now()
+		switch {
+		case h != Standby:
+			r.standbySince = time.Time{}
+		case r.standbySince.IsZero():
+			r.standbySince = now
+		case now.Sub(r.standbySince) >= standbyProof && now.Before(r.coolUntil):
+			r.log.Info("the standby has run healthy since its failure: eligible again", slog.Duration("after", now.Sub(r.standbySince).Round(time.Second)))
+			r.coolUntil = time.Time{}
+		}
+	})
 	r.observe(ctx, h)
 }
 
