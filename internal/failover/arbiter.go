@@ -95,6 +95,14 @@ func (a *arbiter) onReport(r report) verdict {
 	rec := a.q.fsm.get(r.Group)
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	// Reports travel on separate connections and may arrive out of order:
+	// an older one must not undo a newer one (it could name a standby the
+	// owner has since stopped waiting for). A restarted agent counts from
+	// 1 again; its reports are taken once the old ones are stale.
+	if a.staleReport(r, now) {
+		v.Stale = true
+		return v
+	}
 	a.reports[r.Group][r.Node] = reportAt{r, now}
 	if r.Released != 0 && r.Released >= a.released[r.Group] {
 		a.released[r.Group] = r.Released
@@ -106,6 +114,13 @@ func (a *arbiter) onReport(r report) verdict {
 		v.LeaseMS = a.t.Lease.Milliseconds()
 	}
 	return v
+}
+
+// staleReport says whether r is older than the report already taken from
+// its node (a.mu held).
+func (a *arbiter) staleReport(r report, now time.Time) bool {
+	prev, ok := a.reports[r.Group][r.Node]
+	return ok && r.Seq <= prev.Seq && now.Sub(prev.at) < 2*a.t.Lease
 }
 
 // fresh is the latest report of node if it is recent enough to act on.

@@ -45,9 +45,14 @@ type runner struct {
 	// standbySince: since when the resource has run healthy as a standby
 	// (zero: it does not).
 	standbySince time.Time
-	retryAt      time.Time // a failed standby start is retried from then
-	retryWait    time.Duration
-	sending      bool
+	// namedSync: the synchronous standby this node last reported;
+	// unnamedSeq: the first report after that which named none (see
+	// recordedSync).
+	namedSync  string
+	unnamedSeq uint64
+	retryAt    time.Time // a failed standby start is retried from then
+	retryWait  time.Duration
+	sending    bool
 
 	vipMu  sync.Mutex // serialises VIP changes between the watchdog and the actor
 	pushed time.Time  // the lease end last written to the kernel fence (under vipMu)
@@ -132,9 +137,34 @@ func (r *runner) reportLocked() report {
 			delete(r.sent, s)
 		}
 	}
+	// Remember what this node last named as its synchronous standby and
+	// the first report that stopped naming it: until the leader has
+	// answered that report, the record may still come to name the standby
+	// (an earlier report may be on its way), so commits must keep waiting
+	// for it (see recordedSync).
+	switch {
+	case r.repl.SyncWith != "":
+		r.namedSync, r.unnamedSeq = r.repl.SyncWith, 0
+	case r.namedSync != "" && r.unnamedSeq == 0:
+		r.unnamedSeq = r.seq
+	}
 	return report{Group: r.g.Name, Node: r.m.name, Seq: r.seq, Primary: r.primary, Released: r.released,
 		Ready: r.ready && now.After(r.coolUntil), Health: r.health.String(),
 		Mode: r.repl.Mode, LagBytes: r.repl.LagBytes, SyncWith: r.repl.SyncWith}
+}
+
+// recordedSync is the synchronous standby the quorum's record names, or
+// may yet name: what this node reported last, until the leader has
+// answered a later report that named none (r.mu held).
+func (r *runner) recordedSync() string {
+	if r.v.SyncWith != "" || r.namedSync == "" {
+		return r.v.SyncWith
+	}
+	if r.unnamedSeq != 0 && r.vSeq >= r.unnamedSeq {
+		r.namedSync = ""
+		return ""
+	}
+	return r.namedSync
 }
 
 // onVerdict takes a leader's answer. A granted lease runs from the moment
@@ -142,7 +172,7 @@ func (r *runner) reportLocked() report {
 func (r *runner) onVerdict(v verdict) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if v.NotLeader || v.Seq < r.vSeq {
+	if v.NotLeader || v.Stale || v.Seq < r.vSeq {
 		return
 	}
 	sentAt, ok := r.sent[v.Seq]
@@ -423,7 +453,7 @@ func (r *runner) observe(ctx context.Context, h Health) {
 		return
 	}
 	r.mu.Lock()
-	recorded, last := r.v.SyncWith, r.repl
+	recorded, last := r.recordedSync(), r.repl
 	r.mu.Unlock()
 	info, err := rp.Replication(ctx, h, recorded)
 	if h == Failed || err != nil {

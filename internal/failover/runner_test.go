@@ -3,6 +3,8 @@ package failover
 import (
 	"testing"
 	"time"
+
+	"github.com/clusterd/clusterd/internal/config"
 )
 
 // The owner's lease runs from when it sent its report, less a tenth, so
@@ -29,5 +31,64 @@ func TestLeaseCountsFromTheReport(t *testing.T) {
 	r.onVerdict(verdict{Group: "db", Seq: 3, Owner: "db2", Epoch: 4})
 	if _, _, ok, _, _ := r.state(); ok {
 		t.Fatal("lease still valid after the record moved to db2")
+	}
+}
+
+// A primary that stops naming its synchronous standby keeps treating it as
+// recorded until the leader has answered a report that named none: an
+// earlier report naming it may still reach the leader, and commits made
+// without the standby meanwhile would then be missing on the heir.
+func TestRecordedSyncWaitsForTheLeadersAnswer(t *testing.T) {
+	r := &runner{m: &Manager{name: "db1"}, sent: map[uint64]time.Time{}, wake: make(chan struct{}, 1)}
+	report := func(sync string) uint64 {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.repl.SyncWith = sync
+		return r.reportLocked().Seq
+	}
+	answer := func(seq uint64, recorded string) {
+		r.onVerdict(verdict{Group: "db", Seq: seq, Owner: "db1", Epoch: 1, LeaseMS: 1000, SyncWith: recorded})
+	}
+	recorded := func() string { r.mu.Lock(); defer r.mu.Unlock(); return r.recordedSync() }
+
+	s1 := report("db2") // names the standby; not yet answered
+	if got := recorded(); got != "db2" {
+		t.Fatalf("after naming db2 (unanswered): %q, want db2", got)
+	}
+	s2 := report("") // the standby went away
+	answer(s1, "")   // an answer to the earlier report: the record does not name db2 yet
+	if got := recorded(); got != "db2" {
+		t.Fatalf("before the leader answered the report without db2: %q, want db2 (keep waiting)", got)
+	}
+	answer(s2, "") // the leader took the report that named none
+	if got := recorded(); got != "" {
+		t.Fatalf("after the leader answered: %q, want none (commits may stop waiting)", got)
+	}
+	// The record itself naming a standby always counts.
+	s3 := report("")
+	answer(s3, "db2")
+	if got := recorded(); got != "db2" {
+		t.Fatalf("record names db2: %q", got)
+	}
+}
+
+// The leader ignores a report older than one it already took from the
+// same node: it could name a standby the owner no longer waits for.
+func TestLeaderIgnoresOutOfOrderReports(t *testing.T) {
+	a := &arbiter{groups: map[string]config.GroupConfig{"db": {Name: "db", Owners: []string{"db1", "db2"}}},
+		reports: map[string]map[string]reportAt{"db": {}}, t: Timing{Lease: time.Second}}
+	now := time.Now()
+	a.reports["db"]["db1"] = reportAt{report{Group: "db", Node: "db1", Seq: 7, SyncWith: ""}, now}
+	old := report{Group: "db", Node: "db1", Seq: 6, SyncWith: "db2"}
+	if !a.staleReport(old, now) {
+		t.Fatal("an older report was taken")
+	}
+	if a.staleReport(report{Group: "db", Node: "db1", Seq: 8}, now) {
+		t.Fatal("a newer report was refused")
+	}
+	// A restarted agent counts from 1: taken once the old reports are stale.
+	if !a.staleReport(report{Group: "db", Node: "db1", Seq: 1}, now.Add(time.Second)) ||
+		a.staleReport(report{Group: "db", Node: "db1", Seq: 1}, now.Add(3*time.Second)) {
+		t.Fatal("a restarted agent's reports: refused while fresh, taken once stale")
 	}
 }

@@ -43,6 +43,7 @@ type verdict struct {
 	Group     string `json:"g"`
 	Seq       uint64 `json:"q"`
 	NotLeader bool   `json:"N,omitempty"`
+	Stale     bool   `json:"x,omitempty"` // the report was older than one already taken: ignore
 	Owner     string `json:"o,omitempty"`
 	OwnerAddr string `json:"a,omitempty"`
 	Epoch     uint64 `json:"e"`
