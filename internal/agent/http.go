@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/net/netutil"
-
 	"github.com/clusterd/clusterd/internal/api"
 	"github.com/clusterd/clusterd/internal/failover"
 	"github.com/clusterd/clusterd/internal/heartbeat"
@@ -134,7 +132,7 @@ const (
 )
 
 func (a *Agent) serveAPI(l net.Listener) {
-	l = netutil.LimitListener(l, maxControlConns)
+	l = api.LimitListener(l, maxControlConns)
 	a.srv = &http.Server{
 		Handler:           a.handler(),
 		ReadHeaderTimeout: headerTimeout,

@@ -8,7 +8,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/net/netutil"
 
 	"github.com/clusterd/clusterd/internal/api"
 )
@@ -86,7 +85,7 @@ func (a *Agent) serveMetrics(addr string) error {
 	reg.MustRegister(newCollector(a.Status))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	l = netutil.LimitListener(l, maxMetricsConns)
+	l = api.LimitListener(l, maxMetricsConns)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: headerTimeout, IdleTimeout: idleTimeout,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	a.metricsSrv = srv

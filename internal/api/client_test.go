@@ -64,3 +64,48 @@ func TestPermissionDeniedSaysSo(t *testing.T) {
 		t.Fatalf("err %v, want ErrPermission", err)
 	}
 }
+
+// The limit listener bounds connections held at once and gives the
+// underlying connection back (peer credentials stay readable).
+func TestLimitListener(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "l.sock")
+	raw, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := LimitListener(raw, 2)
+	defer l.Close()
+	accepted := make(chan net.Conn, 10)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	for range 3 {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	first := <-accepted
+	<-accepted
+	select {
+	case <-accepted:
+		t.Fatal("a third connection was accepted past the limit of 2")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if PeerUID(first) != os.Geteuid() {
+		t.Errorf("PeerUID through the limit listener: %d, want %d", PeerUID(first), os.Geteuid())
+	}
+	first.Close()
+	select {
+	case <-accepted:
+	case <-time.After(time.Second):
+		t.Fatal("closing a connection did not free its slot")
+	}
+}

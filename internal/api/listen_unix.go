@@ -71,6 +71,13 @@ func Listen(socket, group string) (net.Listener, error) {
 // PeerUID is the uid of the process at the other end of a control
 // connection (from SO_PEERCRED), or -1.
 func PeerUID(c net.Conn) int {
+	for {
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		c = w.NetConn()
+	}
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
 		return -1
