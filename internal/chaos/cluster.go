@@ -27,7 +27,7 @@ import (
 
 // Addresses and tools.
 const (
-	PGBin  = "/usr/lib/postgresql/15/bin"
+	PGBin  = testnet.PGBin
 	NLBVIP = "10.77.1.100"
 	DBVIP  = "10.77.1.201"
 	nodes  = 5
@@ -49,16 +49,7 @@ func webConfig() string {
 `, NLBVIP)
 }
 
-func dbConfig(dir string, i int) string {
-	return testnet.FailoverGroup("db", DBVIP+"/24", fmt.Sprintf(`
-        type: postgresql
-        bin_dir: %s
-        data_dir: %s/node%d/pgdata
-        port: 5432
-        password_file: %s/replication.pass
-        synchronous: true
-        hba: ["host all app all scram-sha-256"]`, PGBin, dir, i+1, dir))
-}
+func dbConfig(dir string, i int) string { return testnet.PostgresGroup("db", DBVIP+"/24", dir, i) }
 
 // cluster is the campaign's cluster and what it knows of it.
 type cluster struct {

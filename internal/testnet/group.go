@@ -43,3 +43,21 @@ failover:
       resource: %s
 `, name, vip, resource)
 }
+
+// PGBin is where Debian's PostgreSQL 15 keeps its programs.
+const PGBin = "/usr/lib/postgresql/15/bin"
+
+// PostgresGroup is FailoverGroup with a postgresql resource for node i
+// (0-based): data under dir/nodeN/pgdata, the replication password in
+// dir/replication.pass, synchronous replication, and access for the
+// application user "app" from anywhere.
+func PostgresGroup(name, vip, dir string, i int) string {
+	return FailoverGroup(name, vip, fmt.Sprintf(`
+        type: postgresql
+        bin_dir: %s
+        data_dir: %s/node%d/pgdata
+        port: 5432
+        password_file: %s/replication.pass
+        synchronous: true
+        hba: ["host all app all scram-sha-256"]`, PGBin, dir, i+1, dir))
+}

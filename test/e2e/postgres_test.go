@@ -19,20 +19,11 @@ import (
 )
 
 const (
-	pgBin = "/usr/lib/postgresql/15/bin"
+	pgBin = testnet.PGBin
 	dbVIP = "10.77.1.201"
 )
 
-func pgConfig(dir string, i int) string {
-	return testnet.FailoverGroup("db", dbVIP+"/24", fmt.Sprintf(`
-        type: postgresql
-        bin_dir: %s
-        data_dir: %s/node%d/pgdata
-        port: 5432
-        password_file: %s/replication.pass
-        synchronous: true
-        hba: ["host all app all scram-sha-256"]`, pgBin, dir, i+1, dir))
-}
+func pgConfig(dir string, i int) string { return testnet.PostgresGroup("db", dbVIP+"/24", dir, i) }
 
 // writer inserts 1, 2, 3 ... through the VIP from the client namespace,
 // one psql per row, and remembers which inserts were acknowledged.
