@@ -60,9 +60,8 @@ type cluster struct {
 	backends map[*testnet.Node]*testnet.Backend
 }
 
-// isWeb and isDB say a node's role.
+// isWeb says whether a node serves the load-balanced VIP (node3..node5).
 func (c *cluster) isWeb(nd *testnet.Node) bool { return nd.Index >= 2 }
-func (c *cluster) isDB(nd *testnet.Node) bool  { return nd.Index < 2 }
 
 func newCluster(t testnet.TB, dir string) (*cluster, error) {
 	if _, err := os.Stat(PGBin + "/postgres"); err != nil {
