@@ -13,6 +13,10 @@ type Owned struct {
 	Prefix    netip.Prefix
 	Interface string
 	held      bool
+	// The gratuitous ARP repeats of the last claim: stopped and joined at
+	// release.
+	stopAnnounce chan struct{}
+	announced    chan struct{}
 }
 
 // NewOwned parses a group VIP.
@@ -40,7 +44,9 @@ func (o *Owned) Claim(until time.Time) error {
 		return fmt.Errorf("adding %s to %s: %w", o.Prefix.Addr(), o.Interface, err)
 	}
 	o.held = true
-	if err := announceOwned(o.Interface, o.Prefix.Addr()); err != nil {
+	o.stopRepeats()
+	o.stopAnnounce, o.announced = make(chan struct{}), make(chan struct{})
+	if err := announceOwned(o.Interface, o.Prefix.Addr(), o.stopAnnounce, o.announced); err != nil {
 		return fmt.Errorf("announcing %s on %s: %w", o.Prefix.Addr(), o.Interface, err)
 	}
 	return nil
@@ -63,6 +69,7 @@ func (o *Owned) Renew(until time.Time) error {
 // agent cleans up after a crash).
 func (o *Owned) Release() error {
 	o.held = false
+	o.stopRepeats()
 	if err := delOwned(o.Interface, o.Prefix); err != nil {
 		return fmt.Errorf("removing %s from %s: %w", o.Prefix.Addr(), o.Interface, err)
 	}
@@ -70,4 +77,14 @@ func (o *Owned) Release() error {
 		return fmt.Errorf("fencing %s: %w", o.Prefix.Addr(), err)
 	}
 	return nil
+}
+
+// stopRepeats ends the last claim's announcement repeats and waits for
+// them.
+func (o *Owned) stopRepeats() {
+	if o.stopAnnounce != nil {
+		close(o.stopAnnounce)
+		<-o.announced
+		o.stopAnnounce, o.announced = nil, nil
+	}
 }

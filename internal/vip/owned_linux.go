@@ -43,8 +43,10 @@ func delOwned(ifname string, p netip.Prefix) error {
 }
 
 // announceOwned sends gratuitous ARP for addr from the NIC's MAC: at once
-// and twice more, as a switch or client may miss one.
-func announceOwned(ifname string, addr netip.Addr) error {
+// and twice more, as a switch or client may miss one; the repeats stop
+// when stop closes (the address was released: a node that lost its lease
+// must not announce it), and done closes when they have.
+func announceOwned(ifname string, addr netip.Addr, stop <-chan struct{}, done chan<- struct{}) error {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return err
@@ -62,12 +64,18 @@ func announceOwned(ifname string, addr netip.Addr) error {
 	copy(f[14:], arp)
 	if _, err := conn.WriteTo(f, &packet.Addr{HardwareAddr: bcast}); err != nil {
 		conn.Close()
+		close(done)
 		return err
 	}
 	go func() {
+		defer close(done)
 		defer conn.Close()
 		for _, d := range []time.Duration{100 * time.Millisecond, 500 * time.Millisecond} {
-			time.Sleep(d)
+			select {
+			case <-stop:
+				return
+			case <-time.After(d):
+			}
 			conn.WriteTo(f, &packet.Addr{HardwareAddr: bcast})
 		}
 	}()

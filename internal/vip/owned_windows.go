@@ -24,7 +24,10 @@ func delOwned(ifname string, p netip.Prefix) error {
 	return err
 }
 
-func announceOwned(string, netip.Addr) error { return nil }
+func announceOwned(_ string, _ netip.Addr, _ <-chan struct{}, done chan<- struct{}) error {
+	close(done)
+	return nil
+}
 
 func netsh(args ...string) error {
 	out, err := exec.Command("netsh", args...).CombinedOutput()
