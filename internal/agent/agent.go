@@ -28,7 +28,7 @@ type Agent struct {
 	log *slog.Logger
 
 	mu  sync.Mutex
-	cfg *config.Config
+	cfg *config.Config // replaced by Reload: read it through config()
 
 	members    *heartbeat.Membership
 	tier       *vip.Tier         // nil without load_balancing
@@ -197,7 +197,7 @@ func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
 		close(a.done)
 		if a.tier != nil {
-			a.tier.Shutdown(a.cfg.Node.ShutdownDrain.D())
+			a.tier.Shutdown(a.config().Node.ShutdownDrain.D())
 		}
 		if a.fo != nil {
 			// Before membership: a primary's last report (it let go) must
@@ -284,7 +284,7 @@ func (a *Agent) record(e api.Event) {
 // the lowest priority number; a node's own health and operator events by
 // that node (only it knows them).
 func (a *Agent) shouldTrap(e api.Event) bool {
-	self := a.cfg.Node.Name
+	self := a.config().Node.Name
 	switch e.Type {
 	case "node_unhealthy", "node_healthy":
 		return e.Node == self
@@ -305,6 +305,13 @@ func (a *Agent) generation() uint {
 		return 0
 	}
 	return uint(a.tier.Generation())
+}
+
+// config is the running config (Reload replaces it under a.mu).
+func (a *Agent) config() *config.Config {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cfg
 }
 
 // Status is the cluster as this node sees it.

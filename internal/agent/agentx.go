@@ -21,7 +21,7 @@ func (a *Agent) superviseAgentX(ctx context.Context, master string) {
 	}
 	backoff := time.Second
 	for ctx.Err() == nil {
-		cmd := exec.CommandContext(ctx, exe, "agentx", "--socket", a.cfg.Control.Socket, "--master", master)
+		cmd := exec.CommandContext(ctx, exe, "agentx", "--socket", a.config().Control.Socket, "--master", master)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		started := time.Now()
 		err := cmd.Run()

@@ -21,7 +21,7 @@ const (
 	msgResume byte = 17
 )
 
-func (a *Agent) selfName() string { return a.cfg.Node.Name }
+func (a *Agent) selfName() string { return a.config().Node.Name }
 
 // drain drains this node or, through membership, another one, and waits
 // until that node acknowledges by showing draining.

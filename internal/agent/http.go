@@ -76,7 +76,7 @@ func (a *Agent) operator(r *http.Request, what string) {
 	if uid < 0 {
 		who = "an administrator"
 	}
-	a.record(api.Event{Time: time.Now(), Type: "operator", Node: a.cfg.Node.Name, Detail: fmt.Sprintf("%s ran clusterctl %s", who, what)})
+	a.record(api.Event{Time: time.Now(), Type: "operator", Node: a.config().Node.Name, Detail: fmt.Sprintf("%s ran clusterctl %s", who, what)})
 }
 
 func (a *Agent) serveEvents(w http.ResponseWriter, r *http.Request) {
