@@ -103,7 +103,10 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger, path st
 		select {
 		case <-ctx.Done():
 			log.Info("stopping: leaving the cluster")
-			a.Close()
+			if err := a.Close(); err != nil {
+				log.Error("stopped, but not cleanly", slog.Any("error", err))
+				return exitFailed
+			}
 			log.Info("stopped")
 			return exitOK
 		case <-hup:

@@ -5,6 +5,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -194,6 +195,12 @@ func (a *Agent) Start(ctx context.Context) error {
 
 // Close leaves the cluster and stops every part. It is idempotent.
 func (a *Agent) Close() error {
+	var errs []error
+	note := func(what string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", what, err))
+		}
+	}
 	a.closeOnce.Do(func() {
 		close(a.done)
 		if a.tier != nil {
@@ -202,9 +209,9 @@ func (a *Agent) Close() error {
 		if a.fo != nil {
 			// Before membership: a primary's last report (it let go) must
 			// reach the leader so the group moves at once.
-			a.fo.Close()
+			note("stopping failover", a.fo.Close())
 		}
-		a.members.Close()
+		note("leaving the cluster", a.members.Close())
 		if a.snmpAgt != nil {
 			a.snmpAgt.Close()
 		}
@@ -215,16 +222,16 @@ func (a *Agent) Close() error {
 			a.traps.Close()
 		}
 		if a.metricsSrv != nil {
-			a.metricsSrv.Close()
+			note("closing the metrics endpoint", a.metricsSrv.Close())
 		}
 		if a.srv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			a.srv.Shutdown(ctx)
+			note("closing the control endpoint", a.srv.Shutdown(ctx))
 			cancel()
 		}
 		a.wg.Wait()
 	})
-	return nil
+	return errors.Join(errs...)
 }
 
 // Reload applies what can change without a restart: the cluster keys (key

@@ -164,11 +164,12 @@ type Membership struct {
 	metaChanged  time.Time
 	started      context.Context // set by Start: handlers added later start at once
 
-	events    chan Event
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	closeOnce sync.Once
-	rtWarn    sync.Once
+	events     chan Event
+	gossipMeta chan struct{} // kicks metaLoop
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	closeOnce  sync.Once
+	rtWarn     sync.Once
 }
 
 // New checks the options; Start opens the sockets and joins.
@@ -198,6 +199,7 @@ func New(o Options) (*Membership, error) {
 		refused:     map[string]string{},
 		problems:    map[string]string{},
 		events:      make(chan Event, 1024),
+		gossipMeta:  make(chan struct{}, 1),
 		since:       now,
 		metaChanged: now.Add(time.Second), // full heartbeats for the first 2 s
 		meta: Meta{
@@ -282,6 +284,7 @@ func (m *Membership) Start(ctx context.Context) error {
 	m.goRun(func() { m.realtime(); m.checkLoop(ctx) })
 	m.goRun(func() { m.joinLoop(ctx) })
 	m.goRun(func() { m.dispatch(ctx) })
+	m.goRun(func() { m.metaLoop(ctx) })
 	m.mu.Lock()
 	for _, h := range m.handlers {
 		m.goRun(func() { h.run(ctx) })
@@ -331,6 +334,7 @@ func (m *Membership) closeConns() {
 // Close leaves the cluster gracefully: peers see this node as left, not
 // failed. It is bounded in time and idempotent.
 func (m *Membership) Close() error {
+	var errs []error
 	m.closeOnce.Do(func() {
 		if m.ml != nil {
 			m.SetState(StateLeft)
@@ -341,9 +345,13 @@ func (m *Membership) Close() error {
 				time.Sleep(5 * time.Millisecond)
 			}
 			if err := m.ml.Leave(time.Second); err != nil {
+				// The heartbeats above already told the peers; memberlist's
+				// own broadcast timing out (peers unreachable) is no failure.
 				m.log.Warn("leaving the cluster", slog.Any("error", err))
 			}
-			m.ml.Shutdown()
+			if err := m.ml.Shutdown(); err != nil {
+				errs = append(errs, fmt.Errorf("stopping memberlist: %w", err))
+			}
 		}
 		if m.cancel != nil {
 			m.cancel()
@@ -351,7 +359,7 @@ func (m *Membership) Close() error {
 		m.closeConns()
 		m.wg.Wait()
 	})
-	return nil
+	return errors.Join(errs...)
 }
 
 // SetState changes this node's announced state (active, draining...).
@@ -471,7 +479,12 @@ func (m *Membership) updateMeta(f func(*Meta) bool) {
 	m.mu.Unlock()
 	if changed && ml != nil {
 		m.sendHeartbeats() // tell peers now rather than at the next tick
-		go ml.UpdateNode(time.Second)
+		// memberlist's own copy follows through one owned worker; changes
+		// that come while it is busy fold into its next round.
+		select {
+		case m.gossipMeta <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -622,6 +635,21 @@ func (m *Membership) emit(t EventType, node, detail string) {
 		// The event log and traps are behind; the line above is still in
 		// the journal.
 		m.log.Warn("event queue full: this event is not in clusterctl events or SNMP", slog.String("type", string(t)), slog.String("node", node))
+	}
+}
+
+// metaLoop gossips this node's changed metadata through memberlist, one
+// update at a time.
+func (m *Membership) metaLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.gossipMeta:
+			if err := m.ml.UpdateNode(time.Second); err != nil {
+				m.log.Debug("gossiping node metadata", slog.Any("error", err))
+			}
+		}
 	}
 }
 
