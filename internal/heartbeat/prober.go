@@ -173,8 +173,14 @@ func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now 
 	if err := json.Unmarshal(plain, &hb); err != nil {
 		return fmt.Errorf("malformed heartbeat: %w", err)
 	}
-	if hb.Boot == 0 || hb.Seq == 0 {
-		return fmt.Errorf("heartbeat from %q without incarnation or sequence number", hb.Name)
+	if hb.Seq == 0 {
+		return fmt.Errorf("heartbeat from %q without a sequence number", hb.Name)
+	}
+	if hb.Boot == 0 && hb.Meta != nil {
+		// A sender of the previous release (no incarnation field): its
+		// metadata names its incarnation, so it can be upgraded in a
+		// rolling upgrade without being taken for failed.
+		hb.Boot = hb.Meta.Boot
 	}
 	if hb.Meta != nil && hb.Meta.Boot != hb.Boot {
 		return fmt.Errorf("heartbeat from %q: metadata of incarnation %d in a packet of %d", hb.Name, hb.Meta.Boot, hb.Boot)
@@ -191,6 +197,13 @@ func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now 
 	}
 	if from != want {
 		return fmt.Errorf("heartbeat for %q from %s, but its %s address is %s", hb.Name, from, pathNames[path], want)
+	}
+	if hb.Boot == 0 {
+		// The previous release's liveness-only heartbeat: of the
+		// incarnation this node knows (the sequence still orders it).
+		if hb.Boot = p.boot; hb.Boot == 0 {
+			return fmt.Errorf("heartbeat from %q without an incarnation", hb.Name)
+		}
 	}
 	fresh, err := p.admit(path, hb.Boot, hb.Seq)
 	if err != nil {

@@ -169,3 +169,29 @@ func TestLateHeartbeatDoesNotUndoALeave(t *testing.T) {
 		})
 	}
 }
+
+// A sender of the previous release has no incarnation field: its metadata
+// (or the incarnation already known) stands in, and its sequence numbers
+// still order it, so a rolling upgrade does not take it for failed.
+func TestHeartbeatOfThePreviousRelease(t *testing.T) {
+	r := newReplayRig(t)
+	const boot = 42
+	r.join(boot)
+	old := func(seq uint64, withMeta bool) []byte {
+		hb := heartbeat{Name: "n2", Seq: seq, V: seq, Interval: 50}
+		if withMeta {
+			hb.Meta = &Meta{Priority: 2, State: StateActive, Boot: boot, Backup: r.addr[1].String(), ProbePort: 1}
+		}
+		b, _ := json.Marshal(hb)
+		return r.sealer.seal(b)
+	}
+	now := time.Now()
+	for seq := uint64(1); seq <= 5; seq++ {
+		if err := r.deliver(pathPrivate, old(seq, seq%2 == 0), now); err != nil {
+			t.Fatalf("old-format heartbeat %d: %v", seq, err)
+		}
+	}
+	if err := r.deliver(pathPrivate, old(3, false), now); !errors.Is(err, errStale) {
+		t.Fatalf("replayed old-format heartbeat: %v, want stale", err)
+	}
+}
