@@ -646,7 +646,9 @@ func (m *Membership) metaLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-m.gossipMeta:
-			if err := m.ml.UpdateNode(time.Second); err != nil {
+			// A short wait for the broadcast: Close joins this loop, and
+			// the heartbeats carry the metadata anyway.
+			if err := m.ml.UpdateNode(100 * time.Millisecond); err != nil {
 				m.log.Debug("gossiping node metadata", slog.Any("error", err))
 			}
 		}
