@@ -1,0 +1,74 @@
+package vip
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/clusterd/clusterd/internal/heartbeat"
+)
+
+type stateMembers struct {
+	fakeMembers
+	state heartbeat.State
+}
+
+func (s *stateMembers) SetState(st heartbeat.State) { s.state = st }
+
+func drainTier(t *testing.T, stateDir string) (*Tier, *stateMembers) {
+	m := &stateMembers{state: heartbeat.StateActive}
+	return &Tier{o: Options{StateDir: stateDir, Members: m, Node: "web1", Event: func(string, string, string) {}},
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)), plans: []VIPPlan{{}}, drainRules: map[string]bool{}}, m
+}
+
+// A drain that cannot be recorded (a full or read-only state_dir; here a
+// state_dir that is a file, which fails for root too) is refused with the
+// reason and changes nothing: a restart must never undo a drain that
+// clusterctl reported.
+func TestDrainThatCannotBeRecordedIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	notDir := filepath.Join(dir, "file")
+	os.WriteFile(notDir, []byte("x"), 0o600)
+	tr, m := drainTier(t, notDir)
+	err := tr.Drain("", 0)
+	if err == nil || !strings.Contains(err.Error(), "recording the drain") {
+		t.Fatalf("drain into an unwritable state_dir: %v, want a refusal naming the cause", err)
+	}
+	if tr.drain.Draining || m.state != heartbeat.StateActive {
+		t.Fatalf("a refused drain changed the node: draining %v, state %s", tr.drain.Draining, m.state)
+	}
+	// Recorded when it can be, and read back after a restart.
+	tr, m = drainTier(t, dir)
+	if err := tr.Drain("", 0); err != nil || m.state != heartbeat.StateDraining {
+		t.Fatalf("drain: %v, state %s", err, m.state)
+	}
+	again, m2 := drainTier(t, dir)
+	again.loadDrain()
+	if !again.drain.Draining || m2.state != heartbeat.StateDraining {
+		t.Fatal("the recorded drain was not restored")
+	}
+}
+
+// A drain file that exists but cannot be read keeps the node draining and
+// says so; resume writes it anew.
+func TestUnreadableDrainFileKeepsTheNodeDraining(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "drain.json"), []byte(`{"draining": tr`), 0o600) // truncated
+	tr, m := drainTier(t, dir)
+	tr.loadDrain()
+	if m.state != heartbeat.StateDraining || len(tr.Problems()) != 1 || !strings.Contains(tr.Problems()[0], "cannot be read") {
+		t.Fatalf("truncated drain file: state %s, problems %v", m.state, tr.Problems())
+	}
+	if err := tr.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if len(tr.Problems()) != 0 {
+		t.Fatalf("problems after resume: %v", tr.Problems())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "drain.json")); !os.IsNotExist(err) {
+		t.Fatalf("drain file after resume: %v", err)
+	}
+}
