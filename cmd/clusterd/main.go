@@ -77,11 +77,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "clusterd validate: usage: clusterd validate --config FILE")
 		return exitUsage
 	}
-	cfg, err := config.Load(*path)
-	if err == nil {
-		err = agent.CheckMetadata(cfg)
-	}
-	if err != nil {
+	if _, err := loadConfig(*path); err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitFailed
 	}
@@ -124,4 +120,19 @@ func cmdKeygen(args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	return exitOK
+}
+
+// loadConfig reads and checks a config file: what config validates, and
+// what only the agent's parts can tell (the node metadata budget). Every
+// command that takes a config (validate, run, reload, service) goes
+// through it.
+func loadConfig(path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := agent.CheckMetadata(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }

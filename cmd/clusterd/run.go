@@ -46,10 +46,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "clusterd run:", err)
 		return exitUsage
 	}
-	cfg, err := config.Load(*path)
-	if err == nil {
-		err = agent.CheckMetadata(cfg)
-	}
+	cfg, err := loadConfig(*path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		fmt.Fprintln(stderr, "clusterd run: refusing to start on a bad config; fix the lines above (check with: clusterd validate --config", *path+")")
@@ -110,7 +107,7 @@ func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger, path st
 			log.Info("stopped")
 			return exitOK
 		case <-hup:
-			next, err := config.Load(path)
+			next, err := loadConfig(path)
 			if err != nil {
 				log.Error("reload refused: the config has errors; the running config stays", slog.String("errors", err.Error()))
 				continue

@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 
 	"github.com/kardianos/service"
-
-	"github.com/clusterd/clusterd/internal/config"
 )
 
 // program adapts the agent to kardianos/service (systemd, Windows SCM).
@@ -19,7 +17,7 @@ type program struct {
 }
 
 func (p *program) Start(s service.Service) error {
-	cfg, err := config.Load(p.cfgPath)
+	cfg, err := loadConfig(p.cfgPath)
 	if err != nil {
 		return err
 	}
@@ -73,7 +71,7 @@ func cmdService(args []string, stdout, stderr io.Writer) int {
 	}
 	abs, _ := filepath.Abs(*path)
 	if action == "install" {
-		if _, err := config.Load(abs); err != nil {
+		if _, err := loadConfig(abs); err != nil {
 			fmt.Fprintln(stderr, err)
 			fmt.Fprintln(stderr, "clusterd service install: not installing a service with a bad config")
 			return exitFailed

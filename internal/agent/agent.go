@@ -47,14 +47,12 @@ type Agent struct {
 	closeOnce sync.Once
 }
 
-// New builds an agent from a validated config.
+// New builds an agent from a validated config (config.Load, then
+// CheckMetadata).
 func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	a := &Agent{log: log, cfg: cfg, events: newEventLog(1000), done: make(chan struct{}), start: time.Now()}
 	prof, err := heartbeat.LookupProfile(cfg.Heartbeat.Profile)
 	if err != nil {
-		return nil, err
-	}
-	if err := CheckMetadata(cfg); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(cfg.Node.StateDir, 0o700); err != nil {

@@ -336,34 +336,23 @@ func (p *postgres) Start(ctx context.Context, pr Params) error {
 			return err
 		}
 		return p.pgctl(ctx, "reload")
-	case !p.exists("standby.signal") || p.takeRewind() && p.forkedOff(ctx, pr.PrimaryAddr):
-		// This node's data was a primary's (or a standby's that cannot
-		// follow: its history forked off the primary's): wind it back to
-		// where the new primary's history forked, so it can follow. Only
-		// from a primary that has finished promoting: rewinding from one
-		// still on our timeline finds "no rewind required" while our own
-		// WAL has already run past the fork.
-		if err := p.sourcePromoted(ctx, pr.PrimaryAddr); err != nil && !p.exists("standby.signal") {
+	case !p.exists("standby.signal"):
+		// This node's data was a primary's: wind it back to where the new
+		// primary's history forked, so it can follow. Only from a primary
+		// that has finished promoting: rewinding from one still on our
+		// timeline finds "no rewind required" while our own WAL has
+		// already run past the fork.
+		if err := p.sourcePromoted(ctx, pr.PrimaryAddr); err != nil {
 			return err
 		}
-		if h != NotRunning {
-			if err := p.pgctl(ctx, "-m", "fast", "-w", "-t", "60", "stop"); err != nil {
-				return fmt.Errorf("stopping before the rewind: %w", err)
-			}
+		if err := p.rewindFrom(ctx, pr, h); err != nil {
+			return err
 		}
-		p.log.Info("rewinding former primary data to follow the new primary (pg_rewind)", slog.String("primary", pr.Primary))
-		src := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres", pr.PrimaryAddr, p.rc.Port, p.rc.ReplicationUser)
-		out, _, err := p.run(ctx, 30*time.Minute, "pg_rewind", "--target-pgdata", p.rc.DataDir, "--source-server", src)
-		if err == nil {
-			p.log.Info("pg_rewind done", slog.String("output", strings.TrimSpace(out)))
-		}
-		if err != nil {
-			// Keep the old data for the operator; start over from a copy.
-			aside := p.rc.DataDir + ".diverged-" + time.Now().Format("20060102-150405")
-			if rerr := os.Rename(p.rc.DataDir, aside); rerr != nil {
-				return fmt.Errorf("pg_rewind failed (%v) and the data could not be moved aside: %w", err, rerr)
-			}
-			return fmt.Errorf("pg_rewind failed, data kept in %s; a fresh copy follows: %w", aside, err)
+	case p.takeRewind() && p.forkedOff(ctx, pr.PrimaryAddr):
+		// A standby that could not follow: its history forked off the
+		// primary's.
+		if err := p.rewindFrom(ctx, pr, h); err != nil {
+			return err
 		}
 	}
 	if err := p.writeConf(pr.PrimaryAddr); err != nil {
@@ -374,6 +363,29 @@ func (p *postgres) Start(ctx context.Context, pr Params) error {
 	}
 	p.log.Info("starting the standby", slog.String("primary", pr.Primary))
 	return p.startServer(ctx)
+}
+
+// rewindFrom stops the server (health h) and pg_rewinds its data from the
+// primary; on failure the data is moved aside for the operator and the
+// next start copies the primary afresh.
+func (p *postgres) rewindFrom(ctx context.Context, pr Params, h Health) error {
+	if h != NotRunning {
+		if err := p.pgctl(ctx, "-m", "fast", "-w", "-t", "60", "stop"); err != nil {
+			return fmt.Errorf("stopping before the rewind: %w", err)
+		}
+	}
+	p.log.Info("rewinding this node's data to follow the new primary (pg_rewind)", slog.String("primary", pr.Primary))
+	src := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres", pr.PrimaryAddr, p.rc.Port, p.rc.ReplicationUser)
+	out, _, err := p.run(ctx, 30*time.Minute, "pg_rewind", "--target-pgdata", p.rc.DataDir, "--source-server", src)
+	if err != nil {
+		aside := p.rc.DataDir + ".diverged-" + time.Now().Format("20060102-150405")
+		if rerr := os.Rename(p.rc.DataDir, aside); rerr != nil {
+			return fmt.Errorf("pg_rewind failed (%v) and the data could not be moved aside: %w", err, rerr)
+		}
+		return fmt.Errorf("pg_rewind failed, data kept in %s; a fresh copy follows: %w", aside, err)
+	}
+	p.log.Info("pg_rewind done", slog.String("output", strings.TrimSpace(out)))
+	return nil
 }
 
 func (p *postgres) Stop(ctx context.Context) error {

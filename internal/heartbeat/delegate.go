@@ -41,11 +41,10 @@ func (d *delegate) NotifyMsg(b []byte) {
 	// Handlers may block (they act on the node): not on memberlist's
 	// goroutine, but through a bounded queue per kind with one worker each
 	// (a slow kind does not hold up lease reports); beyond its bound a
-	// message is dropped and counted.
+	// message is dropped, and logged.
 	select {
 	case h.q <- append([]byte(nil), b[1:]...):
 	default:
-		d.m.ctr.inboxDropped.Add(1)
 		d.m.log.Warn("message queue full: a cluster message was dropped", slog.Int("kind", int(b[0])))
 	}
 }

@@ -36,7 +36,8 @@ type Options struct {
 	Healthy        bool
 	// Boot is this run's incarnation: it must be greater than every
 	// earlier run's, or peers take this run's heartbeats for replays
-	// (see NextBoot). Zero means the current time.
+	// (statefile.NextIncarnation keeps it growing). Zero means the current
+	// time.
 	Boot int64
 	// Realtime runs the heartbeat's loops on SCHED_RR threads (Linux).
 	Realtime bool
@@ -130,10 +131,15 @@ type peer struct {
 // setMeta takes new metadata and what derives from it.
 func (p *peer) setMeta(meta Meta) {
 	if meta.Boot > p.boot {
-		p.boot, p.lastSeq, p.maxSeq = meta.Boot, [2]uint64{}, 0
+		p.newIncarnation(meta.Boot)
 	}
 	p.meta = meta
 	p.backup, _ = netip.ParseAddr(meta.Backup)
+}
+
+// newIncarnation starts counting a restarted peer's heartbeats afresh.
+func (p *peer) newIncarnation(boot int64) {
+	p.boot, p.lastSeq, p.maxSeq = boot, [2]uint64{}, 0
 }
 
 // Membership is this node's view of the cluster.

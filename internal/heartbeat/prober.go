@@ -39,7 +39,7 @@ type Stats struct {
 	Stale uint64
 }
 
-type counters struct{ sent, received, dropped, stale, inboxDropped atomic.Uint64 }
+type counters struct{ sent, received, dropped, stale atomic.Uint64 }
 
 // Stats returns the heartbeat counters, for status and metrics.
 func (m *Membership) Stats() Stats {
@@ -246,7 +246,7 @@ func (p *peer) admit(path int, boot int64, seq uint64) (fresh bool, err error) {
 	case boot < p.boot:
 		return false, fmt.Errorf("%w: %s's incarnation %d, but %d is current", errStale, p.name, boot, p.boot)
 	case boot > p.boot:
-		p.boot, p.lastSeq, p.maxSeq = boot, [2]uint64{}, 0
+		p.newIncarnation(boot)
 	case seq <= p.lastSeq[path]:
 		return false, fmt.Errorf("%w: %s's heartbeat %d on the %s path, %d already taken", errStale, p.name, seq, pathNames[path], p.lastSeq[path])
 	case p.state == StateLeft && p.leftBoot == boot:

@@ -970,7 +970,7 @@ func (t *Tier) Converged(members []heartbeat.Member) bool {
 	mine := t.sig
 	t.mu.Unlock()
 	for _, m := range members {
-		if m.Ext[extRules] == "" && !m.Self {
+		if !m.Self && !servesVIP(m.Ext, 0) {
 			continue // takes no part in the VIPs
 		}
 		if !m.State.Down() && m.State != heartbeat.StateJoining && m.Ext[extInputs] != mine {
