@@ -60,7 +60,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	}
 	boot, err := statefile.NextIncarnation(cfg.Node.StateDir)
 	if err != nil {
-		return nil, fmt.Errorf("recording this run's incarnation in node.state_dir: %w", err)
+		// Still a valid incarnation (the current time); only a clock that
+		// stepped back since the last run could make peers take it for
+		// old. A full disk must not keep the node down for that.
+		log.Warn("this run's incarnation is not recorded in node.state_dir; it is the current time", slog.Any("error", err))
 	}
 	a.members, err = heartbeat.New(heartbeat.Options{
 		Cluster:        cfg.Cluster.Name,
