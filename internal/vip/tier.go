@@ -87,10 +87,13 @@ type Tier struct {
 	applied    Ownership
 	pending    *Ownership
 	pendingAt  time.Time
-	failOpen   map[int]bool
-	checkers   []*checker
-	linkOK     []bool // the VIP's NIC reaches the LAN
-	drain      drainState
+	// pendingFrom: the live previous owners of the pending buckets; they
+	// are taken only once each has let go (lettingGo).
+	pendingFrom map[string]bool
+	failOpen    map[int]bool
+	checkers    []*checker
+	linkOK      []bool // the VIP's NIC reaches the LAN
+	drain       drainState
 	// drainProblem: the drain file could not be read at start (the node
 	// stays draining until an operator acts).
 	drainProblem string
@@ -472,7 +475,7 @@ func (t *Tier) converge(now time.Time) {
 	for _, m := range members {
 		states[m.Name] = m.State
 	}
-	if t.pending != nil && now.After(t.pendingAt) {
+	if t.pending != nil && now.After(t.pendingAt) && lettingGo(members, t.pendingFrom, t.sig) == "" {
 		if err := t.dp.Apply(*t.pending); err != nil {
 			t.log.Error("applying bucket ownership", slog.Any("error", err))
 		} else {
@@ -499,13 +502,13 @@ func (t *Tier) converge(now time.Time) {
 	t.failOpen = failOpen
 	want := Ownership{Owned: map[[2]int][]uint32{}, Default: map[int]bool{}}
 	now2 := Ownership{Owned: map[[2]int][]uint32{}, Default: map[int]bool{}}
-	settle := false
+	from := map[string]bool{}
 	for vi := range tables {
 		want.Default[vi] = defaults[vi] == t.o.Node
 		prevDef := t.defaults[vi]
 		now2.Default[vi] = want.Default[vi] && (t.applied.Default[vi] || prevDef == "" || prevDef == t.o.Node || !alive(states, prevDef))
 		if want.Default[vi] && !now2.Default[vi] {
-			settle = true
+			from[prevDef] = true
 		}
 		for ri, tb := range tables[vi] {
 			key := [2]int{vi, ri}
@@ -527,7 +530,7 @@ func (t *Tier) converge(now time.Time) {
 				if prev == "" || !alive(states, prev) {
 					now2.Owned[key] = append(now2.Owned[key], b)
 				} else {
-					settle = true
+					from[prev] = true
 				}
 			}
 		}
@@ -537,10 +540,11 @@ func (t *Tier) converge(now time.Time) {
 		return
 	}
 	t.applied = now2
-	t.pending = nil
-	if settle {
-		// Buckets of a live previous owner come after it has let go.
-		t.pending, t.pendingAt = &want, now.Add(t.o.Settle)
+	t.pending, t.pendingFrom = nil, nil
+	if len(from) > 0 {
+		// Buckets of a live previous owner come after it has let go: at
+		// least Settle, and not before it computed the same tables.
+		t.pending, t.pendingAt, t.pendingFrom = &want, now.Add(t.o.Settle), from
 	}
 	t.tables, t.sig, t.defaults = tables, in.sig, defaults
 	t.generation++
@@ -551,6 +555,33 @@ func (t *Tier) converge(now time.Time) {
 	}
 	t.o.Event("converged", t.o.Node, fmt.Sprintf("generation %d: %s; this node owns %d buckets; computed in %s",
 		t.generation, cause, counts, time.Since(start).Round(time.Microsecond)))
+}
+
+// handoffSlow: a hand-off waiting longer than this is shown as a problem
+// (one normally completes within a heartbeat interval after Settle).
+const handoffSlow = 5 * time.Second
+
+// lettingGo names a live previous owner that still holds buckets this node
+// is to take, or "" when all have let go. An active owner has let go once
+// it publishes the same convergence signature as this node: the same
+// inputs give the same tables, so it dropped them (it drops in the same
+// step that publishes the signature). Waiting a fixed time instead is not
+// enough: the Maglev table moves a few buckets between the nodes that
+// stay when one comes back, and a node that hears the returning one later
+// than its peers (heartbeats arrive a little apart, metadata later still)
+// keeps answering them meanwhile, so both would answer a new flow. A
+// failed, left, joining, draining or drained owner takes no new flows of
+// its own and has let go.
+func lettingGo(members []heartbeat.Member, from map[string]bool, sig string) string {
+	for _, m := range members {
+		if !from[m.Name] || m.Self || m.State != heartbeat.StateActive {
+			continue
+		}
+		if m.Ext[extInputs] != sig {
+			return m.Name
+		}
+	}
+	return ""
 }
 
 func alive(states map[string]heartbeat.State, name string) bool {
@@ -809,10 +840,19 @@ func (t *Tier) saveDrain(d drainState) error {
 }
 
 // Problems lists what keeps this node's VIP tier from doing its job.
-func (t *Tier) Problems() []string {
+func (t *Tier) Problems() []string { return t.problems(time.Now()) }
+
+func (t *Tier) problems(now time.Time) []string {
+	members := t.o.Members.Members()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []string
+	if t.pending != nil && now.Sub(t.pendingAt) > handoffSlow {
+		if who := lettingGo(members, t.pendingFrom, t.sig); who != "" {
+			out = append(out, fmt.Sprintf("waiting since %s for %s to let go of buckets this node is to take: it has not computed the same bucket tables (see its status)",
+				t.pendingAt.Add(-t.o.Settle).Format(time.RFC3339), who))
+		}
+	}
 	if t.drainProblem != "" {
 		out = append(out, t.drainProblem)
 	}
