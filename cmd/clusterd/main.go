@@ -21,6 +21,7 @@ usage:
   clusterd validate --config FILE
   clusterd keygen [--out FILE]
   clusterd service install|uninstall|start|stop|status --config FILE
+  clusterd cleanup [--config FILE]
   clusterd version
 `
 
@@ -50,6 +51,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return cmdKeygen(rest, stdout, stderr)
 	case "service":
 		return cmdService(rest, stdout, stderr)
+	case "cleanup":
+		return cmdCleanup(rest, stdout, stderr)
 	case "agentx":
 		return cmdAgentX(rest, stderr)
 	case "version", "--version":

@@ -23,13 +23,17 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
 	opts := &slog.HandlerOptions{Level: lvl}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
+	if format != "text" && format != "json" {
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	}
+	if w == os.Stderr && underJournald() {
+		// journald files each line under its priority (journalctl -p err).
+		return newJournalLogger(w, format, opts), nil
+	}
+	if format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	return slog.New(slog.NewTextHandler(w, opts)), nil
 }
 
 func cmdRun(args []string, stderr io.Writer) int {
@@ -46,27 +50,54 @@ func cmdRun(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "clusterd run:", err)
 		return exitUsage
 	}
-	cfg, err := loadConfig(*path)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		fmt.Fprintln(stderr, "clusterd run: refusing to start on a bad config; fix the lines above (check with: clusterd validate --config", *path+")")
-		return exitUsage
-	}
+
 	if !service.Interactive() {
 		// Started by the service manager (Windows SCM, systemd): let it
 		// drive start and stop.
-		s, err := service.New(&program{cfgPath: *path}, serviceConfig(*path))
-		if err == nil {
-			if err := s.Run(); err != nil {
-				log.Error("service run", slog.Any("error", err))
-				return exitFailed
-			}
-			return exitOK
-		}
+		return runService(*path, *format, *level, log, stderr)
+	}
+	return runForeground(*path, log, stderr)
+}
+
+func runForeground(path string, log *slog.Logger, stderr io.Writer) int {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		badConfig(stderr, path, err)
+		return exitUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return runAgent(ctx, cfg, log, *path)
+	return runAgent(ctx, cfg, log, path)
+}
+
+func badConfig(stderr io.Writer, path string, err error) {
+	fmt.Fprintln(stderr, err)
+	fmt.Fprintln(stderr, "clusterd run: refusing to start on a bad config; fix the lines above (check with: clusterd validate --config", path+")")
+}
+
+// runService runs the agent under kardianos/service: the log flags apply
+// (on Windows the records go to the Event Log); a bad config is exit 2
+// (the unit's RestartPreventExitStatus), an agent that cannot start or
+// stops on its own is exit 1, a stop the manager asked for 0.
+func runService(path, format, level string, log *slog.Logger, stderr io.Writer) int {
+	if _, err := loadConfig(path); err != nil {
+		badConfig(stderr, path, err)
+		return exitUsage
+	}
+	p := &program{cfgPath: path, log: log, exit: os.Exit}
+	s, err := service.New(p, serviceConfig(path))
+	if err != nil {
+		log.Error("cannot run as a service", slog.Any("error", err))
+		return exitFailed
+	}
+	if l, err := serviceLogger(s, format, level); err == nil {
+		p.log = l
+	}
+	if err := s.Run(); err != nil {
+		p.log.Error("service run", slog.Any("error", err))
+		return exitFailed
+	}
+	return p.code
 }
 
 // runAgent runs until ctx ends (SIGTERM/SIGINT, or the service manager),

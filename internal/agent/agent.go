@@ -211,6 +211,8 @@ func (a *Agent) Close() error {
 			// Before membership: a primary's last report (it let go) must
 			// reach the leader so the group moves at once.
 			note("stopping failover", a.fo.Close())
+			// The groups released their VIPs: no fence rule stays behind.
+			note("removing the group fence", vip.CloseFence())
 		}
 		note("leaving the cluster", a.members.Close())
 		if a.snmpAgt != nil {

@@ -8,11 +8,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/clusterd/clusterd/internal/statefile"
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
@@ -54,7 +56,10 @@ type nftDatapath struct {
 	liveTTL time.Duration
 	arps    []*arpResponder
 	sysctls map[string]string // path -> value to restore
-	addrs   []netlinkAddr
+	// sysctlRecord: the file in node.state_dir that keeps the values to
+	// restore, so that clusterd cleanup can restore them after a kill -9.
+	sysctlRecord string
+	addrs        []netlinkAddr
 }
 
 type netlinkAddr struct {
@@ -62,7 +67,7 @@ type netlinkAddr struct {
 	addr *netlink.Addr
 }
 
-func newDatapath(log *slog.Logger) (datapath, error) {
+func newDatapath(log *slog.Logger, stateDir string) (datapath, error) {
 	// Lasting: google/nftables tests readiness with select(2), which
 	// panics on a descriptor number of 1024 or more, so the socket is
 	// opened at start, while the process holds few descriptors, and kept.
@@ -70,7 +75,16 @@ func newDatapath(log *slog.Logger) (datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening nftables netlink socket: %w", err)
 	}
-	return &nftDatapath{log: log, nft: c, def: map[int]*nftables.Set{}, own: map[[2]int]*nftables.Set{}, sysctls: map[string]string{}}, nil
+	d := &nftDatapath{log: log, nft: c, def: map[int]*nftables.Set{}, own: map[[2]int]*nftables.Set{}, sysctls: map[string]string{}}
+	if stateDir != "" {
+		d.sysctlRecord = filepath.Join(stateDir, sysctlRecordFile)
+		// A killed agent's record holds the values from before it: those
+		// are the ones to restore, not what it set.
+		if old, err := readSysctlRecord(d.sysctlRecord); err == nil {
+			d.sysctls = old
+		}
+	}
+	return d, nil
 }
 
 func le32(v uint32) []byte { return binaryutil.NativeEndian.PutUint32(v) }
@@ -128,6 +142,11 @@ func (d *nftDatapath) setSysctl(path, value string) {
 	}
 	if _, saved := d.sysctls[path]; !saved {
 		d.sysctls[path] = strings.TrimSpace(string(old))
+		if d.sysctlRecord != "" {
+			if err := writeSysctlRecord(d.sysctlRecord, d.sysctls); err != nil {
+				d.log.Warn("cannot record the sysctl value to restore (clusterd cleanup will not restore it after a crash)", slog.Any("error", err))
+			}
+		}
 	}
 	if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
 		d.log.Warn("cannot set sysctl", slog.String("path", path), slog.Any("error", err))
@@ -144,7 +163,7 @@ func (d *nftDatapath) buildRuleset() error {
 		c.DelTable(t)
 	}
 	d.table = c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: nftTable})
-	d.live = &nftables.Set{Table: d.table, Name: "live", KeyType: nftables.TypeInteger, HasTimeout: true}
+	d.live = &nftables.Set{Table: d.table, Name: "live", KeyType: nftables.TypeMark, HasTimeout: true}
 	if err := c.AddSet(d.live, nil); err != nil {
 		return fmt.Errorf("adding the liveness set: %w", err)
 	}
@@ -155,13 +174,13 @@ func (d *nftDatapath) buildRuleset() error {
 		Hooknum: nftables.ChainHookPrerouting, Priority: prio,
 	})
 	for _, v := range d.vips {
-		ds := &nftables.Set{Table: d.table, Name: fmt.Sprintf("default_%d", v.Index), KeyType: nftables.TypeInteger}
+		ds := &nftables.Set{Table: d.table, Name: fmt.Sprintf("default_%d", v.Index), KeyType: nftables.TypeMark}
 		if err := c.AddSet(ds, nil); err != nil {
 			return err
 		}
 		d.def[v.Index] = ds
 		for ri := range v.Rules {
-			s := &nftables.Set{Table: d.table, Name: fmt.Sprintf("own_%d_%d", v.Index, ri), KeyType: nftables.TypeInteger}
+			s := &nftables.Set{Table: d.table, Name: fmt.Sprintf("own_%d_%d", v.Index, ri), KeyType: nftables.TypeMark}
 			if err := c.AddSet(s, nil); err != nil {
 				return err
 			}
@@ -419,9 +438,11 @@ func (d *nftDatapath) Close() error {
 		}
 	}
 	d.addrs = nil
-	for p, v := range d.sysctls {
-		if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
-			errs = append(errs, fmt.Errorf("restoring %s: %w", p, err))
+	if err := restoreSysctls(d.sysctls); err != nil {
+		errs = append(errs, err)
+	} else if d.sysctlRecord != "" {
+		if err := statefile.Remove(d.sysctlRecord); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if err := d.nft.CloseLasting(); err != nil {

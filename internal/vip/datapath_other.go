@@ -9,6 +9,6 @@ import (
 
 // newDatapath: the flow-hashing datapath is nftables, Linux only. Windows
 // nodes are members, voters and failover owners, but take no VIP share.
-func newDatapath(log *slog.Logger) (datapath, error) {
+func newDatapath(*slog.Logger, string) (datapath, error) {
 	return nil, errors.New("load-balanced VIPs need the Linux nftables datapath; this node cannot serve a load_balancing VIP")
 }

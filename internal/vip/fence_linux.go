@@ -1,6 +1,7 @@
 package vip
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -99,13 +100,13 @@ func (f *fence) vip(addr netip.Addr) (*nftables.Set, error) {
 		return s, nil
 	}
 	c := f.nft
-	s := &nftables.Set{Table: f.table, Name: "lease_" + addr.String(), KeyType: nftables.TypeInteger, HasTimeout: true}
+	s := &nftables.Set{Table: f.table, Name: "lease_" + addr.String(), KeyType: nftables.TypeMark, HasTimeout: true}
 	if err := c.AddSet(s, nil); err != nil {
 		return nil, err
 	}
 	// ARP requests for the VIP go to the same test through a set of the
 	// arp table (sets belong to one table).
-	as := &nftables.Set{Table: f.arpTbl, Name: "lease_" + addr.String(), KeyType: nftables.TypeInteger, HasTimeout: true}
+	as := &nftables.Set{Table: f.arpTbl, Name: "lease_" + addr.String(), KeyType: nftables.TypeMark, HasTimeout: true}
 	if err := c.AddSet(as, nil); err != nil {
 		return nil, err
 	}
@@ -152,3 +153,29 @@ func (f *fence) lease(addr netip.Addr, d time.Duration) error {
 }
 
 func fenceOwned(addr netip.Addr, d time.Duration) error { return groupFence.lease(addr, d) }
+
+// CloseFence removes the group fence tables at a clean stop, once the
+// groups have released their VIPs: a stopped agent leaves no rule that
+// drops a group VIP's traffic (the next owner may be this node again,
+// under another agent or none).
+func CloseFence() error {
+	f := &groupFence
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.conn == nil {
+		return nil
+	}
+	var errs []error
+	if f.nft != nil {
+		f.nft.DelTable(f.table)
+		f.nft.DelTable(f.arpTbl)
+		if err := f.nft.Flush(); err != nil {
+			errs = append(errs, fmt.Errorf("removing the group fence tables: %w", err))
+		}
+	}
+	if err := f.conn.CloseLasting(); err != nil {
+		errs = append(errs, fmt.Errorf("closing the fence's nftables socket: %w", err))
+	}
+	f.conn, f.nft, f.table, f.arpTbl, f.leases = nil, nil, nil, nil, nil
+	return errors.Join(errs...)
+}

@@ -18,3 +18,4 @@ func announceOwned(_ string, _ netip.Addr, _ <-chan struct{}, done chan<- struct
 }
 func fenceOwned(netip.Addr, time.Duration) error { return errOwnedUnsupported }
 func openFence() error                           { return nil }
+func CloseFence() error                          { return nil }

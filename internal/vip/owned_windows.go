@@ -43,3 +43,6 @@ func fenceOwned(netip.Addr, time.Duration) error { return nil }
 
 // openFence: nothing to open (no kernel-side lease on Windows).
 func openFence() error { return nil }
+
+// CloseFence: nothing to remove (no kernel-side lease on Windows).
+func CloseFence() error { return nil }

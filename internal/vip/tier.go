@@ -161,7 +161,7 @@ func (t *Tier) Start(ctx context.Context) error {
 	if len(t.plans) == 0 {
 		return nil
 	}
-	dp, err := newDatapath(t.log)
+	dp, err := newDatapath(t.log, t.o.StateDir)
 	if err != nil {
 		return err
 	}
