@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/clusterd/clusterd/internal/heartbeat"
 )
@@ -70,5 +71,48 @@ func TestUnreadableDrainFileKeepsTheNodeDraining(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "drain.json")); !os.IsNotExist(err) {
 		t.Fatalf("drain file after resume: %v", err)
+	}
+}
+
+// countingDP runs during while the tier counts connections: the window in
+// which an operator's resume can land.
+type countingDP struct {
+	fakeDP
+	during func()
+}
+
+func (d *countingDP) Connections() (int, error) {
+	if d.during != nil {
+		d.during()
+	}
+	return 0, nil
+}
+
+// A resume that lands while the drain watcher counts connections stays a
+// resume: before, the watcher then marked the resumed node drained.
+func TestResumeWhileCountingConnections(t *testing.T) {
+	tr, m := drainTier(t, t.TempDir())
+	dp := &countingDP{}
+	tr.dp = dp
+	if err := tr.Drain("", 0); err != nil {
+		t.Fatal(err)
+	}
+	dp.during = func() {
+		if err := tr.Resume(); err != nil {
+			t.Error(err)
+		}
+	}
+	tr.watchDrain(tr.drain.Since.Add(time.Second))
+	if tr.drain.Draining || tr.drain.Drained || m.state != heartbeat.StateActive {
+		t.Fatalf("after a resume during the count: draining %v, drained %v, state %s; want active", tr.drain.Draining, tr.drain.Drained, m.state)
+	}
+	// Without a resume, the same count ends the drain.
+	dp.during = nil
+	if err := tr.Drain("", 0); err != nil {
+		t.Fatal(err)
+	}
+	tr.watchDrain(tr.drain.Since.Add(time.Second))
+	if !tr.drain.Drained || m.state != heartbeat.StateDrained {
+		t.Fatalf("no connections left: drained %v, state %s", tr.drain.Drained, m.state)
 	}
 }

@@ -951,6 +951,13 @@ func (t *Tier) watchDrain(now time.Time) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.drain != d {
+		// Resumed (or drained anew) while counting: this count is of a
+		// drain that no longer is. Marking it drained now would take the
+		// resumed node out again (seen in the chaos campaign: a resume
+		// during the conntrack read left the node drained for good).
+		return
+	}
 	t.o.Members.SetExt(extConns, strconv.Itoa(n))
 	timedOut := !d.Deadline.IsZero() && now.After(d.Deadline)
 	// A drain is at least one tick old before it can end, so peers see
