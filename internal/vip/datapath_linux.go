@@ -50,7 +50,7 @@ type nftDatapath struct {
 	arpTbl  *nftables.Table
 	live    *nftables.Set
 	def     map[int]*nftables.Set
-	own     map[[2]int]*nftables.Set
+	own     map[ownKey]*nftables.Chain
 	chain   *nftables.Chain
 	vips    []VIPPlan
 	liveTTL time.Duration
@@ -75,7 +75,7 @@ func newDatapath(log *slog.Logger, stateDir string) (datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening nftables netlink socket: %w", err)
 	}
-	d := &nftDatapath{log: log, nft: c, def: map[int]*nftables.Set{}, own: map[[2]int]*nftables.Set{}, sysctls: map[string]string{}}
+	d := &nftDatapath{log: log, nft: c, def: map[int]*nftables.Set{}, own: map[ownKey]*nftables.Chain{}, sysctls: map[string]string{}}
 	if stateDir != "" {
 		d.sysctlRecord = filepath.Join(stateDir, sysctlRecordFile)
 		// A killed agent's record holds the values from before it: those
@@ -89,7 +89,6 @@ func newDatapath(log *slog.Logger, stateDir string) (datapath, error) {
 
 func le32(v uint32) []byte { return binaryutil.NativeEndian.PutUint32(v) }
 
-var one = le32(1)
 
 func (d *nftDatapath) Setup(vips []VIPPlan, liveTTL time.Duration) error {
 	d.mu.Lock()
@@ -163,7 +162,10 @@ func (d *nftDatapath) buildRuleset() error {
 		c.DelTable(t)
 	}
 	d.table = c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: nftTable})
-	d.live = &nftables.Set{Table: d.table, Name: "live", KeyType: nftables.TypeMark, HasTimeout: true}
+	// Typed keys only (ipv4_addr; the buckets in anonymous sets whose
+	// type nft infers from the hash), so that `nft list ruleset` loads
+	// back with nft -f while clusterd runs.
+	d.live = &nftables.Set{Table: d.table, Name: "live", KeyType: nftables.TypeIPAddr, HasTimeout: true}
 	if err := c.AddSet(d.live, nil); err != nil {
 		return fmt.Errorf("adding the liveness set: %w", err)
 	}
@@ -174,19 +176,18 @@ func (d *nftDatapath) buildRuleset() error {
 		Hooknum: nftables.ChainHookPrerouting, Priority: prio,
 	})
 	for _, v := range d.vips {
-		ds := &nftables.Set{Table: d.table, Name: fmt.Sprintf("default_%d", v.Index), KeyType: nftables.TypeMark}
+		ds := &nftables.Set{Table: d.table, Name: fmt.Sprintf("default_%d", v.Index), KeyType: nftables.TypeIPAddr}
 		if err := c.AddSet(ds, nil); err != nil {
 			return err
 		}
 		d.def[v.Index] = ds
-		for ri := range v.Rules {
-			s := &nftables.Set{Table: d.table, Name: fmt.Sprintf("own_%d_%d", v.Index, ri), KeyType: nftables.TypeMark}
-			if err := c.AddSet(s, nil); err != nil {
-				return err
+		for ri, r := range v.Rules {
+			for _, proto := range r.Protos {
+				k := ownKey{v.Index, ri, proto}
+				d.own[k] = c.AddChain(&nftables.Chain{Name: k.chain(), Table: d.table})
 			}
-			d.own[[2]int{v.Index, ri}] = s
 		}
-		for _, r := range vipRules(v, d.live, ds, func(ri int) *nftables.Set { return d.own[[2]int{v.Index, ri}] }) {
+		for _, r := range vipRules(v, d.live, ds, func(ri int, proto uint8) string { return ownKey{v.Index, ri, proto}.chain() }) {
 			r.Table, r.Chain = d.table, d.chain
 			c.AddRule(r)
 		}
@@ -225,7 +226,7 @@ func tag(kind string, vip int) []byte { return []byte(fmt.Sprintf("%s:%d", kind,
 //  5. traffic no rule matches (ICMP echo, other ports) goes to the default
 //     host only;
 //  6. the rest is dropped.
-func vipRules(v VIPPlan, live, def *nftables.Set, own func(int) *nftables.Set) []*nftables.Rule {
+func vipRules(v VIPPlan, live, def *nftables.Set, own func(ri int, proto uint8) string) []*nftables.Rule {
 	daddr := []expr.Any{
 		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: v.Addr.Addr().AsSlice()},
@@ -238,8 +239,10 @@ func vipRules(v VIPPlan, live, def *nftables.Set, own func(int) *nftables.Set) [
 		}
 		return out
 	}
+	// The VIP's element in the live set is alive (keyed by the VIP, so
+	// nft can print and load it).
 	isLive := []expr.Any{
-		&expr.Immediate{Register: reg1, Data: one},
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
 		&expr.Lookup{SourceRegister: reg1, SetName: live.Name, SetID: live.ID},
 	}
 	accept := []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictAccept}}
@@ -276,16 +279,16 @@ func vipRules(v VIPPlan, live, def *nftables.Set, own func(int) *nftables.Set) [
 						&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{0x02}},
 					}
 				}
-				s := own(ri)
-				owned := append(hashExprs(r.Affinity, v.Seed),
-					&expr.Lookup{SourceRegister: reg1, SetName: s.Name, SetID: s.ID})
-				rules = append(rules, &nftables.Rule{UserData: tag("acc", v.Index), Exprs: with(match, syn, isLive, owned, accept)})
+				// The owned buckets are in the rule of the jumped-to chain
+				// (ownRule); a flow not accepted there returns here and is
+				// dropped by the next rule.
+				jump := []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: own(ri, proto)}}
+				rules = append(rules, &nftables.Rule{Exprs: with(match, syn, isLive, jump)})
 			}
 			rules = append(rules, &nftables.Rule{UserData: tag("drop", v.Index), Exprs: with(match, drop)})
 		}
 	}
 	rules = append(rules, &nftables.Rule{UserData: tag("acc", v.Index), Exprs: with(isLive, []expr.Any{
-		&expr.Immediate{Register: reg1, Data: one},
 		&expr.Lookup{SourceRegister: reg1, SetName: def.Name, SetID: def.ID},
 	}, accept)})
 	rules = append(rules, &nftables.Rule{UserData: tag("drop", v.Index), Exprs: with(drop)})
@@ -308,26 +311,66 @@ func hashExprs(affinity string, seed uint32) []expr.Any {
 		&expr.Payload{DestRegister: reg32b, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2}, h}
 }
 
+// ownKey names the chain that holds one rule's owned buckets for one
+// protocol.
+type ownKey struct {
+	vip, rule int
+	proto     uint8
+}
+
+func (k ownKey) chain() string {
+	p := "tcp"
+	if k.proto == unix.IPPROTO_UDP {
+		p = "udp"
+	}
+	return fmt.Sprintf("own_%d_%d_%s", k.vip, k.rule, p)
+}
+
+// ownRule accepts the flows whose bucket is in buckets: the hash, turned
+// big-endian so that nft prints the set's elements as the bucket numbers
+// (google/nftables marks anonymous sets big-endian), looked up in an
+// anonymous set, which nft types from the hash when it loads the ruleset.
+func ownRule(c *nftables.Conn, table *nftables.Table, chain *nftables.Chain, plan VIPPlan, rule int, buckets []uint32) error {
+	set := &nftables.Set{Table: table, Anonymous: true, Constant: true, KeyType: nftables.TypeInteger}
+	els := make([]nftables.SetElement, len(buckets))
+	for i, b := range buckets {
+		els[i] = nftables.SetElement{Key: binaryutil.BigEndian.PutUint32(b)}
+	}
+	if err := c.AddSet(set, els); err != nil {
+		return err
+	}
+	exprs := hashExprs(plan.Rules[rule].Affinity, plan.Seed)
+	exprs = append(exprs,
+		&expr.Byteorder{SourceRegister: reg1, DestRegister: reg1, Op: expr.ByteorderHton, Len: 4, Size: 4},
+		&expr.Lookup{SourceRegister: reg1, SetName: set.Name, SetID: set.ID},
+		&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictAccept})
+	c.AddRule(&nftables.Rule{Table: table, Chain: chain, UserData: tag("acc", plan.Index), Exprs: exprs})
+	return nil
+}
+
 func (d *nftDatapath) Apply(o Ownership) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	c := d.nft
-	for key, s := range d.own {
-		c.FlushSet(s)
-		if b := o.Owned[key]; len(b) > 0 {
-			els := make([]nftables.SetElement, len(b))
-			for i, x := range b {
-				els[i] = nftables.SetElement{Key: le32(x)}
-			}
-			if err := c.SetAddElements(s, els); err != nil {
-				return err
+	for _, v := range d.vips {
+		for ri, r := range v.Rules {
+			b := o.Owned[[2]int{v.Index, ri}]
+			for _, proto := range r.Protos {
+				ch := d.own[ownKey{v.Index, ri, proto}]
+				c.FlushChain(ch)
+				if len(b) == 0 {
+					continue
+				}
+				if err := ownRule(c, d.table, ch, v, ri, b); err != nil {
+					return err
+				}
 			}
 		}
 	}
 	for vi, s := range d.def {
 		c.FlushSet(s)
 		if o.Default[vi] {
-			if err := c.SetAddElements(s, []nftables.SetElement{{Key: one}}); err != nil {
+			if err := c.SetAddElements(s, []nftables.SetElement{{Key: d.vipKey(vi)}}); err != nil {
 				return err
 			}
 		}
@@ -338,6 +381,25 @@ func (d *nftDatapath) Apply(o Ownership) error {
 	return nil
 }
 
+// vipKey is VIP vi's address as a set key.
+func (d *nftDatapath) vipKey(vi int) []byte {
+	for _, v := range d.vips {
+		if v.Index == vi {
+			return v.Addr.Addr().AsSlice()
+		}
+	}
+	return nil
+}
+
+// liveElements: every VIP's element, alive for liveTTL.
+func (d *nftDatapath) liveElements() []nftables.SetElement {
+	els := make([]nftables.SetElement, len(d.vips))
+	for i, v := range d.vips {
+		els[i] = nftables.SetElement{Key: v.Addr.Addr().AsSlice(), Timeout: d.liveTTL}
+	}
+	return els
+}
+
 func (d *nftDatapath) Refresh() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -345,7 +407,7 @@ func (d *nftDatapath) Refresh() error {
 		return errors.New("datapath not set up")
 	}
 	d.nft.FlushSet(d.live)
-	if err := d.nft.SetAddElements(d.live, []nftables.SetElement{{Key: one, Timeout: d.liveTTL}}); err != nil {
+	if err := d.nft.SetAddElements(d.live, d.liveElements()); err != nil {
 		return err
 	}
 	return d.nft.Flush()
@@ -367,6 +429,13 @@ func (d *nftDatapath) Counters() (map[int]Counters, error) {
 	rules, err := d.nft.GetRules(d.table, d.chain)
 	if err != nil {
 		return nil, err
+	}
+	for _, ch := range d.own {
+		rs, err := d.nft.GetRules(d.table, ch)
+		if err != nil {
+			return nil, err
+		}
+		rules = append(rules, rs...)
 	}
 	out := map[int]Counters{}
 	for _, r := range rules {

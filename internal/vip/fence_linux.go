@@ -100,13 +100,14 @@ func (f *fence) vip(addr netip.Addr) (*nftables.Set, error) {
 		return s, nil
 	}
 	c := f.nft
-	s := &nftables.Set{Table: f.table, Name: "lease_" + addr.String(), KeyType: nftables.TypeMark, HasTimeout: true}
+	// Keyed by the VIP itself (a typed key nft can print and load back).
+	s := &nftables.Set{Table: f.table, Name: "lease_" + addr.String(), KeyType: nftables.TypeIPAddr, HasTimeout: true}
 	if err := c.AddSet(s, nil); err != nil {
 		return nil, err
 	}
 	// ARP requests for the VIP go to the same test through a set of the
 	// arp table (sets belong to one table).
-	as := &nftables.Set{Table: f.arpTbl, Name: "lease_" + addr.String(), KeyType: nftables.TypeMark, HasTimeout: true}
+	as := &nftables.Set{Table: f.arpTbl, Name: "lease_" + addr.String(), KeyType: nftables.TypeIPAddr, HasTimeout: true}
 	if err := c.AddSet(as, nil); err != nil {
 		return nil, err
 	}
@@ -115,7 +116,6 @@ func (f *fence) vip(addr netip.Addr) (*nftables.Set, error) {
 		return []expr.Any{
 			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: ip},
-			&expr.Immediate{Register: reg1, Data: one},
 			&expr.Lookup{SourceRegister: reg1, SetName: set.Name, SetID: set.ID, Invert: true},
 			&expr.Verdict{Kind: expr.VerdictDrop},
 		}
@@ -144,7 +144,7 @@ func (f *fence) lease(addr netip.Addr, d time.Duration) error {
 	for _, set := range []*nftables.Set{s, as} {
 		f.nft.FlushSet(set)
 		if d > 0 {
-			if err := f.nft.SetAddElements(set, []nftables.SetElement{{Key: one, Timeout: d}}); err != nil {
+			if err := f.nft.SetAddElements(set, []nftables.SetElement{{Key: addr.AsSlice(), Timeout: d}}); err != nil {
 				return err
 			}
 		}
