@@ -89,7 +89,6 @@ func newDatapath(log *slog.Logger, stateDir string) (datapath, error) {
 
 func le32(v uint32) []byte { return binaryutil.NativeEndian.PutUint32(v) }
 
-
 func (d *nftDatapath) Setup(vips []VIPPlan, liveTTL time.Duration) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
