@@ -1,13 +1,30 @@
-.PHONY: build test demo
-# The version comes from git: the newest tag (or the commit when there is
-# none), with -dirty for uncommitted changes. `clusterd version` prints it.
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+.PHONY: build test demo package clean
+# The version comes from git (scripts/version.sh): a release tag, else
+# 0.1.0~git<commit time>.<commit>. `clusterd version` prints it.
+VERSION ?= $(shell ./scripts/version.sh)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+ARCH    ?= amd64
 LDFLAGS := -X github.com/clusterd/clusterd/internal/version.Version=$(VERSION) -X github.com/clusterd/clusterd/internal/version.Commit=$(COMMIT)
+# nfpm builds the .deb and .rpm; pinned, fetched from the Go module proxy.
+NFPM    := go run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 
 build:
-	go build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/clusterd ./cmd/clusterctl
+	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/clusterd ./cmd/clusterctl
 test:
 	./scripts/test.sh
 demo:
 	./scripts/demo.sh
+
+# dist/: clusterd_VERSION_ARCH.deb, clusterd-VERSION.x86_64.rpm, and the
+# Windows .zip.
+package:
+	rm -rf dist bin/windows && mkdir -p dist
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) go build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/clusterd ./cmd/clusterctl
+	VERSION='$(VERSION)' ARCH=$(ARCH) $(NFPM) package --config packaging/nfpm.yaml --packager deb --target dist/
+	VERSION='$(VERSION)' ARCH=$(ARCH) $(NFPM) package --config packaging/nfpm.yaml --packager rpm --target dist/
+	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/windows/ ./cmd/clusterd ./cmd/clusterctl
+	go run ./packaging/winzip -version '$(VERSION)' -bin bin/windows -out dist
+	ls -l dist
+
+clean:
+	rm -rf bin dist

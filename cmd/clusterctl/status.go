@@ -17,8 +17,25 @@ func (e *env) status(ctx context.Context, args []string) int {
 	fs := e.flags("status")
 	asJSON := fs.Bool("json", false, "print SPEC.md's JSON")
 	watch := fs.Bool("watch", false, "refresh every second until Ctrl-C")
-	if fs.Parse(args) != nil || fs.NArg() > 0 {
+	check := fs.Bool("check", false, "monitoring plugin (Nagios/Icinga): one line with perfdata; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN")
+	th := api.DefaultThresholds()
+	fs.Uint64Var(&th.LagWarn, "lag-warn", th.LagWarn, "with --check: a standby's replication lag in bytes that is a WARNING (0: off)")
+	fs.Uint64Var(&th.LagCrit, "lag-crit", th.LagCrit, "with --check: a standby's replication lag in bytes that is CRITICAL (0: off)")
+	if fs.Parse(args) != nil || fs.NArg() > 0 || (*check && (*watch || *asJSON)) {
+		if *check && (*watch || *asJSON) {
+			fmt.Fprintln(e.stderr, "clusterctl status: --check goes alone (not with --watch or --json)")
+		}
 		return exitUsage
+	}
+	if *check {
+		s, err := e.client.Status(ctx)
+		if err != nil {
+			fmt.Fprintf(e.stdout, "CLUSTERD UNKNOWN - %v\n", err)
+			return int(api.Unknown)
+		}
+		fs := api.Assess(s, th)
+		fmt.Fprintln(e.stdout, api.CheckLine(s, fs, th))
+		return int(api.Worst(fs))
 	}
 	for {
 		s, err := e.client.Status(ctx)
@@ -82,7 +99,11 @@ func printStatus(w io.Writer, s *api.Status) {
 		if len(m.ConfigMismatch) > 0 {
 			paths = append(paths, "CONFIG MISMATCH: "+strings.Join(m.ConfigMismatch, ","))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", name, m.Priority, m.Address, m.State, yesNo(m.Healthy),
+		healthy := yesNo(m.Healthy)
+		if m.State == "failed" || m.State == "left" {
+			healthy = "unknown" // not heard: its last word says nothing now
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", name, m.Priority, m.Address, m.State, healthy,
 			m.Buckets, strings.Join(paths, " "), ago(m.Since))
 	}
 	tw.Flush()
@@ -100,18 +121,26 @@ func printStatus(w io.Writer, s *api.Status) {
 	if len(s.Groups) > 0 {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "GROUP\tOWNER\tSTATE\tVIP\tREPLICATION")
+		fmt.Fprintln(tw, "GROUP\tOWNER\tSTATE\tVIP\tREPLICATION\tSTANDBY\tLAG\tFAILOVERS\tREASON")
 		for _, g := range s.Groups {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", g.Name, g.Owner, g.State, g.VIP, g.Replication)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", g.Name, dash(g.Owner), g.State, g.VIP, g.Replication,
+				dash(g.Standby), g.LagBytes, g.Failovers, dash(g.Reason))
 		}
 		tw.Flush()
 	}
-	if len(s.Problems) > 0 {
+	if fs := api.Assess(s, api.DefaultThresholds()); len(fs) > 0 {
 		fmt.Fprintln(w, "\nPROBLEMS:")
-		for _, p := range s.Problems {
-			fmt.Fprintln(w, "  -", p)
+		for _, f := range fs {
+			fmt.Fprintf(w, "  - %s: %s\n", f.Severity, f.Text)
 		}
 	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func ago(t time.Time) string {
