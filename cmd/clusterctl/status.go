@@ -81,7 +81,7 @@ func printStatus(w io.Writer, s *api.Status) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tPRIO\tADDRESS\tSTATE\tHEALTHY\tBUCKETS\tPATHS\tSINCE")
+	fmt.Fprintln(tw, "MEMBER\tPRIO\tADDRESS\tSTATE\tHEALTHY\tBUCKETS\tVERSION\tPATHS\tSINCE")
 	for _, m := range s.Members {
 		name := m.Name
 		if m.Self {
@@ -103,8 +103,8 @@ func printStatus(w io.Writer, s *api.Status) {
 		if m.State == "failed" || m.State == "left" {
 			healthy = "unknown" // not heard: its last word says nothing now
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", name, m.Priority, m.Address, m.State, healthy,
-			m.Buckets, strings.Join(paths, " "), ago(m.Since))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", name, m.Priority, m.Address, m.State, healthy,
+			m.Buckets, dash(m.Version), strings.Join(paths, " "), ago(m.Since))
 	}
 	tw.Flush()
 	for _, v := range s.VIPs {

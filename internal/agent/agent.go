@@ -21,6 +21,7 @@ import (
 	"github.com/clusterd/clusterd/internal/heartbeat"
 	"github.com/clusterd/clusterd/internal/snmp"
 	"github.com/clusterd/clusterd/internal/statefile"
+	"github.com/clusterd/clusterd/internal/version"
 	"github.com/clusterd/clusterd/internal/vip"
 )
 
@@ -69,6 +70,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 		Cluster:        cfg.Cluster.Name,
 		Name:           cfg.Node.Name,
 		Priority:       cfg.Node.Priority,
+		Version:        version.Short(),
 		Boot:           boot,
 		Keys:           cfg.Keys,
 		Bind:           cfg.Heartbeat.Bind,
@@ -370,6 +372,7 @@ func (a *Agent) Status() api.Status {
 		s.Members = append(s.Members, api.Member{
 			Name: m.Name, Priority: m.Priority, Address: m.Addr, State: m.State.String(),
 			Healthy: m.Healthy, Paths: m.Paths, ConfigMismatch: mm, Buckets: buckets[m.Name],
+			Version: m.Version, Protocol: m.Proto,
 			Connections: atoiOr0(m.Ext["cn"]),
 			Since:       m.Since, StateChanges: m.Changes, Self: m.Self,
 		})

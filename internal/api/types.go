@@ -40,6 +40,11 @@ type Member struct {
 	Since          time.Time       `json:"since"`
 	StateChanges   uint64          `json:"state_changes"`
 	Self           bool            `json:"self,omitempty"`
+	// Added to SPEC's fields: the member's build and the cluster protocol
+	// it speaks (a rolling upgrade shows two versions for a while; a
+	// release before these fields shows "" and protocol 1).
+	Version  string `json:"version"`
+	Protocol int    `json:"protocol"`
 }
 
 // VIP is one load-balanced virtual IP.

@@ -142,6 +142,10 @@ func (d *delegate) NotifyAlive(n *memberlist.Node) error {
 	if err != nil {
 		return fmt.Errorf("node %s has no clusterd metadata: %w", n.Name, err)
 	}
+	if reason := protocolClash(n.Name, meta.proto()); reason != "" {
+		m.refuse(n.Name, n.Addr.String(), reason)
+		return fmt.Errorf("%s", reason)
+	}
 	if reason := m.priorityClash(n.Name, meta.Priority); reason != "" {
 		m.refuse(n.Name, n.Addr.String(), reason)
 		return fmt.Errorf("%s", reason)
@@ -159,11 +163,16 @@ func (d *delegate) NotifyMerge(peers []*memberlist.Node) error {
 			continue
 		}
 		if n.Name == m.opts.Name && n.Addr.String() != m.opts.Bind {
-			reason := fmt.Sprintf("node name %q is already used by %s", n.Name, n.Addr)
+			reason := fmt.Sprintf("node name %q is already used by %s: give each node a unique node.name", n.Name, n.Addr)
 			m.noteMergeRefusal(reason)
 			return fmt.Errorf("%s", reason)
 		}
 		if n.Name != m.opts.Name {
+			if reason := protocolClash(n.Name, meta.proto()); reason != "" {
+				m.refuse(n.Name, n.Addr.String(), reason)
+				m.noteMergeRefusal(reason)
+				return fmt.Errorf("%s", reason)
+			}
 			if reason := m.priorityClash(n.Name, meta.Priority); reason != "" {
 				m.refuse(n.Name, n.Addr.String(), reason)
 				m.noteMergeRefusal(reason)
@@ -178,11 +187,11 @@ func (m *Membership) priorityClash(name string, prio int) string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if prio == m.meta.Priority {
-		return fmt.Sprintf("priority %d of %s is already used by %s", prio, name, m.opts.Name)
+		return fmt.Sprintf("priority %d of %s is already used by %s: give each node a unique node.priority", prio, name, m.opts.Name)
 	}
 	for _, p := range m.peers {
 		if p.name != name && !p.state.Down() && p.meta.Priority == prio {
-			return fmt.Sprintf("priority %d of %s is already used by %s", prio, name, p.name)
+			return fmt.Sprintf("priority %d of %s is already used by %s: give each node a unique node.priority", prio, name, p.name)
 		}
 	}
 	return ""
@@ -217,7 +226,7 @@ func (m *Membership) selfRefused() {
 	if reason == "" {
 		return
 	}
-	msg := "this node was refused by the cluster: " + reason + "; give it a unique node.name and node.priority"
+	msg := "this node was refused by the cluster: " + reason
 	if m.problems["refused"] != msg {
 		m.problems["refused"] = msg
 		delete(m.problems, "join")

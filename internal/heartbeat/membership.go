@@ -31,6 +31,7 @@ type Options struct {
 	Profile    Profile
 	ReapAfter  time.Duration
 	Config     map[string]string // hashes of shared config sections
+	Version    string            // this build's version, announced to the others
 	// OptionalConfig names the sections a node may leave out.
 	OptionalConfig map[string]bool
 	Healthy        bool
@@ -85,6 +86,8 @@ type Member struct {
 	// "backup"); for this node, which of its own paths hear anyone.
 	Paths    map[string]bool
 	Mismatch []string // shared config sections that differ from ours
+	Version  string   // the member's build ("" from a release before versions were announced)
+	Proto    int      // the cluster protocol it speaks
 	Since    time.Time
 	Changes  uint64
 	Ext      map[string]string
@@ -216,6 +219,8 @@ func New(o Options) (*Membership, error) {
 			ProbePort: o.ProbePort,
 			Boot:      o.Boot,
 			Config:    o.Config,
+			Version:   truncate(o.Version, MaxVersionLen),
+			Proto:     ProtocolVersion,
 		},
 	}
 	m.Handle(msgForget, func(body []byte) {
@@ -502,6 +507,7 @@ func (m *Membership) Members() []Member {
 	self := Member{
 		Name: m.opts.Name, Addr: m.opts.Bind, Backup: m.opts.BackupBind,
 		Priority: m.meta.Priority, State: m.meta.State, Healthy: m.meta.Healthy,
+		Version: m.meta.Version, Proto: m.meta.proto(),
 		Since: m.since, Changes: m.changes, Ext: maps.Clone(m.meta.Ext), Self: true,
 		Paths: map[string]bool{},
 	}
@@ -524,6 +530,7 @@ func (m *Membership) Members() []Member {
 		mem := Member{
 			Name: p.name, Addr: p.addr.String(), Backup: p.meta.Backup,
 			Priority: p.meta.Priority, State: p.state, Healthy: p.meta.Healthy,
+			Version: p.meta.Version, Proto: p.meta.proto(),
 			Since: p.since, Changes: p.changes, Ext: maps.Clone(p.meta.Ext),
 			Mismatch: append([]string(nil), p.mismatch...), Paths: map[string]bool{}, MetaAt: p.metaAt,
 		}

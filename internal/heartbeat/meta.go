@@ -11,6 +11,7 @@
 package heartbeat
 
 import (
+	"strings"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -80,6 +81,42 @@ type Meta struct {
 	Boot      int64             `json:"bt"`          // start time (unix ns): tells a restart apart
 	Config    map[string]string `json:"c,omitempty"` // hashes of shared config sections
 	Ext       map[string]string `json:"x,omitempty"` // other components' small state (drain counts, generation)
+	// Version is the build's version (status, rolling upgrades); Proto the
+	// cluster protocol it speaks (ProtocolVersion). A release before
+	// these fields sends neither: protocol 1.
+	Version string `json:"ver,omitempty"`
+	Proto   int    `json:"pv,omitempty"`
+}
+
+// ProtocolVersion is the cluster protocol this build speaks: the heartbeat
+// and metadata formats, the failover messages. A change that an older
+// node would misread raises it. Nodes whose protocols differ by one
+// interoperate (a rolling upgrade has both for a while); a node two or
+// more apart is refused, with the reason on both sides.
+const ProtocolVersion = 2
+
+// MaxVersionLen bounds the version string in the metadata (a longer one
+// from ldflags is cut): it counts against memberlist's 512 bytes.
+const MaxVersionLen = 48
+
+// proto is the protocol a member's metadata says it speaks.
+func (m Meta) proto() int {
+	if m.Proto == 0 {
+		return 1 // releases before the field
+	}
+	return m.Proto
+}
+
+// protocolClash says why a member speaking protocol p cannot be in a
+// cluster with this node, or "".
+func protocolClash(name string, p int) string {
+	switch {
+	case p < ProtocolVersion-1:
+		return fmt.Sprintf("%s speaks cluster protocol %d, too old for this node's %d (it accepts %d..%d): upgrade %s", name, p, ProtocolVersion, ProtocolVersion-1, ProtocolVersion+1, name)
+	case p > ProtocolVersion+1:
+		return fmt.Sprintf("%s speaks cluster protocol %d, too new for this node's %d (it accepts %d..%d): upgrade this node first, one release at a time", name, p, ProtocolVersion, ProtocolVersion-1, ProtocolVersion+1)
+	}
+	return ""
 }
 
 func (m Meta) clone() Meta {
@@ -99,7 +136,7 @@ const MetaLimit = memberlist.MetaMaxSize
 // largest values (ext): the longest state name and a full boot time.
 func WorstMetaSize(priority int, backup string, probePort int, shared, ext map[string]string) int {
 	b, _ := Meta{Priority: priority, State: StateDraining, Healthy: true, Backup: backup, ProbePort: probePort,
-		Boot: math.MaxInt64, Config: shared, Ext: ext}.encode()
+		Boot: math.MaxInt64, Config: shared, Ext: ext, Version: strings.Repeat("v", MaxVersionLen), Proto: 99}.encode()
 	return len(b)
 }
 
@@ -128,4 +165,11 @@ func mismatch(a, b map[string]string, optional map[string]bool) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }

@@ -1,6 +1,7 @@
 package heartbeat
 
 import (
+	"strings"
 	"encoding/json"
 	"errors"
 	"io"
@@ -193,5 +194,29 @@ func TestHeartbeatOfThePreviousRelease(t *testing.T) {
 	}
 	if err := r.deliver(pathPrivate, old(3, false), now); !errors.Is(err, errStale) {
 		t.Fatalf("replayed old-format heartbeat: %v, want stale", err)
+	}
+}
+
+// The cluster protocol: N accepts N-1..N+1 (a rolling upgrade has two
+// releases side by side); further apart is refused with what to do; a
+// release before the field counts as protocol 1.
+func TestProtocolClash(t *testing.T) {
+	for _, tc := range []struct {
+		p    int
+		want string
+	}{
+		{ProtocolVersion, ""}, {ProtocolVersion - 1, ""}, {ProtocolVersion + 1, ""},
+		{ProtocolVersion - 2, "too old"}, {ProtocolVersion + 2, "too new"},
+	} {
+		got := protocolClash("web9", tc.p)
+		if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want) {
+			t.Errorf("protocol %d: %q, want %q", tc.p, got, tc.want)
+		}
+	}
+	if (Meta{}).proto() != 1 || (Meta{Proto: 5}).proto() != 5 {
+		t.Error("a release without the field must count as protocol 1")
+	}
+	if protocolClash("old", (Meta{}).proto()) != "" {
+		t.Error("this release must accept the previous one (no protocol field)")
 	}
 }

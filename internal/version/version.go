@@ -13,6 +13,15 @@ var (
 	Commit  = ""
 )
 
+// Short is the version alone, as members announce it.
+func Short() string {
+	v := Version
+	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	return v
+}
+
 // String is "VERSION (commit COMMIT, goX.Y)". Without ldflags (a plain
 // go build or go install) the version and commit come from what the Go
 // toolchain stamped into the binary from git.
