@@ -11,12 +11,12 @@
 package heartbeat
 
 import (
-	"strings"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"math"
 	"sort"
+	"strings"
 
 	"github.com/hashicorp/memberlist"
 )

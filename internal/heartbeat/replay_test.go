@@ -1,12 +1,12 @@
 package heartbeat
 
 import (
-	"strings"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
