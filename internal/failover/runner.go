@@ -153,10 +153,28 @@ func (r *runner) reportLocked() report {
 		Mode: r.repl.Mode, LagBytes: r.repl.LagBytes, SyncWith: r.repl.SyncWith}
 }
 
+// notTheOwner is what recordedSync returns to a primary that the quorum
+// no longer records as the owner and that named no standby: not empty, so
+// commits that wait keep waiting.
+const notTheOwner = "(another owner)"
+
 // recordedSync is the synchronous standby the quorum's record names, or
 // may yet name: what this node reported last, until the leader has
 // answered a later report that named none (r.mu held).
 func (r *runner) recordedSync() string {
+	if r.primary != 0 && (r.v.Owner != r.m.name || r.v.Epoch != r.primary) {
+		// The last answer gives the group to another node (or epoch): the
+		// standby this node waited for may be that owner already, so no
+		// record of this node's epoch will ever release it. Its commits
+		// keep waiting and fail when it is fenced, rather than be
+		// acknowledged with no second copy (seen in the chaos campaign:
+		// the old primary stopped waiting after the failover and
+		// acknowledged writes that the new primary never had).
+		if r.namedSync != "" {
+			return r.namedSync
+		}
+		return notTheOwner
+	}
 	if r.v.SyncWith != "" || r.namedSync == "" {
 		return r.v.SyncWith
 	}

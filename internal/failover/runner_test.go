@@ -72,6 +72,37 @@ func TestRecordedSyncWaitsForTheLeadersAnswer(t *testing.T) {
 	}
 }
 
+// A primary whose group the quorum has given to another node (its
+// standby, promoted) never stops waiting for that standby, even after the
+// leader answered a report that named none: its waiting commits would be
+// acknowledged with no copy on the new primary.
+func TestRecordedSyncAfterTheGroupMovedOn(t *testing.T) {
+	r := &runner{m: &Manager{name: "db1"}, sent: map[uint64]time.Time{}, wake: make(chan struct{}, 1), primary: 1}
+	report := func(sync string) uint64 {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.repl.SyncWith = sync
+		return r.reportLocked().Seq
+	}
+	recorded := func() string { r.mu.Lock(); defer r.mu.Unlock(); return r.recordedSync() }
+	s1 := report("db2")
+	r.onVerdict(verdict{Group: "db", Seq: s1, Owner: "db1", Epoch: 1, LeaseMS: 1000, SyncWith: "db2"})
+	s2 := report("") // db2 stopped streaming: it was promoted
+	r.onVerdict(verdict{Group: "db", Seq: s2, Owner: "db2", Epoch: 2, SyncWith: ""})
+	if got := recorded(); got != "db2" {
+		t.Fatalf("after the group moved to db2: %q, want db2 (keep waiting)", got)
+	}
+	// Never named a standby: still not empty.
+	r2 := &runner{m: &Manager{name: "db1"}, sent: map[uint64]time.Time{}, wake: make(chan struct{}, 1), primary: 1}
+	r2.v = verdict{Group: "db", Owner: "db2", Epoch: 2}
+	r2.mu.Lock()
+	got := r2.recordedSync()
+	r2.mu.Unlock()
+	if got == "" {
+		t.Fatal("a primary the quorum no longer records may not stop waiting")
+	}
+}
+
 // The leader ignores a report older than one it already took from the
 // same node: it could name a standby the owner no longer waits for.
 func TestLeaderIgnoresOutOfOrderReports(t *testing.T) {

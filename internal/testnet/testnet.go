@@ -98,6 +98,9 @@ type Node struct {
 	Config  string
 	Socket  string
 	LogPath string
+	// Bin is the directory of the binaries this node runs (Net.Bin unless
+	// set: a rolling upgrade starts nodes on an older build).
+	Bin string
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -119,6 +122,9 @@ var (
 	seqMu     sync.Mutex
 )
 
+// CurrentVersion is the version the test binaries of this tree announce.
+const CurrentVersion = "0.0.0-test-current"
+
 // Binaries builds clusterd and clusterctl once per process and returns
 // their directory.
 func Binaries(t TB) string {
@@ -133,7 +139,8 @@ func Binaries(t TB) string {
 			buildErr = err
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", binDir, "./cmd/clusterd", "./cmd/clusterctl")
+		cmd := exec.Command("go", "build", "-ldflags", "-X github.com/clusterd/clusterd/internal/version.Version="+CurrentVersion,
+			"-o", binDir, "./cmd/clusterd", "./cmd/clusterctl")
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -355,7 +362,7 @@ func (nd *Node) Start() {
 	if err != nil {
 		n.t.Fatalf("%v", err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", nd.NS, filepath.Join(n.Bin, "clusterd"), "run", "--config", nd.Config)
+	cmd := exec.Command("ip", "netns", "exec", nd.NS, filepath.Join(nd.bin(), "clusterd"), "run", "--config", nd.Config)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
 		n.t.Fatalf("starting %s: %v", nd.Name, err)
@@ -381,6 +388,13 @@ func (nd *Node) Start() {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+func (nd *Node) bin() string {
+	if nd.Bin != "" {
+		return nd.Bin
+	}
+	return nd.net.Bin
 }
 
 // Running reports whether the node's agent process is alive.
@@ -469,7 +483,7 @@ func (nd *Node) Events() ([]api.Event, error) {
 // Ctl runs clusterctl against this node and returns its output and exit
 // code.
 func (nd *Node) Ctl(args ...string) (string, int) {
-	cmd := exec.Command(filepath.Join(nd.net.Bin, "clusterctl"), append([]string{"--socket", nd.Socket}, args...)...)
+	cmd := exec.Command(filepath.Join(nd.bin(), "clusterctl"), append([]string{"--socket", nd.Socket}, args...)...)
 	var b bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &b, &b
 	err := cmd.Run()

@@ -1,0 +1,185 @@
+//go:build linux
+
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clusterd/clusterd/internal/testnet"
+)
+
+// previousRelease is the last release before this tree (the last stop
+// whose CI passed): the rolling-upgrade test starts the cluster on it.
+// Move it forward when a release lands.
+const previousRelease = "16ca4d5"
+
+// vipPoller opens a new connection to the load-balanced VIP every 20 ms
+// and keeps every result.
+type vipPoller struct {
+	c    *testnet.Client
+	mu   sync.Mutex
+	res  []testnet.Result
+	stop chan struct{}
+	done chan struct{}
+}
+
+func startVIPPoller(n *testnet.Net) *vipPoller {
+	p := &vipPoller{c: n.NewClient(time.Second), stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			r := p.c.Get(ctx, "http://"+vipAddr+"/")
+			cancel()
+			p.mu.Lock()
+			p.res = append(p.res, r)
+			p.mu.Unlock()
+		}
+	}()
+	return p
+}
+
+func (p *vipPoller) halt() []testnet.Result {
+	close(p.stop)
+	<-p.done
+	return p.res
+}
+
+// TestRollingUpgrade: a 4-node cluster on the previous release (built
+// from this repository's history): node1 and node2 own the PostgreSQL
+// group (synchronous standby), all four serve the load-balanced VIP,
+// node1-3 vote. A client opens a connection to the VIP every 20 ms and a
+// writer inserts through the group VIP all along. Each node in turn is
+// upgraded with the procedure of docs/operations.md (move its group away,
+// drain, stop, new binary, start, resume). Every VIP request is answered,
+// no acknowledged write is lost, the group changes owner only at the
+// planned moves, and in the end every member announces the new version.
+func TestRollingUpgrade(t *testing.T) {
+	if _, err := os.Stat(pgBin + "/postgres"); err != nil {
+		t.Skip("skipping: PostgreSQL 15 is not installed (apt-get install postgresql-15)")
+	}
+	const oldVersion = "0.0.0-test-previous"
+	old := testnet.BuildAt(t, previousRelease, oldVersion)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "replication.pass"), []byte("repl-pass\n"), 0o600)
+	n := testnet.New(t, testnet.Options{Nodes: 4, Backup: true, Extra: func(i int) string {
+		return pgConfig(dir, i) + lbConfig(50, "multicast")
+	}})
+	for _, nd := range n.Nodes {
+		nd.Bin = old
+		nd.Serve(80)
+	}
+	n.Start()
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, nd := range n.Nodes {
+				t.Logf("--- %s log (tail):\n%s", nd.Name, tail(nd.Log(), 4000))
+			}
+		}
+	})
+	waitGroup(t, n, n.Nodes[3], 60*time.Second, "db online on node1 with node2 as synchronous standby", func(o, s, r, sb string) bool {
+		return o == "node1" && s == "online" && r == "sync" && sb == "node2"
+	})
+	n.WaitConverged(20 * time.Second)
+	sock := filepath.Join(n.Dir, "node1.state", "pg-db")
+	setup := exec.Command("ip", "netns", "exec", n.Nodes[0].NS, "runuser", "-u", "postgres", "--", pgBin+"/psql", "-X", "-h", sock, "-U", "postgres", "-d", "postgres",
+		"-c", "CREATE ROLE app LOGIN PASSWORD 'app-pass'", "-c", "CREATE TABLE t (id int PRIMARY KEY)", "-c", "GRANT ALL ON t TO app")
+	if out, err := setup.CombinedOutput(); err != nil {
+		t.Fatalf("creating the app's table: %v\n%s", err, out)
+	}
+	w := &writer{n: n}
+	w.start()
+	poll := startVIPPoller(n)
+	n.WaitFor(10*time.Second, "writes acknowledged through the group VIP", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return len(w.acked) > 10
+	})
+
+	moves := 0
+	owner := "node1"
+	for _, nd := range []*testnet.Node{n.Nodes[3], n.Nodes[2], n.Nodes[1], n.Nodes[0]} {
+		other := n.Nodes[3]
+		if nd == other {
+			other = n.Nodes[0]
+		}
+		if nd.Name == owner {
+			to := map[string]string{"node1": "node2", "node2": "node1"}[owner]
+			if out, code := nd.Ctl("move", "db", to); code != 0 {
+				t.Fatalf("%s: move db to %s: exit %d\n%s", nd.Name, to, code, out)
+			}
+			moves++
+			owner = to
+		}
+		if out, code := nd.Ctl("drain", "--wait", "--timeout", "20s"); code != 0 {
+			t.Fatalf("%s: drain: exit %d\n%s", nd.Name, code, out)
+		}
+		if !nd.Term(30 * time.Second) {
+			t.Fatalf("%s did not stop on SIGTERM", nd.Name)
+		}
+		nd.Bin = "" // this tree's build
+		nd.Start()
+		// The drain is kept across the restart: resume it.
+		n.WaitFor(20*time.Second, nd.Name+" back as drained", func() bool { return other.MemberState(nd.Name) == "drained" || other.MemberState(nd.Name) == "draining" })
+		if out, code := nd.Ctl("resume"); code != 0 {
+			t.Fatalf("%s: resume: exit %d\n%s", nd.Name, code, out)
+		}
+		n.WaitFor(20*time.Second, nd.Name+" active again", func() bool { return other.MemberState(nd.Name) == "active" })
+		n.WaitConverged(20 * time.Second)
+		if nd.Name == "node1" || nd.Name == "node2" {
+			waitGroup(t, n, other, 60*time.Second, "db online on "+owner+" with a synchronous standby again", func(o, s, r, sb string) bool {
+				return o == owner && s == "online" && r == "sync" && sb != ""
+			})
+		}
+		t.Logf("%s upgraded", nd.Name)
+	}
+	time.Sleep(time.Second)
+	results := poll.halt()
+	w.halt()
+
+	failed := 0
+	for _, r := range results {
+		if r.Err != nil {
+			failed++
+			if failed <= 5 {
+				t.Logf("failed VIP request at %s: %v", r.At.Format("15:04:05.000"), r.Err)
+			}
+		}
+	}
+	t.Logf("VIP requests: %d, failed %d", len(results), failed)
+	if failed > 0 {
+		t.Errorf("%d of %d VIP requests failed during the rolling upgrade", failed, len(results))
+	}
+	w.checkNoneLost(t, n, "after the rolling upgrade")
+	s, err := n.Nodes[0].Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range s.Members {
+		if m.Version != testnet.CurrentVersion || m.State != "active" {
+			t.Errorf("after the upgrade %s is %s at version %q, want active at %s", m.Name, m.State, m.Version, testnet.CurrentVersion)
+		}
+	}
+	if len(s.Groups) != 1 || s.Groups[0].Failovers != uint64(moves) {
+		t.Errorf("group db changed owner %d times, want only the %d planned moves: %+v", s.Groups[0].Failovers, moves, s.Groups)
+	}
+	if ev, err := n.Nodes[0].Events(); err == nil {
+		for _, e := range ev {
+			if e.Type == "node_refused" || (e.Type == "group_failover" && !strings.Contains(e.Detail, "move")) {
+				t.Logf("event: %s %s %s", e.Type, e.Node, e.Detail)
+			}
+		}
+	}
+}
