@@ -132,7 +132,9 @@ func TestRollingUpgrade(t *testing.T) {
 		nd.Bin = "" // this tree's build
 		nd.Start()
 		// The drain is kept across the restart: resume it.
-		n.WaitFor(20*time.Second, nd.Name+" back as drained", func() bool { return other.MemberState(nd.Name) == "drained" || other.MemberState(nd.Name) == "draining" })
+		n.WaitFor(20*time.Second, nd.Name+" back as drained", func() bool {
+			return other.MemberState(nd.Name) == "drained" || other.MemberState(nd.Name) == "draining"
+		})
 		if out, code := nd.Ctl("resume"); code != 0 {
 			t.Fatalf("%s: resume: exit %d\n%s", nd.Name, code, out)
 		}
