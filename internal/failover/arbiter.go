@@ -32,6 +32,7 @@ type arbiter struct {
 	transfer time.Time                      // last leadership hand-off attempt
 
 	published map[string]publishedAt // group -> the summary last put in metadata (publish's goroutine only)
+	words     bool                   // published in protocol 1's form (publish's goroutine only)
 }
 
 type publishedAt struct {
@@ -447,6 +448,17 @@ func (a *arbiter) move(group, node string) (string, error) {
 
 // publish puts the leader's view of every group in its metadata.
 func (a *arbiter) publish(now time.Time) {
+	// While a member of the release before the compact summaries is in the
+	// cluster, publish them as it reads them (a rolling upgrade).
+	words := false
+	for _, m := range a.m.mem.Members() {
+		if !m.Self && !m.State.Down() && m.Proto < 2 {
+			words = true
+		}
+	}
+	if words != a.words {
+		a.words, a.published = words, map[string]publishedAt{}
+	}
 	for name, g := range a.groups {
 		rec := a.q.fsm.get(name)
 		s := summary{Owner: rec.Owner, Epoch: rec.Epoch, Reason: rec.Reason, Prev: rec.Prev, Failovers: rec.Failovers, Repl: "none"}
@@ -498,6 +510,12 @@ func (a *arbiter) publish(now time.Time) {
 			}
 		}
 		a.published[name] = publishedAt{s, now}
-		a.m.mem.SetExt(extGroup+name, s.encode(g.Owners))
+		if words {
+			a.m.mem.SetExt(extGroupWords+name, s.words())
+			a.m.mem.SetExt(extGroup+name, "")
+		} else {
+			a.m.mem.SetExt(extGroup+name, s.encode(g.Owners))
+			a.m.mem.SetExt(extGroupWords+name, "")
+		}
 	}
 }

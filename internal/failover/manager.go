@@ -298,12 +298,8 @@ func (m *Manager) observe() {
 		m.lastLeader = now
 		if lm, ok := members[leader]; ok {
 			for _, g := range m.o.Groups {
-				v, ok := lm.Ext[extGroup+g.Name]
+				s, ok := leaderSummary(lm.Ext, g)
 				if !ok {
-					continue
-				}
-				s, err := parseSummary(v, g.Owners)
-				if err != nil {
 					continue
 				}
 				old, seen := m.seen[g.Name]

@@ -208,5 +208,48 @@ func WorstExt(cfg *config.Config) map[string]string {
 // Metadata keys.
 const (
 	extLeader = "ql" // a voter's view of the quorum: "leader:term"
-	extGroup  = "g." // + group name: the leader's summary
+	extGroup  = "G." // + group name: the leader's summary (compact)
+	// extGroupWords: the summary as protocol 1 (the release before the
+	// compact form) writes and reads it, node names and words in full. A
+	// leader publishes it instead of the compact one while a member of
+	// that release is in the cluster (a rolling upgrade), and reads it
+	// from such a leader.
+	extGroupWords = "g."
 )
+
+// words writes s as protocol 1 does.
+func (s summary) words() string {
+	return strings.Join([]string{s.Owner, strconv.FormatUint(s.Epoch, 10), s.State, s.Repl, s.Reason, s.Prev,
+		strconv.FormatUint(s.Failovers, 10), strconv.FormatUint(s.LagBytes, 10), s.Standby}, "|")
+}
+
+// parseWords reads a summary that protocol 1 wrote.
+func parseWords(v string) (summary, error) {
+	f := strings.Split(v, "|")
+	if len(f) != 9 {
+		return summary{}, fmt.Errorf("group summary %q: want 9 fields", v)
+	}
+	s := summary{Owner: f[0], State: f[2], Repl: f[3], Reason: f[4], Prev: f[5], Standby: f[8]}
+	var errs [3]error
+	s.Epoch, errs[0] = strconv.ParseUint(f[1], 10, 64)
+	s.Failovers, errs[1] = strconv.ParseUint(f[6], 10, 64)
+	s.LagBytes, errs[2] = strconv.ParseUint(f[7], 10, 64)
+	if err := errors.Join(errs[:]...); err != nil {
+		return summary{}, fmt.Errorf("group summary %q: %w", v, err)
+	}
+	return s, nil
+}
+
+// leaderSummary reads group g's summary from the leader's metadata, in
+// whichever form it wrote it.
+func leaderSummary(ext map[string]string, g config.GroupConfig) (summary, bool) {
+	if v := ext[extGroup+g.Name]; v != "" {
+		s, err := parseSummary(v, g.Owners)
+		return s, err == nil
+	}
+	if v := ext[extGroupWords+g.Name]; v != "" {
+		s, err := parseWords(v)
+		return s, err == nil
+	}
+	return summary{}, false
+}

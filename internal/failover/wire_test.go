@@ -1,6 +1,10 @@
 package failover
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/clusterd/clusterd/internal/config"
+)
 
 var testOwners = []string{"db1", "db2"}
 
@@ -43,4 +47,33 @@ func FuzzParseSummary(f *testing.F) {
 			t.Fatalf("%q -> %+v -> %q -> %+v %v", v, s, s.encode(testOwners), again, err)
 		}
 	})
+}
+
+// A rolling upgrade: the summary in protocol 1's words is read from such
+// a leader, the compact one from a leader of this release, and the
+// compact one wins when both are there.
+func TestLeaderSummaryEitherForm(t *testing.T) {
+	g := config.GroupConfig{Name: "db", Owners: testOwners}
+	s := summary{Owner: testOwners[1], Epoch: 7, State: "online", Repl: "sync", Reason: reasonMove, Prev: testOwners[0], Failovers: 3, LagBytes: 12, Standby: testOwners[0]}
+	for _, tc := range []struct {
+		name string
+		ext  map[string]string
+	}{
+		{"words (protocol 1)", map[string]string{extGroupWords + "db": s.words()}},
+		{"compact", map[string]string{extGroup + "db": s.encode(testOwners)}},
+		{"both", map[string]string{extGroup + "db": s.encode(testOwners), extGroupWords + "db": "junk"}},
+	} {
+		got, ok := leaderSummary(tc.ext, g)
+		if !ok || got != s {
+			t.Errorf("%s: %+v %v, want %+v", tc.name, got, ok, s)
+		}
+	}
+	if _, ok := leaderSummary(map[string]string{}, g); ok {
+		t.Error("a summary from nothing")
+	}
+	// What protocol 1 wrote (its summary.String, kept here as text).
+	old := "db2|7|online|sync|move|db1|3|12|db1"
+	if got, err := parseWords(old); err != nil || got.Owner != "db2" || got.Failovers != 3 {
+		t.Errorf("protocol 1's summary: %+v %v", got, err)
+	}
 }

@@ -411,6 +411,14 @@ func (m *Membership) SetHealthy(h bool) {
 // SetExt announces a small piece of another component's state.
 func (m *Membership) SetExt(key, value string) {
 	m.updateMeta(func(meta *Meta) bool {
+		if value == "" {
+			// Empty: the key goes (it would still cost its bytes).
+			if _, ok := meta.Ext[key]; !ok {
+				return false
+			}
+			delete(meta.Ext, key)
+			return true
+		}
 		if meta.Ext[key] == value {
 			return false
 		}
