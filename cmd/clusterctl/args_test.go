@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"io"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -44,5 +46,21 @@ func TestUnreachableIsExit3(t *testing.T) {
 	}
 	if code := realMain(context.Background(), []string{"bogus"}, io.Discard, io.Discard); code != 2 {
 		t.Fatalf("unknown verb: exit %d, want 2", code)
+	}
+}
+
+// COMMAND --help shows the command's flags and examples on stdout and
+// exits 0 (a request for help is not a usage error).
+func TestHelpOfEveryCommand(t *testing.T) {
+	for verb := range examples {
+		var out, errb bytes.Buffer
+		code := realMain(context.Background(), []string{"--socket", "/nonexistent", verb, "--help"}, &out, &errb)
+		if code != 0 || !strings.Contains(out.String(), "examples:") || errb.Len() != 0 {
+			t.Errorf("%s --help: exit %d, stdout %q, stderr %q", verb, code, out.String(), errb.String())
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := realMain(context.Background(), []string{"help"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "status --check") {
+		t.Errorf("help: exit %d %q", code, out.String())
 	}
 }

@@ -22,7 +22,9 @@ const usage = `clusterctl — operate a clusterd cluster
 usage: clusterctl [--socket PATH] COMMAND [flags]
 
 commands:
-  status [--json] [--watch]    members, VIPs, buckets, groups, quorum
+  status [--json] [--watch]    members, VIPs, buckets, groups, quorum, problems
+  status --check [--lag-warn B] [--lag-crit B]
+                               monitoring plugin (Nagios/Icinga): one line, exit 0/1/2/3
   events [--follow] [--json]   the event log, newest last
   drain [NODE] [--rule PORTS] [--wait] [--timeout DUR]
                                take no new flows; established ones go on
@@ -36,8 +38,40 @@ commands:
 
 --socket may come before or after the command; otherwise $CLUSTERD_SOCKET,
 then ` + "%s" + `.
+clusterctl COMMAND --help shows a command's flags and examples.
 exit codes: 0 ok, 1 the operation failed, 2 usage error, 3 agent unreachable
+(status --check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)
 `
+
+// examples of each command, for COMMAND --help.
+var examples = map[string]string{
+	"status": `  clusterctl status                    # the table; PROBLEMS at the end
+  clusterctl status --watch            # refresh every second
+  clusterctl status --json | jq '.members[] | select(.state != "active")'
+  clusterctl status --check            # for NRPE / the Icinga agent`,
+	"events": `  clusterctl events                    # the last events, newest last
+  clusterctl events --follow           # and then new ones as they happen
+  clusterctl events --json | jq 'select(.type == "group_failover")'`,
+	"drain": `  clusterctl drain                     # this node takes no new flows
+  clusterctl drain web3 --wait --timeout 5m
+  clusterctl drain --rule 443          # only the rule for port 443`,
+	"resume":  `  clusterctl resume web3`,
+	"owner":   `  clusterctl owner 172.16.1.1:80 10.0.5.17:51234    # which node serves this client's flow`,
+	"move":    `  clusterctl move db                   # to the synchronous standby
+  clusterctl move db db2 --timeout 60s`,
+	"forget":  `  clusterctl forget web4               # a member that is gone for good`,
+	"version": `  clusterctl version                   # this program's and the agent's version`,
+}
+
+// wantsHelp: the command's arguments ask for its help.
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		if a == "-h" || a == "--help" || a == "-help" {
+			return true
+		}
+	}
+	return false
+}
 
 // Exit codes, as SPEC.md.
 const (
@@ -98,6 +132,19 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	e := &env{client: api.NewClient(socket), stdout: stdout, stderr: stderr}
 	verb, rest := args[0], args[1:]
+	if ex, ok := examples[verb]; ok && wantsHelp(rest) {
+		// The command's own flag set prints its flags; exit 0, as a
+		// request for help is not a usage error.
+		e.stderr = stdout
+		e.dispatch(ctx, verb, []string{"-h"})
+		fmt.Fprintf(stdout, "\nexamples:\n%s\n", ex)
+		return exitOK
+	}
+	return e.dispatch(ctx, verb, rest)
+}
+
+func (e *env) dispatch(ctx context.Context, verb string, rest []string) int {
+	stdout := e.stdout
 	var code int
 	switch verb {
 	case "status":
@@ -120,7 +167,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stdout, usage, config.DefaultSocket())
 		return exitOK
 	default:
-		fmt.Fprintf(stderr, "clusterctl: unknown command %q; run clusterctl help\n", verb)
+		fmt.Fprintf(e.stderr, "clusterctl: unknown command %q; run clusterctl help\n", verb)
 		return exitUsage
 	}
 	return code

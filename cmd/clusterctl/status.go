@@ -15,7 +15,7 @@ import (
 
 func (e *env) status(ctx context.Context, args []string) int {
 	fs := e.flags("status")
-	asJSON := fs.Bool("json", false, "print SPEC.md's JSON")
+	asJSON := fs.Bool("json", false, "print JSON (its fields: docs/SPEC.md)")
 	watch := fs.Bool("watch", false, "refresh every second until Ctrl-C")
 	check := fs.Bool("check", false, "monitoring plugin (Nagios/Icinga): one line with perfdata; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN")
 	th := api.DefaultThresholds()
