@@ -55,9 +55,9 @@ var examples = map[string]string{
 	"drain": `  clusterctl drain                     # this node takes no new flows
   clusterctl drain web3 --wait --timeout 5m
   clusterctl drain --rule 443          # only the rule for port 443`,
-	"resume":  `  clusterctl resume web3`,
-	"owner":   `  clusterctl owner 172.16.1.1:80 10.0.5.17:51234    # which node serves this client's flow`,
-	"move":    `  clusterctl move db                   # to the synchronous standby
+	"resume": `  clusterctl resume web3`,
+	"owner":  `  clusterctl owner 172.16.1.1:80 10.0.5.17:51234    # which node serves this client's flow`,
+	"move": `  clusterctl move db                   # to the synchronous standby
   clusterctl move db db2 --timeout 60s`,
 	"forget":  `  clusterctl forget web4               # a member that is gone for good`,
 	"version": `  clusterctl version                   # this program's and the agent's version`,
