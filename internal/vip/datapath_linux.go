@@ -44,13 +44,19 @@ const (
 type nftDatapath struct {
 	log *slog.Logger
 
-	mu      sync.Mutex
-	nft     *nftables.Conn
-	table   *nftables.Table
-	arpTbl  *nftables.Table
-	live    *nftables.Set
-	def     map[int]*nftables.Set
-	own     map[ownKey]*nftables.Chain
+	mu     sync.Mutex
+	nft    *nftables.Conn
+	table  *nftables.Table
+	arpTbl *nftables.Table
+	live   *nftables.Set
+	def    map[int]*nftables.Set
+	own    map[ownKey]*nftables.Chain // dispatch chain: one jump to the active buffer
+	buf    map[ownKey][2]*nftables.Chain
+	active map[ownKey]int // which buffer the dispatch chain jumps to
+	staged *Ownership     // what Stage prepared in the inactive buffers
+	// accBase: accepted packets counted by buffer rules since replaced
+	// (per VIP), so that the accepted counter never goes back.
+	accBase map[int]uint64
 	chain   *nftables.Chain
 	vips    []VIPPlan
 	liveTTL time.Duration
@@ -75,7 +81,7 @@ func newDatapath(log *slog.Logger, stateDir string) (datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening nftables netlink socket: %w", err)
 	}
-	d := &nftDatapath{log: log, nft: c, def: map[int]*nftables.Set{}, own: map[ownKey]*nftables.Chain{}, sysctls: map[string]string{}}
+	d := &nftDatapath{log: log, nft: c, def: map[int]*nftables.Set{}, own: map[ownKey]*nftables.Chain{}, buf: map[ownKey][2]*nftables.Chain{}, active: map[ownKey]int{}, accBase: map[int]uint64{}, sysctls: map[string]string{}}
 	if stateDir != "" {
 		d.sysctlRecord = filepath.Join(stateDir, sysctlRecordFile)
 		// A killed agent's record holds the values from before it: those
@@ -184,6 +190,12 @@ func (d *nftDatapath) buildRuleset() error {
 			for _, proto := range r.Protos {
 				k := ownKey{v.Index, ri, proto}
 				d.own[k] = c.AddChain(&nftables.Chain{Name: k.chain(), Table: d.table})
+				d.buf[k] = [2]*nftables.Chain{
+					c.AddChain(&nftables.Chain{Name: k.chain() + "_a", Table: d.table}),
+					c.AddChain(&nftables.Chain{Name: k.chain() + "_b", Table: d.table}),
+				}
+				d.active[k] = 0
+				c.AddRule(&nftables.Rule{Table: d.table, Chain: d.own[k], Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: d.buf[k][0].Name}}})
 			}
 		}
 		for _, r := range vipRules(v, d.live, ds, func(ri int, proto uint8) string { return ownKey{v.Index, ri, proto}.chain() }) {
@@ -348,6 +360,15 @@ func ownRule(c *nftables.Conn, table *nftables.Table, chain *nftables.Chain, pla
 }
 
 func (d *nftDatapath) Apply(o Ownership) error {
+	if err := d.Stage(o); err != nil {
+		return err
+	}
+	return d.Commit()
+}
+
+// Stage fills the inactive buffer chain of every rule with o's buckets;
+// what the node accepts does not change until Commit.
+func (d *nftDatapath) Stage(o Ownership) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	c := d.nft
@@ -355,7 +376,9 @@ func (d *nftDatapath) Apply(o Ownership) error {
 		for ri, r := range v.Rules {
 			b := o.Owned[[2]int{v.Index, ri}]
 			for _, proto := range r.Protos {
-				ch := d.own[ownKey{v.Index, ri, proto}]
+				k := ownKey{v.Index, ri, proto}
+				ch := d.buf[k][1-d.active[k]]
+				d.keepCounts(v.Index, ch)
 				c.FlushChain(ch)
 				if len(b) == 0 {
 					continue
@@ -366,9 +389,47 @@ func (d *nftDatapath) Apply(o Ownership) error {
 			}
 		}
 	}
+	if err := c.Flush(); err != nil {
+		d.staged = nil
+		return fmt.Errorf("staging bucket ownership: %w", err)
+	}
+	d.staged = &o
+	return nil
+}
+
+// keepCounts adds the packets a buffer's rule accepted to the VIP's base
+// before the rule is replaced.
+func (d *nftDatapath) keepCounts(vi int, ch *nftables.Chain) {
+	rs, err := d.nft.GetRules(d.table, ch)
+	if err != nil {
+		return
+	}
+	for _, r := range rs {
+		for _, e := range r.Exprs {
+			if ctr, ok := e.(*expr.Counter); ok {
+				d.accBase[vi] += ctr.Packets
+			}
+		}
+	}
+}
+
+// Commit points every rule at the buffer Stage filled and sets the default
+// host, in one small transaction.
+func (d *nftDatapath) Commit() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.staged == nil {
+		return errors.New("nothing staged")
+	}
+	c := d.nft
+	for k, disp := range d.own {
+		next := 1 - d.active[k]
+		c.FlushChain(disp)
+		c.AddRule(&nftables.Rule{Table: d.table, Chain: disp, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: d.buf[k][next].Name}}})
+	}
 	for vi, s := range d.def {
 		c.FlushSet(s)
-		if o.Default[vi] {
+		if d.staged.Default[vi] {
 			if err := c.SetAddElements(s, []nftables.SetElement{{Key: d.vipKey(vi)}}); err != nil {
 				return err
 			}
@@ -377,6 +438,10 @@ func (d *nftDatapath) Apply(o Ownership) error {
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("updating bucket ownership: %w", err)
 	}
+	for k := range d.own {
+		d.active[k] = 1 - d.active[k]
+	}
+	d.staged = nil
 	return nil
 }
 
@@ -429,14 +494,21 @@ func (d *nftDatapath) Counters() (map[int]Counters, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, ch := range d.own {
-		rs, err := d.nft.GetRules(d.table, ch)
-		if err != nil {
-			return nil, err
+	for _, pair := range d.buf {
+		for _, ch := range pair {
+			rs, err := d.nft.GetRules(d.table, ch)
+			if err != nil {
+				return nil, err
+			}
+			rules = append(rules, rs...)
 		}
-		rules = append(rules, rs...)
 	}
 	out := map[int]Counters{}
+	for vi, n := range d.accBase {
+		c := out[vi]
+		c.Accepted += n
+		out[vi] = c
+	}
 	for _, r := range rules {
 		kind, num, ok := strings.Cut(string(r.UserData), ":")
 		vi, err := strconv.Atoi(num)
@@ -487,11 +559,20 @@ func (d *nftDatapath) Connections() (int, error) {
 func (d *nftDatapath) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	var errs []error
+	// The addresses go first: a VIP still on the NIC without the ruleset
+	// would accept every flow (its kernel answering SYNs of buckets other
+	// nodes own, which resets those connections).
+	for _, a := range d.addrs {
+		if err := netlink.AddrDel(a.link, a.addr); err != nil {
+			errs = append(errs, fmt.Errorf("removing VIP %s: %w", a.addr.IP, err))
+		}
+	}
+	d.addrs = nil
 	for _, r := range d.arps {
 		r.Close()
 	}
 	d.arps = nil
-	var errs []error
 	if d.table != nil {
 		d.nft.DelTable(d.table)
 		d.nft.DelTable(d.arpTbl)
@@ -500,12 +581,6 @@ func (d *nftDatapath) Close() error {
 		}
 		d.table = nil
 	}
-	for _, a := range d.addrs {
-		if err := netlink.AddrDel(a.link, a.addr); err != nil {
-			errs = append(errs, fmt.Errorf("removing VIP %s: %w", a.addr.IP, err))
-		}
-	}
-	d.addrs = nil
 	if err := restoreSysctls(d.sysctls); err != nil {
 		errs = append(errs, err)
 	} else if d.sysctlRecord != "" {

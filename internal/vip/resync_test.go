@@ -54,7 +54,7 @@ func TestResynced(t *testing.T) {
 			ms := append([]heartbeat.Member(nil), tc.members...)
 			rand.New(rand.NewSource(int64(run))).Shuffle(len(ms), func(i, j int) { ms[i], ms[j] = ms[j], ms[i] })
 			tr := &Tier{o: Options{Members: &fakeMembers{ms}, Settle: 110 * time.Millisecond, ViewTimeout: 400 * time.Millisecond},
-				plans: []VIPPlan{{}}, sig: "S", linkCut: tc.cut}
+				plans: []VIPPlan{{}}, sig: "S", pubSig: "S", linkCut: tc.cut}
 			if tc.pending {
 				tr.pending = &Ownership{}
 			}

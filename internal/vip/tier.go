@@ -71,6 +71,10 @@ const (
 	extHealth = "hl" // per VIP: '1' healthy, '0' not
 	extInputs = "tb" // hash of the convergence inputs: equal on all nodes = converged
 	extConns  = "cn" // established connections while draining
+	// extSwitch: unix milliseconds at which the change this node announces
+	// next (drain, resume, leave) takes effect on every node: the planned
+	// switch that hands its buckets over without a gap or an overlap.
+	extSwitch = "hs"
 )
 
 // Tier is the NLB tier of one node.
@@ -90,10 +94,20 @@ type Tier struct {
 	// pendingFrom: the live previous owners of the pending buckets; they
 	// are taken only once each has let go (lettingGo).
 	pendingFrom map[string]bool
-	failOpen    map[int]bool
-	checkers    []*checker
-	linkOK      []bool // the VIP's NIC reaches the LAN
-	drain       drainState
+	// A planned switch (plannedSwitch): the tables of nextSig take effect
+	// at switchAt on every node at once.
+	nextSig  string
+	switchAt time.Time
+	// staged: what this node will own after the planned switch, installed
+	// ahead in the datapath (Stage) with the tables it comes from, so
+	// that at the instant only a Commit remains.
+	staged       *Ownership
+	stagedTables [][]Table
+	pubSig       string // the signature this node publishes (Converged compares with it)
+	failOpen     map[int]bool
+	checkers     []*checker
+	linkOK       []bool // the VIP's NIC reaches the LAN
+	drain        drainState
 	// drainProblem: the drain file could not be read at start (the node
 	// stays draining until an operator acts).
 	drainProblem string
@@ -190,13 +204,19 @@ func (t *Tier) Start(ctx context.Context) error {
 
 // Shutdown is the graceful stop: no new flows at once, established
 // connections get up to grace (fewer if they finish), then the VIP and the
-// rules go. Peers take the buckets as soon as they see this node draining.
+// rules go. Peers take the buckets at the instant this node announces.
 func (t *Tier) Shutdown(grace time.Duration) {
 	if t.dp == nil {
 		return
 	}
 	t.log.Info("stopping new flows; established connections get node.shutdown_drain", slog.Duration("shutdown_drain", grace))
+	// Make before break: the others take this node's buckets at the
+	// announced instant, and until then it goes on taking their new
+	// flows (its converge loop lets go at that instant); only then does
+	// it stop new flows altogether.
+	at := t.announceSwitch()
 	t.o.Members.SetState(heartbeat.StateDraining)
+	time.Sleep(time.Until(at) + 2*t.o.Tick)
 	if err := t.dp.StopNew(); err != nil {
 		t.log.Warn("stopping new flows", slog.Any("error", err))
 	}
@@ -327,14 +347,21 @@ func (t *Tier) resynced(from, back, now time.Time) bool {
 }
 
 func (t *Tier) convergeLoop(ctx context.Context) {
-	tk := time.NewTicker(t.o.Tick)
-	defer tk.Stop()
+	tm := time.NewTimer(t.o.Tick)
+	defer tm.Stop()
 	for {
 		t.converge(time.Now())
+		// Every Tick, and exactly at a planned switch: all nodes then
+		// change within the timer's precision, not within a Tick.
+		wait := t.o.Tick
+		if at := t.nextSwitch(); !at.IsZero() {
+			wait = min(wait, max(time.Until(at), 0))
+		}
+		tm.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
-		case <-tk.C:
+		case <-tm.C:
 		}
 	}
 }
@@ -483,11 +510,54 @@ func (t *Tier) converge(now time.Time) {
 		}
 	}
 	in := t.inputs(members)
-	if in.sig == t.sig {
+	planned := false
+	switch {
+	case !t.switchAt.IsZero() && in.sig == t.nextSig:
+		if now.Before(t.switchAt) {
+			return // every node changes at switchAt
+		}
+		planned = true
+	case in.sig == t.sig:
+		t.nextSig, t.switchAt = "", time.Time{}
 		t.lastMembers = states
 		return
+	case t.tables != nil:
+		if at := plannedSwitch(members, now, t.o.Settle); !at.IsZero() {
+			// A planned change (a drain, a resume, a leave): keep what
+			// this node has until `at`, when every node switches. Its
+			// new signature goes out now, so that the nodes taking its
+			// buckets know it lets go of them at `at`.
+			t.nextSig, t.switchAt = in.sig, at
+			t.publishSig(in.sig)
+			tables := t.build(in)
+			next := ownershipOf(tables, in.defaults, t.o.Node)
+			if takes(t.applied, next) {
+				// A node that takes buckets switches a little after the
+				// instant, one that only lets go at it: the timers of two
+				// nodes are never exactly together, and a short gap (a
+				// SYN retransmitted) is better than an overlap (a SYN
+				// answered by two nodes: a reset).
+				t.switchAt = at.Add(takeLag)
+			}
+			t.staged, t.stagedTables = nil, nil
+			if err := t.dp.Stage(next); err != nil {
+				t.log.Warn("staging the planned switch (it is applied at the instant instead)", slog.Any("error", err))
+			} else {
+				t.staged, t.stagedTables = &next, tables
+			}
+			return
+		}
 	}
-	tables, failOpen, defaults := t.build(in), in.failOpen, in.defaults
+	t.nextSig, t.switchAt = "", time.Time{}
+	staged, stagedTables := t.staged, t.stagedTables
+	t.staged, t.stagedTables = nil, nil
+	var tables [][]Table
+	if planned && stagedTables != nil {
+		tables = stagedTables // built when the switch was announced
+	} else {
+		tables, staged = t.build(in), nil
+	}
+	failOpen, defaults := in.failOpen, in.defaults
 	cause := describeChange(t.lastMembers, states)
 	t.lastMembers = states
 	for vi := range t.plans {
@@ -503,10 +573,19 @@ func (t *Tier) converge(now time.Time) {
 	want := Ownership{Owned: map[[2]int][]uint32{}, Default: map[int]bool{}}
 	now2 := Ownership{Owned: map[[2]int][]uint32{}, Default: map[int]bool{}}
 	from := map[string]bool{}
+	letGo := map[string]bool{} // at a planned switch: previous owners that switch now too
+	if planned {
+		for _, m := range members {
+			if !m.Self && lettingGo(members, map[string]bool{m.Name: true}, in.sig) == "" {
+				letGo[m.Name] = true
+			}
+		}
+	}
 	for vi := range tables {
 		want.Default[vi] = defaults[vi] == t.o.Node
 		prevDef := t.defaults[vi]
-		now2.Default[vi] = want.Default[vi] && (t.applied.Default[vi] || prevDef == "" || prevDef == t.o.Node || !alive(states, prevDef))
+		now2.Default[vi] = want.Default[vi] && (t.applied.Default[vi] || prevDef == "" || prevDef == t.o.Node || !alive(states, prevDef) ||
+			planned && lettingGo(members, map[string]bool{prevDef: true}, in.sig) == "")
 		if want.Default[vi] && !now2.Default[vi] {
 			from[prevDef] = true
 		}
@@ -527,15 +606,26 @@ func (t *Tier) converge(now time.Time) {
 				if t.tables != nil {
 					prev = t.tables[vi][ri].Owner(int(b))
 				}
-				if prev == "" || !alive(states, prev) {
+				switch {
+				case prev == "" || !alive(states, prev):
 					now2.Owned[key] = append(now2.Owned[key], b)
-				} else {
+				case planned && letGo[prev]:
+					// The planned instant: the previous owner lets go
+					// now too.
+					now2.Owned[key] = append(now2.Owned[key], b)
+				default:
 					from[prev] = true
 				}
 			}
 		}
 	}
-	if err := t.dp.Apply(now2); err != nil {
+	var err error
+	if staged != nil && sameOwnership(*staged, now2) {
+		err = t.dp.Commit() // prepared ahead: every node flips at the instant
+	} else {
+		err = t.dp.Apply(now2)
+	}
+	if err != nil {
 		t.log.Error("applying bucket ownership", slog.Any("error", err))
 		return
 	}
@@ -548,7 +638,7 @@ func (t *Tier) converge(now time.Time) {
 	}
 	t.tables, t.sig, t.defaults = tables, in.sig, defaults
 	t.generation++
-	t.o.Members.SetExt(extInputs, in.sig)
+	t.publishSig(in.sig)
 	counts := 0
 	for _, tb := range want.Owned {
 		counts += len(tb)
@@ -582,6 +672,118 @@ func lettingGo(members []heartbeat.Member, from map[string]bool, sig string) str
 		}
 	}
 	return ""
+}
+
+// takeLag: how long after a planned switch's instant a node that takes
+// buckets switches (see converge).
+const takeLag = 5 * time.Millisecond
+
+// takes reports whether next holds a bucket (or the default host) that
+// applied does not.
+func takes(applied, next Ownership) bool {
+	for vi, d := range next.Default {
+		if d && !applied.Default[vi] {
+			return true
+		}
+	}
+	for k, bs := range next.Owned {
+		had := map[uint32]bool{}
+		for _, b := range applied.Owned[k] {
+			had[b] = true
+		}
+		for _, b := range bs {
+			if !had[b] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ownershipOf is what name owns in these tables.
+func ownershipOf(tables [][]Table, defaults map[int]string, name string) Ownership {
+	o := Ownership{Owned: map[[2]int][]uint32{}, Default: map[int]bool{}}
+	for vi := range tables {
+		o.Default[vi] = defaults[vi] == name
+		for ri, tb := range tables[vi] {
+			o.Owned[[2]int{vi, ri}] = tb.Buckets(name)
+		}
+	}
+	return o
+}
+
+func sameOwnership(a, b Ownership) bool {
+	if len(a.Default) != len(b.Default) || len(a.Owned) != len(b.Owned) {
+		return false
+	}
+	for k, v := range a.Default {
+		if b.Default[k] != v {
+			return false
+		}
+	}
+	for k, v := range a.Owned {
+		w := b.Owned[k]
+		if len(v) != len(w) {
+			return false
+		}
+		sv, sw := slices.Clone(v), slices.Clone(w)
+		slices.Sort(sv)
+		slices.Sort(sw)
+		if !slices.Equal(sv, sw) {
+			return false
+		}
+	}
+	return true
+}
+
+// switchAhead: how far ahead a planned switch is announced, so that every
+// node has the announcement (a heartbeat carries it) before the instant:
+// three Settle periods (330 ms lan, 135 ms fast).
+func switchAhead(settle time.Duration) time.Duration { return 3 * settle }
+
+// plannedSwitch is the instant of the latest planned switch a member
+// announced that is still ahead (zero if none): every node applies the
+// tables of that change at the same instant, so the leaving owner stops
+// taking a bucket's new flows when the new one starts. An instant further
+// ahead than a member may announce is ignored (a clock far off).
+func plannedSwitch(members []heartbeat.Member, now time.Time, settle time.Duration) time.Time {
+	var at time.Time
+	limit := now.Add(2 * switchAhead(settle))
+	for _, m := range members {
+		if m.State.Down() {
+			continue
+		}
+		ms, err := strconv.ParseInt(m.Ext[extSwitch], 10, 64)
+		if err != nil {
+			continue
+		}
+		t := time.UnixMilli(ms)
+		if t.After(now) && t.Before(limit) && t.After(at) {
+			at = t
+		}
+	}
+	return at
+}
+
+// announceSwitch publishes the instant at which this node's next change
+// takes effect everywhere and returns it; call it before the change.
+func (t *Tier) announceSwitch() time.Time {
+	at := time.Now().Add(switchAhead(t.o.Settle)).Truncate(time.Millisecond)
+	t.o.Members.SetExt(extSwitch, strconv.FormatInt(at.UnixMilli(), 10))
+	return at
+}
+
+func (t *Tier) publishSig(sig string) {
+	t.pubSig = sig
+	t.o.Members.SetExt(extInputs, sig)
+}
+
+// nextSwitch is when convergeLoop must run next for a planned switch
+// (zero: none pending).
+func (t *Tier) nextSwitch() time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.switchAt
 }
 
 func alive(states map[string]heartbeat.State, name string) bool {
@@ -888,6 +1090,7 @@ func (t *Tier) Drain(rule string, timeout time.Duration) error {
 		if !found {
 			return fmt.Errorf("no rule with ports %q on this node", rule)
 		}
+		t.announceSwitch()
 		t.publishRules()
 		t.o.Event("node_draining", t.o.Node, "rule "+rule+" takes no new flows")
 		return nil
@@ -902,6 +1105,9 @@ func (t *Tier) Drain(rule string, timeout time.Duration) error {
 		return err
 	}
 	t.drain, t.drainProblem = d, ""
+	// Planned: this node keeps its buckets until the announced instant,
+	// when the others take them (no gap, no overlap).
+	t.announceSwitch()
 	t.o.Members.SetState(heartbeat.StateDraining)
 	t.o.Event("node_draining", t.o.Node, "takes no new flows; established connections go on")
 	return nil
@@ -921,6 +1127,7 @@ func (t *Tier) Resume() error {
 	}
 	wasRules := len(t.drainRules) > 0
 	t.drainRules = map[string]bool{}
+	t.announceSwitch()
 	t.publishRules()
 	if !t.drain.Draining {
 		if wasRules {
@@ -1014,7 +1221,7 @@ func (t *Tier) Converged(members []heartbeat.Member) bool {
 		return true
 	}
 	t.mu.Lock()
-	mine := t.sig
+	mine := t.pubSig
 	t.mu.Unlock()
 	for _, m := range members {
 		if !m.Self && !servesVIP(m.Ext, 0) {
