@@ -84,7 +84,7 @@ func simCluster(t *testing.T, names []string) map[string]*simNode {
 	for i, n := range names {
 		view := &viewMembers{name: n}
 		for j, m := range names {
-			view.list = append(view.list, heartbeat.Member{Name: m, Self: m == n, Priority: j + 1, State: heartbeat.StateActive, Ext: map[string]string{}})
+			view.list = append(view.list, heartbeat.Member{Name: m, Self: m == n, Priority: j + 1, State: heartbeat.StateActive, Proto: heartbeat.ProtocolVersion, Ext: map[string]string{}})
 		}
 		tr, err := New(Options{Cluster: "sim", Node: n, Priority: i + 1, VIPs: vips, Members: view,
 			Settle: 110 * time.Millisecond, LiveTTL: 500 * time.Millisecond, Tick: 10 * time.Millisecond,

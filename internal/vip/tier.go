@@ -753,6 +753,12 @@ func plannedSwitch(members []heartbeat.Member, now time.Time, settle time.Durati
 		if m.State.Down() {
 			continue
 		}
+		if m.Proto < 2 {
+			// A member of the release before planned switches (a rolling
+			// upgrade) changes at once whatever was announced: switch as
+			// it does, or its buckets would wait for the instant unowned.
+			return time.Time{}
+		}
 		ms, err := strconv.ParseInt(m.Ext[extSwitch], 10, 64)
 		if err != nil {
 			continue
