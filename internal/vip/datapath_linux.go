@@ -51,9 +51,9 @@ type nftDatapath struct {
 	live   *nftables.Set
 	def    map[int]*nftables.Set
 	own    map[ownKey]*nftables.Chain // dispatch chain: one jump to the active buffer
-	buf    map[ownKey][2]*nftables.Chain
-	active map[ownKey]int // which buffer the dispatch chain jumps to
-	staged *Ownership     // what Stage prepared in the inactive buffers
+	buf    map[ownKey][3]*nftables.Chain
+	active int           // which buffer the dispatch chains jump to
+	queue  []stagedOwner // what Stage prepared in the other buffers, in order
 	// accBase: accepted packets counted by buffer rules since replaced
 	// (per VIP), so that the accepted counter never goes back.
 	accBase map[int]uint64
@@ -66,6 +66,12 @@ type nftDatapath struct {
 	// restore, so that clusterd cleanup can restore them after a kill -9.
 	sysctlRecord string
 	addrs        []netlinkAddr
+}
+
+// stagedOwner is an ownership installed in buffer idx, not yet active.
+type stagedOwner struct {
+	o   Ownership
+	idx int
 }
 
 type netlinkAddr struct {
@@ -81,7 +87,7 @@ func newDatapath(log *slog.Logger, stateDir string) (datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening nftables netlink socket: %w", err)
 	}
-	d := &nftDatapath{log: log, nft: c, def: map[int]*nftables.Set{}, own: map[ownKey]*nftables.Chain{}, buf: map[ownKey][2]*nftables.Chain{}, active: map[ownKey]int{}, accBase: map[int]uint64{}, sysctls: map[string]string{}}
+	d := &nftDatapath{log: log, nft: c, def: map[int]*nftables.Set{}, own: map[ownKey]*nftables.Chain{}, buf: map[ownKey][3]*nftables.Chain{}, accBase: map[int]uint64{}, sysctls: map[string]string{}}
 	if stateDir != "" {
 		d.sysctlRecord = filepath.Join(stateDir, sysctlRecordFile)
 		// A killed agent's record holds the values from before it: those
@@ -190,11 +196,12 @@ func (d *nftDatapath) buildRuleset() error {
 			for _, proto := range r.Protos {
 				k := ownKey{v.Index, ri, proto}
 				d.own[k] = c.AddChain(&nftables.Chain{Name: k.chain(), Table: d.table})
-				d.buf[k] = [2]*nftables.Chain{
+				d.buf[k] = [3]*nftables.Chain{
 					c.AddChain(&nftables.Chain{Name: k.chain() + "_a", Table: d.table}),
 					c.AddChain(&nftables.Chain{Name: k.chain() + "_b", Table: d.table}),
+					c.AddChain(&nftables.Chain{Name: k.chain() + "_c", Table: d.table}),
 				}
-				d.active[k] = 0
+				d.active = 0
 				c.AddRule(&nftables.Rule{Table: d.table, Chain: d.own[k], Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: d.buf[k][0].Name}}})
 			}
 		}
@@ -366,34 +373,42 @@ func (d *nftDatapath) Apply(o Ownership) error {
 	return d.Commit()
 }
 
-// Stage fills the inactive buffer chain of every rule with o's buckets;
-// what the node accepts does not change until Commit.
-func (d *nftDatapath) Stage(o Ownership) error {
+// Stage fills the inactive buffer chains of every rule with the given
+// ownerships, in order (at most two: a planned switch's drops, then its
+// takes); what the node accepts does not change until Commit.
+func (d *nftDatapath) Stage(os ...Ownership) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if len(os) == 0 || len(os) > 2 {
+		return fmt.Errorf("staging %d ownerships: 1 or 2", len(os))
+	}
+	d.queue = nil
 	c := d.nft
-	for _, v := range d.vips {
-		for ri, r := range v.Rules {
-			b := o.Owned[[2]int{v.Index, ri}]
-			for _, proto := range r.Protos {
-				k := ownKey{v.Index, ri, proto}
-				ch := d.buf[k][1-d.active[k]]
-				d.keepCounts(v.Index, ch)
-				c.FlushChain(ch)
-				if len(b) == 0 {
-					continue
-				}
-				if err := ownRule(c, d.table, ch, v, ri, b); err != nil {
-					return err
+	var q []stagedOwner
+	for i, o := range os {
+		idx := (d.active + 1 + i) % 3
+		for _, v := range d.vips {
+			for ri, r := range v.Rules {
+				b := o.Owned[[2]int{v.Index, ri}]
+				for _, proto := range r.Protos {
+					ch := d.buf[ownKey{v.Index, ri, proto}][idx]
+					d.keepCounts(v.Index, ch)
+					c.FlushChain(ch)
+					if len(b) == 0 {
+						continue
+					}
+					if err := ownRule(c, d.table, ch, v, ri, b); err != nil {
+						return err
+					}
 				}
 			}
 		}
+		q = append(q, stagedOwner{o, idx})
 	}
 	if err := c.Flush(); err != nil {
-		d.staged = nil
 		return fmt.Errorf("staging bucket ownership: %w", err)
 	}
-	d.staged = &o
+	d.queue = q
 	return nil
 }
 
@@ -413,23 +428,23 @@ func (d *nftDatapath) keepCounts(vi int, ch *nftables.Chain) {
 	}
 }
 
-// Commit points every rule at the buffer Stage filled and sets the default
+// Commit points every rule at the next staged buffer and sets the default
 // host, in one small transaction.
 func (d *nftDatapath) Commit() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.staged == nil {
+	if len(d.queue) == 0 {
 		return errors.New("nothing staged")
 	}
+	next := d.queue[0]
 	c := d.nft
 	for k, disp := range d.own {
-		next := 1 - d.active[k]
 		c.FlushChain(disp)
-		c.AddRule(&nftables.Rule{Table: d.table, Chain: disp, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: d.buf[k][next].Name}}})
+		c.AddRule(&nftables.Rule{Table: d.table, Chain: disp, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: d.buf[k][next.idx].Name}}})
 	}
 	for vi, s := range d.def {
 		c.FlushSet(s)
-		if d.staged.Default[vi] {
+		if next.o.Default[vi] {
 			if err := c.SetAddElements(s, []nftables.SetElement{{Key: d.vipKey(vi)}}); err != nil {
 				return err
 			}
@@ -438,10 +453,7 @@ func (d *nftDatapath) Commit() error {
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("updating bucket ownership: %w", err)
 	}
-	for k := range d.own {
-		d.active[k] = 1 - d.active[k]
-	}
-	d.staged = nil
+	d.active, d.queue = next.idx, d.queue[1:]
 	return nil
 }
 

@@ -16,13 +16,13 @@ import (
 // fakeDP is a datapath that records the applied ownership.
 type fakeDP struct {
 	applied Ownership
-	staged  *Ownership
+	staged  []Ownership
 }
 
 func (d *fakeDP) Setup([]VIPPlan, time.Duration) error { return nil }
 func (d *fakeDP) Apply(o Ownership) error              { d.applied = o; return nil }
-func (d *fakeDP) Stage(o Ownership) error              { d.staged = &o; return nil }
-func (d *fakeDP) Commit() error                        { d.applied = *d.staged; d.staged = nil; return nil }
+func (d *fakeDP) Stage(os ...Ownership) error          { d.staged = os; return nil }
+func (d *fakeDP) Commit() error                        { d.applied, d.staged = d.staged[0], d.staged[1:]; return nil }
 func (d *fakeDP) Refresh() error                       { return nil }
 func (d *fakeDP) StopNew() error                       { return nil }
 func (d *fakeDP) Counters() (map[int]Counters, error)  { return nil, nil }

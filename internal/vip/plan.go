@@ -48,11 +48,12 @@ type datapath interface {
 	Setup(vips []VIPPlan, liveTTL time.Duration) error
 	// Apply replaces the owned buckets in one atomic transaction.
 	Apply(o Ownership) error
-	// Stage prepares o without changing what the node accepts; Commit
-	// then switches to it in one small transaction. A planned switch
-	// stages ahead of its instant, so that at the instant every node only
-	// flips (a big bucket set takes tens of milliseconds to install).
-	Stage(o Ownership) error
+	// Stage prepares one or two ownerships without changing what the node
+	// accepts; each Commit then switches to the next in one small
+	// transaction. A planned switch stages ahead of its instant (its drops,
+	// then its takes), so that at the instant every node only flips (a big
+	// bucket set takes tens of milliseconds to install).
+	Stage(os ...Ownership) error
 	Commit() error
 	// Refresh renews the liveness element: if the agent stops refreshing
 	// (kill -9), the node stops taking new flows after liveTTL.

@@ -103,11 +103,15 @@ type Tier struct {
 	// that at the instant only a Commit remains.
 	staged       *Ownership
 	stagedTables [][]Table
-	pubSig       string // the signature this node publishes (Converged compares with it)
-	failOpen     map[int]bool
-	checkers     []*checker
-	linkOK       []bool // the VIP's NIC reaches the LAN
-	drain        drainState
+	// dropAt: the planned switch's first step, when a node that also takes
+	// buckets lets go of those it gives (staged first); it takes them
+	// takeLag later, at switchAt. Zero when there is no such step.
+	dropAt   time.Time
+	pubSig   string // the signature this node publishes (Converged compares with it)
+	failOpen map[int]bool
+	checkers []*checker
+	linkOK   []bool // the VIP's NIC reaches the LAN
+	drain    drainState
 	// drainProblem: the drain file could not be read at start (the node
 	// stays draining until an operator acts).
 	drainProblem string
@@ -513,12 +517,25 @@ func (t *Tier) converge(now time.Time) {
 	planned := false
 	switch {
 	case !t.switchAt.IsZero() && in.sig == t.nextSig:
+		if !t.dropAt.IsZero() && !now.Before(t.dropAt) {
+			// First step: let go of what this node gives.
+			t.dropAt = time.Time{}
+			if err := t.dp.Commit(); err != nil {
+				t.log.Warn("letting go at the planned switch", slog.Any("error", err))
+			} else {
+				t.applied = kept(t.applied, *t.staged)
+				// What is applied no longer matches the old tables: if the
+				// change is called off before the second step, the next
+				// converge must rebuild rather than see "nothing changed".
+				t.sig = ""
+			}
+		}
 		if now.Before(t.switchAt) {
-			return // every node changes at switchAt
+			return // every node changes at the instant (a taker takeLag later)
 		}
 		planned = true
 	case in.sig == t.sig:
-		t.nextSig, t.switchAt = "", time.Time{}
+		t.nextSig, t.switchAt, t.dropAt = "", time.Time{}, time.Time{}
 		t.lastMembers = states
 		return
 	case t.tables != nil:
@@ -531,16 +548,22 @@ func (t *Tier) converge(now time.Time) {
 			t.publishSig(in.sig)
 			tables := t.build(in)
 			next := ownershipOf(tables, in.defaults, t.o.Node)
+			stage := []Ownership{next}
+			t.dropAt = time.Time{}
 			if takes(t.applied, next) {
-				// A node that takes buckets switches a little after the
-				// instant, one that only lets go at it: the timers of two
+				// Every node lets go of what it gives at the instant and
+				// takes what it gets takeLag later: the timers of two
 				// nodes are never exactly together, and a short gap (a
 				// SYN retransmitted) is better than an overlap (a SYN
 				// answered by two nodes: a reset).
 				t.switchAt = at.Add(takeLag)
+				if k := kept(t.applied, next); !sameOwnership(k, t.applied) {
+					t.dropAt = at
+					stage = []Ownership{k, next}
+				}
 			}
 			t.staged, t.stagedTables = nil, nil
-			if err := t.dp.Stage(next); err != nil {
+			if err := t.dp.Stage(stage...); err != nil {
 				t.log.Warn("staging the planned switch (it is applied at the instant instead)", slog.Any("error", err))
 			} else {
 				t.staged, t.stagedTables = &next, tables
@@ -548,7 +571,7 @@ func (t *Tier) converge(now time.Time) {
 			return
 		}
 	}
-	t.nextSig, t.switchAt = "", time.Time{}
+	t.nextSig, t.switchAt, t.dropAt = "", time.Time{}, time.Time{}
 	staged, stagedTables := t.staged, t.stagedTables
 	t.staged, t.stagedTables = nil, nil
 	var tables [][]Table
@@ -676,7 +699,27 @@ func lettingGo(members []heartbeat.Member, from map[string]bool, sig string) str
 
 // takeLag: how long after a planned switch's instant a node that takes
 // buckets switches (see converge).
-const takeLag = 5 * time.Millisecond
+const takeLag = 20 * time.Millisecond
+
+// kept is what of applied next keeps: applied without what it gives.
+func kept(applied, next Ownership) Ownership {
+	o := Ownership{Owned: map[[2]int][]uint32{}, Default: map[int]bool{}}
+	for vi, d := range applied.Default {
+		o.Default[vi] = d && next.Default[vi]
+	}
+	for k, bs := range applied.Owned {
+		in := map[uint32]bool{}
+		for _, b := range next.Owned[k] {
+			in[b] = true
+		}
+		for _, b := range bs {
+			if in[b] {
+				o.Owned[k] = append(o.Owned[k], b)
+			}
+		}
+	}
+	return o
+}
 
 // takes reports whether next holds a bucket (or the default host) that
 // applied does not.
@@ -789,6 +832,9 @@ func (t *Tier) publishSig(sig string) {
 func (t *Tier) nextSwitch() time.Time {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if !t.dropAt.IsZero() {
+		return t.dropAt
+	}
 	return t.switchAt
 }
 

@@ -16,8 +16,8 @@ import (
 // planned switches (make before break): the node keeps its buckets until
 // the instant it announced, when the others take them. A client opening
 // a new connection every 5 ms (1 s timeout: a dropped SYN fails it) sees
-// at most 4 failures over the three switches, with filtering multiple and
-// single (before: 8 and 18-25).
+// at most one reset and 15 failures over the three switches, with
+// filtering multiple and single (before: 8 and 18-25).
 func TestPlannedStopLosesNothing(t *testing.T) {
 	for _, filtering := range []string{"multiple", "single"} {
 		t.Run(filtering, func(t *testing.T) {
@@ -82,7 +82,7 @@ func TestPlannedStopLosesNothing(t *testing.T) {
 			wg.Wait()
 
 			// A reset means two nodes answered (an overlap). A SYN that
-			// falls into the gap of a switch (takers switch takeLag, 5 ms,
+			// falls into the gap of a switch (takers switch takeLag, 20 ms,
 			// after the instant) is dropped and retransmitted by the client
 			// 1 s later, which this client's 1 s timeout counts as failed.
 			resets, dropped := 0, 0
@@ -101,12 +101,14 @@ func TestPlannedStopLosesNothing(t *testing.T) {
 			}
 			t.Logf("filtering %s: %d new connections over drain, resume and SIGTERM of %s: %d reset, %d with the first SYN lost; answered by %v",
 				filtering, len(res), target.Name, resets, dropped, by)
-			// The target is none at all; what this 2-core machine reaches
-			// is 0-3 per run (the nodes' timers run a few ms apart, and now
-			// and then more: an overlap, a reset). Before the planned
-			// switch: 8 (multiple) and 18-25 (single).
-			if resets+dropped > 4 {
-				t.Errorf("%d resets and %d lost SYNs over 3 planned switches, want at most 4 in all", resets, dropped)
+			// The target is none at all. What this 2-core machine reaches:
+			// resets almost never (the nodes' timers would have to be more
+			// than takeLag apart), lost SYNs in the 20 ms gaps (the share
+			// of the flows that move: a third with multiple, all with
+			// single). Before the planned switch: 8 (multiple) and 18-25
+			// (single) failed.
+			if resets > 1 || resets+dropped > 15 {
+				t.Errorf("%d resets and %d lost SYNs over 3 planned switches, want at most 1 reset and 15 in all", resets, dropped)
 			}
 		})
 	}
