@@ -80,11 +80,12 @@ func badConfig(stderr io.Writer, path string, err error) {
 // (the unit's RestartPreventExitStatus), an agent that cannot start or
 // stops on its own is exit 1, a stop the manager asked for 0.
 func runService(path, format, level string, log *slog.Logger, stderr io.Writer) int {
-	if _, err := loadConfig(path); err != nil {
+	cfg, err := loadConfig(path)
+	if err != nil {
 		badConfig(stderr, path, err)
 		return exitUsage
 	}
-	p := &program{cfgPath: path, log: log, exit: os.Exit}
+	p := &program{cfgPath: path, cfg: cfg, log: log, exit: os.Exit}
 	s, err := service.New(p, serviceConfig(path))
 	if err != nil {
 		log.Error("cannot run as a service", slog.Any("error", err))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kardianos/service"
 
+	"github.com/clusterd/clusterd/internal/config"
 	"github.com/clusterd/clusterd/packaging/systemd"
 )
 
@@ -21,6 +22,7 @@ import (
 // the manager asked for ends with 0.
 type program struct {
 	cfgPath string
+	cfg     *config.Config // loaded by the caller (runService); read from cfgPath if nil
 	log     *slog.Logger
 	exit    func(code int) // os.Exit; a test replaces it
 	cancel  context.CancelFunc
@@ -30,9 +32,12 @@ type program struct {
 }
 
 func (p *program) Start(s service.Service) error {
-	cfg, err := loadConfig(p.cfgPath)
-	if err != nil {
-		return err
+	cfg := p.cfg
+	if cfg == nil {
+		var err error
+		if cfg, err = loadConfig(p.cfgPath); err != nil {
+			return err
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel, p.done = cancel, make(chan struct{})

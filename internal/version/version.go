@@ -26,13 +26,10 @@ func Short() string {
 // go build or go install) the version and commit come from what the Go
 // toolchain stamped into the binary from git.
 func String() string {
-	c, v := Commit, Version
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			v = bi.Main.Version
-		}
+	c := Commit
+	if bi, ok := debug.ReadBuildInfo(); ok && c == "" {
 		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && c == "" {
+			if s.Key == "vcs.revision" {
 				c = s.Value
 			}
 		}
@@ -40,5 +37,5 @@ func String() string {
 	if c == "" {
 		c = "unknown"
 	}
-	return fmt.Sprintf("%s (commit %s, %s %s/%s)", v, c, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return fmt.Sprintf("%s (commit %s, %s %s/%s)", Short(), c, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

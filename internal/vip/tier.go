@@ -755,6 +755,8 @@ func ownershipOf(tables [][]Table, defaults map[int]string, name string) Ownersh
 	return o
 }
 
+// sameOwnership compares two ownerships built from the same tables
+// (bucket lists in ascending order).
 func sameOwnership(a, b Ownership) bool {
 	if len(a.Default) != len(b.Default) || len(a.Owned) != len(b.Owned) {
 		return false
@@ -765,14 +767,9 @@ func sameOwnership(a, b Ownership) bool {
 		}
 	}
 	for k, v := range a.Owned {
-		w := b.Owned[k]
-		if len(v) != len(w) {
-			return false
-		}
-		sv, sw := slices.Clone(v), slices.Clone(w)
-		slices.Sort(sv)
-		slices.Sort(sw)
-		if !slices.Equal(sv, sw) {
+		// Both come from Table.Buckets order (ascending): no sort on the
+		// switch's critical path.
+		if !slices.Equal(v, b.Owned[k]) {
 			return false
 		}
 	}

@@ -3,9 +3,7 @@
 package e2e
 
 import (
-	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,36 +28,7 @@ func TestPlannedStopLosesNothing(t *testing.T) {
 			n.WaitConverged(20 * time.Second)
 			time.Sleep(time.Second)
 
-			c := n.NewClient(time.Second)
-			var mu sync.Mutex
-			var res []testnet.Result
-			stop := make(chan struct{})
-			var wg sync.WaitGroup
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				var inner sync.WaitGroup
-				defer inner.Wait()
-				tk := time.NewTicker(5 * time.Millisecond)
-				defer tk.Stop()
-				for {
-					select {
-					case <-stop:
-						return
-					case <-tk.C:
-					}
-					inner.Add(1)
-					go func() {
-						defer inner.Done()
-						ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-						r := c.Get(ctx, "http://"+vipAddr+"/")
-						cancel()
-						mu.Lock()
-						res = append(res, r)
-						mu.Unlock()
-					}()
-				}
-			}()
+			poll := startVIPPoller(n, 5*time.Millisecond, true)
 			// The node that serves (with single: the one with every bucket).
 			target := n.Nodes[0]
 			time.Sleep(500 * time.Millisecond)
@@ -78,8 +47,7 @@ func TestPlannedStopLosesNothing(t *testing.T) {
 				t.Fatal("no exit on SIGTERM")
 			}
 			time.Sleep(1500 * time.Millisecond)
-			close(stop)
-			wg.Wait()
+			res := poll.halt()
 
 			// A reset means two nodes answered (an overlap). A SYN that
 			// falls into the gap of a switch (takers switch takeLag, 20 ms,

@@ -144,6 +144,18 @@ func (w *writer) checkNoneLost(t *testing.T, n *testnet.Net, what string) {
 	}
 }
 
+// createAppTable makes the application's user and table on the primary
+// nd, as the DBA would.
+func createAppTable(t *testing.T, n *testnet.Net, nd *testnet.Node) {
+	t.Helper()
+	sock := filepath.Join(n.Dir, nd.Name+".state", "pg-db")
+	setup := exec.Command("ip", "netns", "exec", nd.NS, "runuser", "-u", "postgres", "--", pgBin+"/psql", "-X", "-h", sock, "-U", "postgres", "-d", "postgres",
+		"-c", "CREATE ROLE app LOGIN PASSWORD 'app-pass'", "-c", "CREATE TABLE t (id int PRIMARY KEY)", "-c", "GRANT ALL ON t TO app")
+	if out, err := setup.CombinedOutput(); err != nil {
+		t.Fatalf("creating the app's table: %v\n%s", err, out)
+	}
+}
+
 func waitGroup(t *testing.T, n *testnet.Net, nd *testnet.Node, within time.Duration, what string, ok func(owner, state, repl, standby string) bool) {
 	t.Helper()
 	n.WaitFor(within, what, func() bool {
@@ -189,13 +201,7 @@ func TestPostgresFailover(t *testing.T) {
 	waitGroup(t, n, n.Nodes[2], 60*time.Second, "db online on node1 with node2 as synchronous standby", func(o, s, r, sb string) bool {
 		return o == "node1" && s == "online" && r == "sync" && sb == "node2"
 	})
-	// The application's user and table, created by the DBA on the primary.
-	sock := filepath.Join(n.Dir, "node1.state", "pg-db")
-	setup := exec.Command("ip", "netns", "exec", n.Nodes[0].NS, "runuser", "-u", "postgres", "--", pgBin+"/psql", "-X", "-h", sock, "-U", "postgres", "-d", "postgres",
-		"-c", "CREATE ROLE app LOGIN PASSWORD 'app-pass'", "-c", "CREATE TABLE t (id int PRIMARY KEY)", "-c", "GRANT ALL ON t TO app")
-	if out, err := setup.CombinedOutput(); err != nil {
-		t.Fatalf("creating the app's table: %v\n%s", err, out)
-	}
+	createAppTable(t, n, n.Nodes[0])
 	w := &writer{n: n}
 	w.start()
 	n.WaitFor(10*time.Second, "writes acknowledged through the VIP", func() bool {

@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,8 +19,10 @@ import (
 // Move it forward when a release lands.
 const previousRelease = "16ca4d5"
 
-// vipPoller opens a new connection to the load-balanced VIP every 20 ms
-// and keeps every result.
+// vipPoller opens a new connection to the load-balanced VIP every
+// `every` and keeps every result. Concurrent: each request in its own
+// goroutine, so a slow one delays none (every SYN a gap drops shows);
+// otherwise one at a time, so a gap costs one request.
 type vipPoller struct {
 	c    *testnet.Client
 	mu   sync.Mutex
@@ -30,27 +31,40 @@ type vipPoller struct {
 	done chan struct{}
 }
 
-func startVIPPoller(n *testnet.Net) *vipPoller {
+func startVIPPoller(n *testnet.Net, every time.Duration, concurrent bool) *vipPoller {
 	p := &vipPoller{c: n.NewClient(time.Second), stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
+		var inner sync.WaitGroup
+		defer inner.Wait()
+		tk := time.NewTicker(every)
+		defer tk.Stop()
 		for {
 			select {
 			case <-p.stop:
 				return
-			case <-time.After(20 * time.Millisecond):
+			case <-tk.C:
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			r := p.c.Get(ctx, "http://"+vipAddr+"/")
-			cancel()
-			p.mu.Lock()
-			p.res = append(p.res, r)
-			p.mu.Unlock()
+			get := func() {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				r := p.c.Get(ctx, "http://"+vipAddr+"/")
+				cancel()
+				p.mu.Lock()
+				p.res = append(p.res, r)
+				p.mu.Unlock()
+			}
+			if !concurrent {
+				get()
+				continue
+			}
+			inner.Add(1)
+			go func() { defer inner.Done(); get() }()
 		}
 	}()
 	return p
 }
 
+// halt stops polling and returns every result once the last request ended.
 func (p *vipPoller) halt() []testnet.Result {
 	close(p.stop)
 	<-p.done
@@ -93,15 +107,10 @@ func TestRollingUpgrade(t *testing.T) {
 		return o == "node1" && s == "online" && r == "sync" && sb == "node2"
 	})
 	n.WaitConverged(20 * time.Second)
-	sock := filepath.Join(n.Dir, "node1.state", "pg-db")
-	setup := exec.Command("ip", "netns", "exec", n.Nodes[0].NS, "runuser", "-u", "postgres", "--", pgBin+"/psql", "-X", "-h", sock, "-U", "postgres", "-d", "postgres",
-		"-c", "CREATE ROLE app LOGIN PASSWORD 'app-pass'", "-c", "CREATE TABLE t (id int PRIMARY KEY)", "-c", "GRANT ALL ON t TO app")
-	if out, err := setup.CombinedOutput(); err != nil {
-		t.Fatalf("creating the app's table: %v\n%s", err, out)
-	}
+	createAppTable(t, n, n.Nodes[0])
 	w := &writer{n: n}
 	w.start()
-	poll := startVIPPoller(n)
+	poll := startVIPPoller(n, 20*time.Millisecond, false)
 	n.WaitFor(10*time.Second, "writes acknowledged through the group VIP", func() bool {
 		w.mu.Lock()
 		defer w.mu.Unlock()
