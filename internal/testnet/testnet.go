@@ -664,3 +664,23 @@ func (nd *Node) HUP() {
 		nd.cmd.Process.Signal(syscall.SIGHUP)
 	}
 }
+
+// SwitchLearned lists the MAC addresses the switch's bridge br ("pub" or
+// "priv") has learned from the frames' source addresses: a unicast
+// cluster MAC must never be among them, or the switch would stop flooding
+// the VIP's frames to every member.
+func (n *Net) SwitchLearned(br string) ([]string, error) {
+	out, err := exec.Command("bridge", "-n", n.sw, "fdb", "show", "br", br).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("bridge fdb show br %s: %v: %s", br, err, out)
+	}
+	var macs []string
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 || strings.Contains(l, "permanent") {
+			continue
+		}
+		macs = append(macs, f[0])
+	}
+	return macs, nil
+}

@@ -43,6 +43,7 @@ func Cleanup(addrs []Leftover, stateDir string) ([]string, error) {
 	}{
 		{nftTable, nftables.TableFamilyIPv4, "ip"},
 		{nftARPTable, nftables.TableFamilyARP, "arp"},
+		{nftUnicastTable, nftables.TableFamilyNetdev, "netdev"},
 		{fenceTable, nftables.TableFamilyIPv4, "ip"},
 		{fenceARPTable, nftables.TableFamilyARP, "arp"},
 	} {

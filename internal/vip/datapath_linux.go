@@ -27,6 +27,9 @@ import (
 const (
 	nftTable    = "clusterd"
 	nftARPTable = "clusterd_arp"
+	// nftUnicastTable (netdev family) exists only with unicast VIPs: its
+	// ingress chains mark frames to a cluster MAC as this host's.
+	nftUnicastTable = "clusterd_uc"
 )
 
 // nfARPIn is NF_ARP_IN from linux/netfilter_arp.h (x/sys/unix lacks it).
@@ -48,6 +51,7 @@ type nftDatapath struct {
 	nft    *nftables.Conn
 	table  *nftables.Table
 	arpTbl *nftables.Table
+	ucTbl  *nftables.Table // nil without unicast VIPs
 	live   *nftables.Set
 	def    map[int]*nftables.Set
 	own    map[ownKey]*nftables.Chain // dispatch chain: one jump to the active buffer
@@ -172,6 +176,9 @@ func (d *nftDatapath) buildRuleset() error {
 	if t, err := c.ListTableOfFamily(nftARPTable, nftables.TableFamilyARP); err == nil && t != nil {
 		c.DelTable(t)
 	}
+	if t, err := c.ListTableOfFamily(nftUnicastTable, nftables.TableFamilyNetdev); err == nil && t != nil {
+		c.DelTable(t)
+	}
 	d.table = c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: nftTable})
 	// Typed keys only (ipv4_addr; the buckets in anonymous sets whose
 	// type nft infers from the hash), so that `nft list ruleset` loads
@@ -223,10 +230,45 @@ func (d *nftDatapath) buildRuleset() error {
 			&expr.Verdict{Kind: expr.VerdictDrop},
 		}})
 	}
+	d.ucTbl = unicastIngress(c, d.vips)
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("installing the nftables ruleset: %w", err)
 	}
 	return nil
+}
+
+// unicastIngress adds the netdev table of the unicast VIPs (nil if there
+// are none). A frame to a unicast cluster MAC reaches the NIC (the
+// responder put the MAC on its unicast filter) but is marked for another
+// host, which the IP layer drops before any other hook sees it; at ingress
+// it is marked as this host's, and the VIP's ruleset decides from there as
+// in the multicast modes.
+func unicastIngress(c *nftables.Conn, vips []VIPPlan) *nftables.Table {
+	var t *nftables.Table
+	chains := map[string]*nftables.Chain{}
+	for _, v := range vips {
+		if v.Mode != "unicast" {
+			continue
+		}
+		if t == nil {
+			t = c.AddTable(&nftables.Table{Family: nftables.TableFamilyNetdev, Name: nftUnicastTable})
+		}
+		ch := chains[v.Interface]
+		if ch == nil {
+			ch = c.AddChain(&nftables.Chain{
+				Name: "in_" + v.Interface, Table: t, Type: nftables.ChainTypeFilter,
+				Hooknum: nftables.ChainHookIngress, Priority: nftables.ChainPriorityFilter, Device: v.Interface,
+			})
+			chains[v.Interface] = ch
+		}
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, UserData: tag("uc", v.Index), Exprs: []expr.Any{
+			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseLLHeader, Offset: 0, Len: 6},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: v.MAC},
+			&expr.Immediate{Register: reg1, Data: []byte{unix.PACKET_HOST}},
+			&expr.Meta{Key: expr.MetaKeyPKTTYPE, SourceRegister: true, Register: reg1},
+		}})
+	}
+	return t
 }
 
 func tag(kind string, vip int) []byte { return []byte(fmt.Sprintf("%s:%d", kind, vip)) }
@@ -588,6 +630,10 @@ func (d *nftDatapath) Close() error {
 	if d.table != nil {
 		d.nft.DelTable(d.table)
 		d.nft.DelTable(d.arpTbl)
+		if d.ucTbl != nil {
+			d.nft.DelTable(d.ucTbl)
+			d.ucTbl = nil
+		}
 		if err := d.nft.Flush(); err != nil {
 			errs = append(errs, fmt.Errorf("removing the nftables ruleset: %w", err))
 		}
@@ -630,13 +676,13 @@ func startARPResponder(v VIPPlan, log *slog.Logger) (*arpResponder, error) {
 		return nil, fmt.Errorf("opening a raw ARP socket on %s: %w", v.Interface, err)
 	}
 	r := &arpResponder{conn: conn, done: make(chan struct{}), vip: v.Addr.Addr(), cmac: v.MAC, nic: ifi, log: log}
-	if v.Mode == "multicast" || v.Mode == "igmp" {
-		// Tell the NIC to pass frames for the cluster MAC up. The kernel
-		// drops this membership when the socket closes, also on kill -9.
-		if err := r.joinMAC(); err != nil {
-			conn.Close()
-			return nil, err
-		}
+	// Tell the NIC to pass frames for the cluster MAC up: a multicast
+	// membership, or for unicast an entry in the NIC's unicast filter
+	// (promiscuous mode on NICs without one). The kernel drops either when
+	// the socket closes, also on kill -9.
+	if err := r.joinMAC(v.Mode == "unicast"); err != nil {
+		conn.Close()
+		return nil, err
 	}
 	if v.Mode == "igmp" {
 		// Joining the IP group sends IGMP reports, so snooping switches
@@ -656,14 +702,18 @@ func startARPResponder(v VIPPlan, log *slog.Logger) (*arpResponder, error) {
 	return r, nil
 }
 
-func (r *arpResponder) joinMAC() error {
+func (r *arpResponder) joinMAC(unicast bool) error {
 	raw, err := r.conn.SyscallConn()
 	if err != nil {
 		return err
 	}
 	var serr error
 	err = raw.Control(func(fd uintptr) {
-		mreq := &unix.PacketMreq{Ifindex: int32(r.nic.Index), Type: unix.PACKET_MR_MULTICAST, Alen: 6}
+		typ := uint16(unix.PACKET_MR_MULTICAST)
+		if unicast {
+			typ = unix.PACKET_MR_UNICAST
+		}
+		mreq := &unix.PacketMreq{Ifindex: int32(r.nic.Index), Type: typ, Alen: 6}
 		copy(mreq.Address[:], r.cmac)
 		serr = unix.SetsockoptPacketMreq(int(fd), unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, mreq)
 	})

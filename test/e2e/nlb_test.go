@@ -100,11 +100,49 @@ func tally(rs []testnet.Result) (map[string]int, []error) {
 	return m, errs
 }
 
+// nlbModes: the frame-delivery modes the core NLB tests run in. multicast
+// (NLB's default) and unicast (a shared unicast MAC the switch floods);
+// igmp is covered by TestNLBHealthCheckWithdraws.
+var nlbModes = []string{"multicast", "unicast"}
+
+// inModes runs f once per mode, as subtests.
+func inModes(t *testing.T, f func(t *testing.T, mode string)) {
+	for _, m := range nlbModes {
+		t.Run(m, func(t *testing.T) { f(t, m) })
+	}
+}
+
+// checkUnicastFlooded: in unicast mode the switch must never learn the
+// cluster MAC (no member sends from it), so it keeps flooding the VIP's
+// frames to every member; and the client resolved the VIP to it.
+func checkUnicastFlooded(t *testing.T, x *nlb, mode string) {
+	t.Helper()
+	if mode != "unicast" {
+		return
+	}
+	const cmac = "02:bf:0a:4d:01:64"
+	learned, err := x.SwitchLearned("pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range learned {
+		if m == cmac {
+			t.Errorf("the switch learned the cluster MAC %s from a frame's source: it will stop flooding it", cmac)
+		}
+	}
+	out, _ := exec.Command("ip", "-n", x.Client, "neigh", "show", vipAddr).CombinedOutput()
+	if !strings.Contains(string(out), cmac) {
+		t.Errorf("the client's neighbour entry for the VIP: %q, want %s", out, cmac)
+	}
+}
+
 // TestNLBSpreadsFlowsAndOwnerPredicts: every connection is answered, the
 // load spreads over the 4 nodes per their (equal) weights, and clusterctl
 // owner names the node that actually answered each flow.
-func TestNLBSpreadsFlowsAndOwnerPredicts(t *testing.T) {
-	x := newNLB(t, 4, "multicast", true)
+func TestNLBSpreadsFlowsAndOwnerPredicts(t *testing.T) { inModes(t, testSpread) }
+
+func testSpread(t *testing.T, mode string) {
+	x := newNLB(t, 4, mode, true)
 	rs := x.burst(400, 8)
 	m, errs := tally(rs)
 	if len(errs) > 0 {
@@ -130,17 +168,21 @@ func TestNLBSpreadsFlowsAndOwnerPredicts(t *testing.T) {
 			t.Errorf("ping to the VIP:\n%s", out)
 		}
 	}
+	wantMAC := map[string]string{"multicast": "03:bf:0a:4d:01:64", "unicast": "02:bf:0a:4d:01:64"}[mode]
 	s, _ := x.Nodes[0].Status()
-	if v := s.VIPs[0]; v.PacketsAccepted == 0 || v.PacketsDropped == 0 || v.MAC != "03:bf:0a:4d:01:64" {
+	if v := s.VIPs[0]; v.PacketsAccepted == 0 || v.PacketsDropped == 0 || v.MAC != wantMAC {
 		t.Errorf("VIP status: %+v", v)
 	}
+	checkUnicastFlooded(t, x, mode)
 }
 
 // TestNLBKill9FailsClosed: the agent of one node dies but its web server
 // lives on (a zombie): after the liveness window it takes no new flows,
 // survivors take its buckets, and no request fails after takeover.
-func TestNLBKill9FailsClosed(t *testing.T) {
-	x := newNLB(t, 4, "multicast", true)
+func TestNLBKill9FailsClosed(t *testing.T) { inModes(t, testKill9) }
+
+func testKill9(t *testing.T, mode string) {
+	x := newNLB(t, 4, mode, true)
 	victim := x.Nodes[3]
 	victim.Kill()
 	killed := time.Now()
@@ -155,13 +197,16 @@ func TestNLBKill9FailsClosed(t *testing.T) {
 		t.Errorf("the node whose agent died still took %d new flows %s after the kill", m[victim.Name], time.Since(killed))
 	}
 	t.Logf("after kill -9 of %s: %v", victim.Name, m)
+	checkUnicastFlooded(t, x, mode)
 }
 
 // TestNLBDrainKeepsEstablished: a long-lived connection on the drained node
 // runs to its end while new requests all go elsewhere and none fails;
 // drain --wait returns 0 when it has ended.
-func TestNLBDrainKeepsEstablished(t *testing.T) {
-	x := newNLB(t, 3, "multicast", true)
+func TestNLBDrainKeepsEstablished(t *testing.T) { inModes(t, testDrain) }
+
+func testDrain(t *testing.T, mode string) {
+	x := newNLB(t, 3, mode, true)
 	// Open streams until one lands on node2.
 	var target = x.Nodes[1]
 	type stream struct {
@@ -233,6 +278,7 @@ func TestNLBDrainKeepsEstablished(t *testing.T) {
 		t.Fatalf("resume from another node: %d %s", code, out)
 	}
 	x.waitOwners(3)
+	checkUnicastFlooded(t, x, mode)
 }
 
 // TestNLBHealthCheckWithdraws: a failing health check takes the node out
@@ -257,8 +303,10 @@ func TestNLBHealthCheckWithdraws(t *testing.T) {
 
 // TestNLBJoinKeepsEstablished: a node joining takes buckets without
 // breaking established connections.
-func TestNLBJoinKeepsEstablished(t *testing.T) {
-	x := newNLB(t, 4, "multicast", false)
+func TestNLBJoinKeepsEstablished(t *testing.T) { inModes(t, testJoin) }
+
+func testJoin(t *testing.T, mode string) {
+	x := newNLB(t, 4, mode, false)
 	for _, nd := range x.Nodes[:3] {
 		nd.Start()
 	}
@@ -302,6 +350,7 @@ func TestNLBJoinKeepsEstablished(t *testing.T) {
 	if len(errs) > 0 || m["node4"] == 0 {
 		t.Errorf("after join: %v, errors %v", m, errs)
 	}
+	checkUnicastFlooded(t, x, mode)
 }
 
 // TestNLBSIGTERMKeepsEstablished: SIGTERM stops new flows at once, and an
