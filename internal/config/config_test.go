@@ -134,3 +134,24 @@ func TestControlGroupMustExist(t *testing.T) {
 		t.Fatalf("group root: %v", err)
 	}
 }
+
+// TestIPv6RefusedUntilSupported: an IPv6 VIP in either tier is refused by
+// validate with the reason, instead of an agent that dies at start.
+func TestIPv6RefusedUntilSupported(t *testing.T) {
+	p := copyWithKey(t, "spec.yaml")
+	data, _ := os.ReadFile(p)
+	s := strings.Replace(string(data), "vip: 172.16.1.1/27", "vip: fd00::1/64", 1)
+	s = strings.Replace(s, "address: 172.16.2.1/28", "address: fd00::2/64", 1)
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(p)
+	if err == nil {
+		t.Fatal("IPv6 VIPs accepted")
+	}
+	for _, w := range []string{":19: load_balancing[0].vip: \"fd00::1/64\": IPv6 load-balanced VIPs are not supported yet", ":42: failover.groups[0].vip.address: \"fd00::2/64\": IPv6 group VIPs are not supported yet"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("missing %q in:\n%v", w, err)
+		}
+	}
+}

@@ -166,8 +166,11 @@ func (c *Config) validateLB(x v) {
 		p := fmt.Sprintf("load_balancing[%d]", i)
 		if lb.VIP == "" {
 			x.bad(p+".vip", "required: the cluster IP with its prefix, e.g. 172.16.1.1/27")
-		} else if pfx, err := netip.ParsePrefix(lb.VIP); err != nil || !pfx.Addr().Is4() {
+		} else if pfx, err := netip.ParsePrefix(lb.VIP); err != nil {
 			x.bad(p+".vip", "%q: want an IPv4 address with prefix length, e.g. 172.16.1.1/27", lb.VIP)
+		} else if !pfx.Addr().Is4() {
+			// The datapath (nftables rules, ARP) is IPv4-only so far.
+			x.bad(p+".vip", "%q: IPv6 load-balanced VIPs are not supported yet; use an IPv4 address", lb.VIP)
 		} else if other, dup := seenVIP[pfx.Addr()]; dup {
 			x.bad(p+".vip", "%s is already used by %s", pfx.Addr(), other)
 		} else {
@@ -337,8 +340,11 @@ func (c *Config) validateGroups(x v) {
 			x.bad(p+".failback", "%q: must be never or immediate", g.Failback)
 		}
 		if g.VIP != nil {
-			if _, err := netip.ParsePrefix(g.VIP.Address); err != nil {
+			if pfx, err := netip.ParsePrefix(g.VIP.Address); err != nil {
 				x.bad(p+".vip.address", "%q: want an address with prefix length, e.g. 172.16.2.1/28", g.VIP.Address)
+			} else if !pfx.Addr().Is4() {
+				// The fence and the address announcements are IPv4-only so far.
+				x.bad(p+".vip.address", "%q: IPv6 group VIPs are not supported yet; use an IPv4 address", g.VIP.Address)
 			}
 			if g.VIP.Interface == "" {
 				x.bad(p+".vip.interface", "required")
