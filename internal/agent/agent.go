@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"reflect"
@@ -40,8 +41,10 @@ type Agent struct {
 	snmpAgt    *snmp.Agent
 	start      time.Time
 	events     *eventLog
+	audit      *auditLog
 	srv        *http.Server
 	metricsSrv *http.Server
+	uiSrv      *http.Server
 
 	wg        sync.WaitGroup
 	done      chan struct{}
@@ -51,7 +54,7 @@ type Agent struct {
 // New builds an agent from a validated config (config.Load, then
 // CheckMetadata).
 func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
-	a := &Agent{log: log, cfg: cfg, events: newEventLog(1000), done: make(chan struct{}), start: time.Now()}
+	a := &Agent{log: log, cfg: cfg, events: newEventLog(1000), audit: newAuditLog(cfg.Node.StateDir), done: make(chan struct{}), start: time.Now()}
 	prof, err := heartbeat.LookupProfile(cfg.Heartbeat.Profile)
 	if err != nil {
 		return nil, err
@@ -147,6 +150,18 @@ func (a *Agent) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("opening the control endpoint: %w", err)
 	}
+	var ul net.Listener
+	if a.cfg.UI.Listen != "" {
+		if ul, err = a.listenConsole(); err != nil {
+			l.Close()
+			return err
+		}
+		defer func() {
+			if ul != nil { // start failed before the console served
+				ul.Close()
+			}
+		}()
+	}
 	if err := a.members.Start(ctx); err != nil {
 		l.Close()
 		return err
@@ -191,6 +206,10 @@ func (a *Agent) Start(ctx context.Context) error {
 		}
 	}
 	a.serveAPI(l)
+	if ul != nil {
+		a.serveConsole(ul)
+		ul = nil
+	}
 	a.log.Info("clusterd started", slog.String("cluster", a.cfg.Cluster.Name), slog.String("node", a.cfg.Node.Name),
 		slog.Int("priority", a.cfg.Node.Priority), slog.String("socket", a.cfg.Control.Socket))
 	return nil
@@ -228,6 +247,9 @@ func (a *Agent) Close() error {
 		}
 		if a.metricsSrv != nil {
 			note("closing the metrics endpoint", a.metricsSrv.Close())
+		}
+		if a.uiSrv != nil {
+			note("closing the web console", a.uiSrv.Close())
 		}
 		if a.srv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

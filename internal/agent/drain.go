@@ -154,8 +154,10 @@ func (a *Agent) nlbRoutes(mux *http.ServeMux, p string) {
 		if req.Timeout != "" {
 			what += " --timeout " + req.Timeout
 		}
-		a.operator(r, what)
-		if err := a.drain(r.Context(), req); err != nil {
+		done := a.operator(r, what)
+		err := a.drain(r.Context(), req)
+		done(err)
+		if err != nil {
 			writeErr(w, errCode(err), err)
 			return
 		}
@@ -166,8 +168,10 @@ func (a *Agent) nlbRoutes(mux *http.ServeMux, p string) {
 		if !readJSON(w, r, &req) {
 			return
 		}
-		a.operator(r, "resume "+req.Node)
-		if err := a.resume(r.Context(), req.Node); err != nil {
+		done := a.operator(r, "resume "+req.Node)
+		err := a.resume(r.Context(), req.Node)
+		done(err)
+		if err != nil {
 			writeErr(w, errCode(err), err)
 			return
 		}

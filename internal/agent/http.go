@@ -32,8 +32,10 @@ func (a *Agent) handler() http.Handler {
 		if !readJSON(w, r, &req) {
 			return
 		}
-		a.operator(r, "forget "+req.Node)
-		if err := a.members.Forget(req.Node); err != nil {
+		done := a.operator(r, "forget "+req.Node)
+		err := a.members.Forget(req.Node)
+		done(err)
+		if err != nil {
 			code := http.StatusConflict
 			if errors.Is(err, heartbeat.ErrUnknownNode) {
 				code = http.StatusNotFound
@@ -49,12 +51,15 @@ func (a *Agent) handler() http.Handler {
 		if !readJSON(w, r, &req) {
 			return
 		}
-		a.operator(r, strings.TrimSpace("move "+req.Group+" "+req.Node))
+		done := a.operator(r, strings.TrimSpace("move "+req.Group+" "+req.Node))
 		if a.fo == nil {
-			writeErr(w, http.StatusNotFound, fmt.Errorf("%w %q: this cluster has no failover groups", failover.ErrUnknownGroup, req.Group))
+			err := fmt.Errorf("%w %q: this cluster has no failover groups", failover.ErrUnknownGroup, req.Group)
+			done(err)
+			writeErr(w, http.StatusNotFound, err)
 			return
 		}
 		target, err := a.fo.Move(r.Context(), req.Group, req.Node)
+		done(err)
 		if err != nil {
 			code := http.StatusConflict
 			if errors.Is(err, failover.ErrUnknownGroup) {
@@ -66,17 +71,6 @@ func (a *Agent) handler() http.Handler {
 		writeJSON(w, http.StatusOK, api.MoveResponse{Target: target})
 	})
 	return mux
-}
-
-// operator records who ran which mutating command: the caller's uid comes
-// from the socket's peer credentials, not from anything the caller says.
-func (a *Agent) operator(r *http.Request, what string) {
-	uid, _ := r.Context().Value(uidKey).(int)
-	who := "uid " + fmt.Sprint(uid)
-	if uid < 0 {
-		who = "an administrator"
-	}
-	a.record(api.Event{Time: time.Now(), Type: "operator", Node: a.config().Node.Name, Detail: fmt.Sprintf("%s ran clusterctl %s", who, what)})
 }
 
 func (a *Agent) serveEvents(w http.ResponseWriter, r *http.Request) {

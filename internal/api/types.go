@@ -64,6 +64,17 @@ type Rule struct {
 	Protocol     string         `json:"protocol"`
 	BucketsTotal int            `json:"buckets_total"`
 	Owners       map[string]int `json:"owners"`
+	// Added to SPEC's fields: the buckets that changed owner at the
+	// rule's last table change, and when ("" from or to: nobody).
+	LastMoves []BucketMove `json:"last_moves,omitempty"`
+	MovedAt   *time.Time   `json:"moved_at,omitempty"`
+}
+
+// BucketMove is a number of buckets that went from one owner to another.
+type BucketMove struct {
+	From    string `json:"from"`
+	To      string `json:"to"`
+	Buckets int    `json:"buckets"`
 }
 
 // Group is one failover group.

@@ -40,6 +40,7 @@ type Config struct {
 	Failover      FailoverConfig  `yaml:"failover" json:"failover"`
 	SNMP          SNMPConfig      `yaml:"snmp" json:"snmp"`
 	Metrics       MetricsConfig   `yaml:"metrics" json:"metrics"`
+	UI            UIConfig        `yaml:"ui" json:"ui"`
 
 	// Path is the file this config came from ("" for DefaultConfig).
 	Path string `yaml:"-" json:"-"`
@@ -190,6 +191,22 @@ type SNMPAgentCfg struct {
 // MetricsConfig is the Prometheus endpoint.
 type MetricsConfig struct {
 	Listen string `yaml:"listen"`
+}
+
+// UIConfig is the web console (docs/console.md). It is off unless Listen
+// is set, and read-only unless Actions is on.
+type UIConfig struct {
+	Listen string `yaml:"listen" json:"listen"`
+	// Actions: drain, resume and move from the page, for the holders of
+	// a token in TokensFile.
+	Actions    bool   `yaml:"actions" json:"actions"`
+	TokensFile string `yaml:"tokens_file" json:"tokens_file"`
+	// CertFile and KeyFile serve the console over HTTPS.
+	CertFile string `yaml:"cert_file" json:"cert_file"`
+	KeyFile  string `yaml:"key_file" json:"key_file"`
+
+	// Tokens read from TokensFile: the operator's name by token.
+	Tokens map[string]string `yaml:"-" json:"-"`
 }
 
 // Heartbeat profiles. The failure-detection figures of each are in

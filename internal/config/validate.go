@@ -109,6 +109,56 @@ func (c *Config) validate(errs *Errors) {
 			x.bad("metrics.listen", "%q: %v", c.Metrics.Listen, err)
 		}
 	}
+	c.validateUI(x, errs)
+}
+
+func (c *Config) rel(p string) string {
+	if p != "" && !filepath.IsAbs(p) && c.Path != "" {
+		return filepath.Join(filepath.Dir(c.Path), p)
+	}
+	return p
+}
+
+func (c *Config) validateUI(x v, errs *Errors) {
+	u := &c.UI
+	if u.Listen == "" {
+		if u.Actions || u.TokensFile != "" || u.CertFile != "" || u.KeyFile != "" {
+			x.bad("ui.listen", "required when the other ui settings are set: the console's HOST:PORT, e.g. 127.0.0.1:8080")
+		}
+		return
+	}
+	host, _, err := net.SplitHostPort(u.Listen)
+	if err := checkHostPort(u.Listen, false); err != nil {
+		x.bad("ui.listen", "%q: %v", u.Listen, err)
+		return
+	}
+	if (u.CertFile == "") != (u.KeyFile == "") {
+		x.bad("ui.cert_file", "cert_file and key_file go together (HTTPS needs both)")
+	}
+	if u.Actions {
+		if u.TokensFile == "" {
+			x.bad("ui.tokens_file", "required with ui.actions: a file of NAME TOKEN lines, one per operator (docs/console.md)")
+		}
+		ip, perr := netip.ParseAddr(host)
+		loopback := err == nil && (host == "localhost" || perr == nil && ip.IsLoopback())
+		if !loopback && u.CertFile == "" {
+			x.bad("ui.actions", "on %s the tokens would cross the network in clear: set ui.cert_file and ui.key_file, or listen on 127.0.0.1", u.Listen)
+		}
+	} else if u.TokensFile != "" {
+		x.bad("ui.tokens_file", "set, but ui.actions is off: the console is read-only and needs no tokens")
+	}
+	if u.TokensFile != "" {
+		f := c.rel(u.TokensFile)
+		toks, problems := ReadTokens(f)
+		for _, p := range problems {
+			if p.Line > 0 {
+				errs.Add(f, p.Line, p.Msg)
+			} else {
+				x.bad("ui.tokens_file", "%s", p.Msg)
+			}
+		}
+		u.Tokens = toks
+	}
 }
 
 func (x v) port(path string, p int) {

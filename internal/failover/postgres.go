@@ -398,6 +398,15 @@ func (p *postgres) Stop(ctx context.Context) error {
 
 // Promote makes this node the primary: initdb on a new cluster, else
 // promote the standby (or start former primary data as it is).
+//
+// Commits wait for no one until a standby is confirmed again, unless the
+// quorum's record of this epoch names a synchronous standby
+// (pr.SyncWith): then that standby may be promoted if this node is cut
+// off, so no commit may be acknowledged without it. That is the case of a
+// primary fenced and given its group back under the same epoch (it lost
+// and regained its lease); starting it with no synchronous standby lost
+// acknowledged writes in the chaos campaign (seed 2, loss on the primary:
+// the standby was promoted without them).
 func (p *postgres) Promote(ctx context.Context, pr Params) error {
 	if err := p.prepare(); err != nil {
 		return err
@@ -408,6 +417,11 @@ func (p *postgres) Promote(ctx context.Context, pr Params) error {
 	if err := p.writeConf(""); err != nil {
 		return err
 	}
+	sync := ""
+	if pr.SyncWith != "" {
+		sync = p.syncNames()
+	}
+	set := "ALTER SYSTEM SET synchronous_standby_names = '" + strings.ReplaceAll(sync, "'", "''") + "'"
 	h, _ := p.Monitor(ctx)
 	if p.exists("standby.signal") {
 		if h == NotRunning {
@@ -415,8 +429,7 @@ func (p *postgres) Promote(ctx context.Context, pr Params) error {
 				return err
 			}
 		}
-		// Commits wait for no one until a standby is confirmed again.
-		if _, err := p.sql(ctx, "ALTER SYSTEM SET synchronous_standby_names = ''"); err != nil {
+		if _, err := p.sql(ctx, set); err != nil {
 			return err
 		}
 		if err := p.pgctl(ctx, "-w", "-t", "60", "promote"); err != nil {
@@ -432,15 +445,58 @@ func (p *postgres) Promote(ctx context.Context, pr Params) error {
 		return p.pgctl(ctx, "reload")
 	}
 	if h == NotRunning {
+		// Former primary data starts as a primary at once: the setting
+		// must be in place before the first commit can arrive.
+		if err := p.writeAutoSync(sync); err != nil {
+			return err
+		}
 		if err := p.startServer(ctx); err != nil {
 			return err
 		}
 	}
-	_, err := p.sql(ctx, "ALTER SYSTEM SET synchronous_standby_names = ''; ")
+	_, err := p.sql(ctx, set)
 	if err == nil {
 		err = p.pgctl(ctx, "reload")
 	}
 	return err
+}
+
+// syncNames is synchronous_standby_names naming every other owner, or ""
+// when the group is not synchronous or has no other owner.
+func (p *postgres) syncNames() string {
+	var others []string
+	for _, o := range p.owners {
+		if o != p.node {
+			others = append(others, strconv.Quote(o))
+		}
+	}
+	if p.rc.Synchronous == nil || !*p.rc.Synchronous || len(others) == 0 {
+		return ""
+	}
+	return "FIRST 1 (" + strings.Join(others, ", ") + ")"
+}
+
+// writeAutoSync sets synchronous_standby_names in postgresql.auto.conf
+// while the server is down (what ALTER SYSTEM would write), so that the
+// server starts with it.
+func (p *postgres) writeAutoSync(names string) error {
+	f := filepath.Join(p.rc.DataDir, "postgresql.auto.conf")
+	b, err := os.ReadFile(f)
+	if err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("reading %s: %w", f, err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "synchronous_standby_names") || l == "" {
+			continue
+		}
+		out = append(out, l)
+	}
+	out = append(out, "synchronous_standby_names = '"+strings.ReplaceAll(names, "'", "''")+"'")
+	if err := os.WriteFile(f, []byte(strings.Join(out, "\n")+"\n"), 0o600); err != nil {
+		return fmt.Errorf("writing %s: %w", f, err)
+	}
+	return chownTo(f, p.rc.OSUser)
 }
 
 // Demote is a planned step-down: a fast shutdown sends all WAL to the
@@ -623,16 +679,7 @@ func (p *postgres) Replication(ctx context.Context, h Health, recorded string) (
 	if err != nil {
 		return info, err
 	}
-	want := ""
-	var others []string
-	for _, o := range p.owners {
-		if o != p.node {
-			others = append(others, strconv.Quote(o))
-		}
-	}
-	if p.rc.Synchronous != nil && *p.rc.Synchronous && len(others) > 0 {
-		want = "FIRST 1 (" + strings.Join(others, ", ") + ")"
-	}
+	want := p.syncNames()
 	allDown := true
 	for _, o := range p.owners {
 		if o != p.node && !p.down(o) {
@@ -651,13 +698,19 @@ func (p *postgres) Replication(ctx context.Context, h Health, recorded string) (
 	p.mu.Unlock()
 	switch {
 	case want == "":
-	case absent && names != "":
-		// The standby is gone. Keep commits waiting until the quorum no
-		// longer names a synchronous standby; then stop waiting.
-		info.SyncWith = ""
-		if recorded != "" {
-			return info, nil
+	case recorded != "":
+		// The quorum's record names (or may yet name) a synchronous
+		// standby, which a failover would promote: every commit waits
+		// for a standby, streaming or not. A standby that is gone is
+		// reported as no longer synchronous; once the record agrees,
+		// the next case lets commits go on without it.
+		if absent {
+			info.SyncWith = ""
 		}
+	case absent && names != "":
+		// The standby is gone and the quorum no longer names one: stop
+		// waiting.
+		info.SyncWith = ""
 		want = ""
 	case !absent && len(streaming) > 0 && names != want:
 		// A standby streams: make commits wait for it.

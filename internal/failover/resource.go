@@ -34,6 +34,10 @@ type Params struct {
 	Epoch       uint64 // the lease epoch (primary) or the epoch being followed (standby)
 	Primary     string // the owner's node name
 	PrimaryAddr string // the owner's heartbeat address (standbys replicate from it)
+	// SyncWith (Promote only): the synchronous standby the quorum's
+	// record of this epoch names, or may yet name; a failover would go to
+	// it, so the new primary's commits must wait for it.
+	SyncWith string
 }
 
 // Resource is what a group runs, in the shape of an OCF resource agent.

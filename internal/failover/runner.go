@@ -317,6 +317,14 @@ func (r *runner) reconcile(ctx context.Context) {
 			r.set(func() { r.released = v.Epoch })
 			return
 		}
+		r.mu.Lock()
+		p.SyncWith = r.v.SyncWith
+		if p.SyncWith == "" && r.namedSync != "" && r.unnamedSeq == 0 {
+			// This node named a standby in a report the leader has not
+			// answered with a record yet: it may still be recorded.
+			p.SyncWith = r.namedSync
+		}
+		r.mu.Unlock()
 		r.promote(ctx, p)
 		return
 	}

@@ -8,6 +8,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"sort"
+
+	"github.com/clusterd/clusterd/internal/api"
 )
 
 // TableSize is the number of hash buckets per rule: a prime, as Maglev's
@@ -152,4 +154,35 @@ func Single(owner string, size int) Table {
 		t.Entry[i] = e
 	}
 	return t
+}
+
+// Moves counts the buckets whose owner differs between prev and next, by
+// (from, to), largest first (then by names); "" is nobody.
+func Moves(prev, next Table) []api.BucketMove {
+	n := len(next.Entry)
+	if len(prev.Entry) != n {
+		return nil
+	}
+	count := map[[2]string]int{}
+	for b := 0; b < n; b++ {
+		f, t := prev.Owner(b), next.Owner(b)
+		if f != t {
+			count[[2]string{f, t}]++
+		}
+	}
+	out := make([]api.BucketMove, 0, len(count))
+	for k, c := range count {
+		out = append(out, api.BucketMove{From: k[0], To: k[1], Buckets: c})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Buckets != b.Buckets {
+			return a.Buckets > b.Buckets
+		}
+		if a.From != b.From {
+			return a.From < b.From
+		}
+		return a.To < b.To
+	})
+	return out
 }

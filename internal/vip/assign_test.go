@@ -159,3 +159,38 @@ func BenchmarkAssign4(b *testing.B) {
 		Assign(cs, TableSize)
 	}
 }
+
+// TestMoves: adding a fourth node moves buckets to it (and a few between
+// the others, as Maglev does); the counts add up to every bucket whose
+// owner differs, largest first; the same table is no move.
+func TestMoves(t *testing.T) {
+	three := Assign([]Candidate{{"a", 50}, {"b", 50}, {"c", 50}}, TableSize)
+	four := Assign([]Candidate{{"a", 50}, {"b", 50}, {"c", 50}, {"d", 50}}, TableSize)
+	m := Moves(three, four)
+	diff := 0
+	for b := 0; b < TableSize; b++ {
+		if three.Owner(b) != four.Owner(b) {
+			diff++
+		}
+	}
+	sum, toD := 0, 0
+	for i, x := range m {
+		sum += x.Buckets
+		if x.To == "d" {
+			toD += x.Buckets
+		}
+		if i > 0 && m[i-1].Buckets < x.Buckets {
+			t.Errorf("not largest first: %v", m)
+		}
+	}
+	if sum != diff || toD != four.Counts()["d"] {
+		t.Errorf("moves %v: sum %d, want %d; to d %d, want %d", m, sum, diff, toD, four.Counts()["d"])
+	}
+	if len(Moves(four, four)) != 0 {
+		t.Error("the same table moved buckets")
+	}
+	none := Single("", TableSize)
+	if m := Moves(none, four); len(m) != 4 || m[0].From != "" {
+		t.Errorf("from nobody: %v", m)
+	}
+}

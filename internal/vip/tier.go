@@ -86,6 +86,8 @@ type Tier struct {
 
 	mu         sync.Mutex
 	tables     [][]Table // [vip][rule]
+	// moves: per [vip][rule], what changed owner at its last table change.
+	moves [][]ruleMoves
 	sig        string    // signature of the inputs tables were built from
 	generation uint64
 	applied    Ownership
@@ -659,6 +661,7 @@ func (t *Tier) converge(now time.Time) {
 		// least Settle, and not before it computed the same tables.
 		t.pending, t.pendingAt, t.pendingFrom = &want, now.Add(t.o.Settle), from
 	}
+	t.recordMoves(tables, now)
 	t.tables, t.sig, t.defaults = tables, in.sig, defaults
 	t.generation++
 	t.publishSig(in.sig)
@@ -741,6 +744,34 @@ func takes(applied, next Ownership) bool {
 		}
 	}
 	return false
+}
+
+// ruleMoves is what changed owner at a rule's last table change.
+type ruleMoves struct {
+	moves []api.BucketMove
+	at    time.Time
+}
+
+// recordMoves keeps, per rule, the buckets that change owner from the
+// current tables to next (a rule whose table is unchanged keeps its
+// record). The first tables are not a move.
+func (t *Tier) recordMoves(next [][]Table, now time.Time) {
+	if t.moves == nil {
+		t.moves = make([][]ruleMoves, len(next))
+		for vi := range next {
+			t.moves[vi] = make([]ruleMoves, len(next[vi]))
+		}
+	}
+	if t.tables == nil {
+		return
+	}
+	for vi := range next {
+		for ri := range next[vi] {
+			if m := Moves(t.tables[vi][ri], next[vi][ri]); len(m) > 0 {
+				t.moves[vi][ri] = ruleMoves{m, now}
+			}
+		}
+	}
 }
 
 // ownershipOf is what name owns in these tables.
@@ -1256,7 +1287,13 @@ func (t *Tier) Status() (vips []api.VIP, buckets map[string]int) {
 			for n, c := range owners {
 				buckets[n] += c
 			}
-			v.Rules = append(v.Rules, api.Rule{Ports: r.Ports, Protocol: r.Protocol, BucketsTotal: TableSize, Owners: owners})
+			ar := api.Rule{Ports: r.Ports, Protocol: r.Protocol, BucketsTotal: TableSize, Owners: owners}
+			if vi < len(t.moves) && ri < len(t.moves[vi]) && t.moves[vi][ri].moves != nil {
+				m := t.moves[vi][ri]
+				at := m.at
+				ar.LastMoves, ar.MovedAt = append([]api.BucketMove(nil), m.moves...), &at
+			}
+			v.Rules = append(v.Rules, ar)
 		}
 		vips = append(vips, v)
 	}

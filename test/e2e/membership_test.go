@@ -162,7 +162,7 @@ func TestSIGTERMLeaves(t *testing.T) {
 		if _, err := time.Parse(time.RFC3339Nano, e["time"]); err != nil || !strings.Contains(e["time"], ".") {
 			t.Errorf("time %q is not RFC 3339 with a fraction", e["time"])
 		}
-		if e["type"] == "operator" && strings.Contains(e["detail"], "uid 0 ran clusterctl forget "+v.Name) {
+		if e["type"] == "operator" && strings.Contains(e["detail"], "root (uid 0) ran clusterctl forget "+v.Name) {
 			found = true
 		}
 	}
