@@ -301,6 +301,12 @@ func (a *Agent) Reload(next *config.Config) error {
 	// Groups and quorum change only on restart (a running voter set or a
 	// resource cannot be swapped under a live lease).
 	kept.LoadBalancing, kept.SNMP = lb, next.SNMP
+	// The console's tokens are re-read (a token is revoked by removing
+	// its line); where and how it listens changes only on restart.
+	kept.UI.Tokens = next.UI.Tokens
+	if next.UI.Listen != cur.UI.Listen || next.UI.Actions != cur.UI.Actions || next.UI.CertFile != cur.UI.CertFile || next.UI.KeyFile != cur.UI.KeyFile {
+		a.log.Warn("ui.listen, ui.actions and the console's certificate change only on restart; the tokens were reloaded")
+	}
 	a.cfg = &kept
 	a.mu.Unlock()
 	a.log.Info("configuration reloaded", slog.Int("keys", len(next.Keys)))

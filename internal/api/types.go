@@ -137,8 +137,10 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		Type   string `json:"type"`
 		Node   string `json:"node"`
 		Detail string `json:"detail"`
+		Group  string `json:"group,omitempty"`
+		From   string `json:"from,omitempty"`
 	}
-	return json.Marshal(wire{e.Time.Format(TimeFormat), e.Type, e.Node, e.Detail})
+	return json.Marshal(wire{e.Time.Format(TimeFormat), e.Type, e.Node, e.Detail, e.Group, e.From})
 }
 
 // DrainRequest asks a node to take no new flows.

@@ -155,3 +155,78 @@ func TestIPv6RefusedUntilSupported(t *testing.T) {
 		}
 	}
 }
+
+// TestUIConfig: the console's settings are checked where they are set:
+// actions need tokens, tokens need actions, actions off loopback need
+// HTTPS, and the tokens file's problems are reported at its lines.
+func TestUIConfig(t *testing.T) {
+	base, err := os.ReadFile(filepath.Join("testdata", "spec.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	k, _ := NewKey()
+	os.WriteFile(filepath.Join(dir, "cluster.key"), []byte(k), 0o600)
+	good := filepath.Join(dir, "tokens")
+	os.WriteFile(good, []byte("# operators\nalice 0123456789abcdef0123456789abcdef\nbob   fedcba9876543210fedcba9876543210\n"), 0o600)
+	bad := filepath.Join(dir, "bad-tokens")
+	os.WriteFile(bad, []byte("alice short\nbob 0123456789abcdef0123456789abcdef extra\ncarol 0123456789abcdef0123456789abcdef\ncarol fedcba9876543210fedcba9876543210\ndave 0123456789abcdef0123456789abcdef\n"), 0o600)
+	open := filepath.Join(dir, "open-tokens")
+	os.WriteFile(open, []byte("alice 0123456789abcdef0123456789abcdef\n"), 0o644)
+	for _, c := range []struct {
+		name, ui string
+		want     []string // "" = valid
+	}{
+		{"read-only", "ui:\n  listen: 0.0.0.0:8080\n", nil},
+		{"actions on loopback", "ui:\n  listen: 127.0.0.1:8080\n  actions: true\n  tokens_file: " + good + "\n", nil},
+		{"actions without tokens", "ui:\n  listen: 127.0.0.1:8080\n  actions: true\n", []string{"ui.tokens_file: required with ui.actions"}},
+		{"actions in clear", "ui:\n  listen: 10.0.0.1:8080\n  actions: true\n  tokens_file: " + good + "\n", []string{"ui.actions: on 10.0.0.1:8080 the tokens would cross the network in clear"}},
+		{"tokens without actions", "ui:\n  listen: 127.0.0.1:8080\n  tokens_file: " + good + "\n", []string{"ui.tokens_file: set, but ui.actions is off"}},
+		{"cert without key", "ui:\n  listen: 127.0.0.1:8080\n  cert_file: c.pem\n", []string{"ui.cert_file: cert_file and key_file go together"}},
+		{"no listen", "ui:\n  actions: true\n", []string{"ui.listen: required"}},
+		{"bad listen", "ui:\n  listen: nowhere\n", []string{"ui.listen: \"nowhere\": want HOST:PORT"}},
+		{"bad tokens file", "ui:\n  listen: 127.0.0.1:8080\n  actions: true\n  tokens_file: " + bad + "\n", []string{
+			bad + ":1: the token of alice must be 32 to 256",
+			bad + ":2: want NAME TOKEN",
+			bad + ":4: carol is listed twice",
+			bad + ":5: dave has the same token as carol",
+		}},
+		{"readable tokens file", "ui:\n  listen: 127.0.0.1:8080\n  actions: true\n  tokens_file: " + open + "\n", []string{"is readable by other users"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(dir, "c.yaml")
+			os.WriteFile(p, append(append([]byte{}, base...), []byte(c.ui)...), 0o644)
+			cfg, err := Load(p)
+			if len(c.want) == 0 {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				if c.name == "actions on loopback" && (cfg.UI.Tokens["0123456789abcdef0123456789abcdef"] != "alice" || len(cfg.UI.Tokens) != 2) {
+					t.Errorf("tokens: %v", cfg.UI.Tokens)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("missing %q in:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func FuzzParseTokens(f *testing.F) {
+	f.Add([]byte("alice 0123456789abcdef0123456789abcdef\n# c\n\nbob x\n"))
+	f.Add([]byte("\x00\xff \t\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		toks, _ := parseTokens(data)
+		for tok, name := range toks {
+			if len(tok) < MinTokenLen || !nameRE.MatchString(name) {
+				t.Fatalf("accepted %q for %q", tok, name)
+			}
+		}
+	})
+}

@@ -5,6 +5,7 @@ package testnet
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"runtime"
@@ -259,4 +260,46 @@ func (c *Client) DialFrom(ctx context.Context, network, addr string, port int) (
 	}
 	res := <-r.reply
 	return res.conn, res.err
+}
+
+// Forward listens on 127.0.0.1 in the test's own namespace and carries
+// each connection to target (HOST:PORT) from the client namespace: a
+// program that cannot enter a namespace (a browser driven over a local
+// DevTools socket) reaches the cluster through it, and the cluster sees
+// the client's address. It stops with the network.
+func (c *Client) Forward(t TB, target string) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("forwarder: %v", err)
+	}
+	go func() {
+		<-c.done
+		l.Close()
+	}()
+	go func() {
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer in.Close()
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				out, err := c.Dial(ctx, "tcp", target)
+				cancel()
+				if err != nil {
+					return
+				}
+				defer out.Close()
+				go func() {
+					io.Copy(out, in)
+					if tc, ok := out.(*net.TCPConn); ok {
+						tc.CloseWrite()
+					}
+				}()
+				io.Copy(in, out)
+			}()
+		}
+	}()
+	return l.Addr().String()
 }

@@ -84,11 +84,11 @@ type Tier struct {
 	plans []VIPPlan
 	dp    datapath
 
-	mu         sync.Mutex
-	tables     [][]Table // [vip][rule]
+	mu     sync.Mutex
+	tables [][]Table // [vip][rule]
 	// moves: per [vip][rule], what changed owner at its last table change.
-	moves [][]ruleMoves
-	sig        string    // signature of the inputs tables were built from
+	moves      [][]ruleMoves
+	sig        string // signature of the inputs tables were built from
 	generation uint64
 	applied    Ownership
 	pending    *Ownership
