@@ -1,6 +1,9 @@
 package failover
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -121,5 +124,55 @@ func TestLeaderIgnoresOutOfOrderReports(t *testing.T) {
 	if !a.staleReport(report{Group: "db", Node: "db1", Seq: 1}, now.Add(time.Second)) ||
 		a.staleReport(report{Group: "db", Node: "db1", Seq: 1}, now.Add(3*time.Second)) {
 		t.Fatal("a restarted agent's reports: refused while fresh, taken once stale")
+	}
+}
+
+// recordingRes is a resource that records what it was asked to do.
+type recordingRes struct {
+	health   Health
+	promoted []Params
+}
+
+func (f *recordingRes) Roles() bool                             { return true }
+func (f *recordingRes) Start(context.Context, Params) error     { f.health = Standby; return nil }
+func (f *recordingRes) Stop(context.Context) error              { f.health = NotRunning; return nil }
+func (f *recordingRes) Demote(context.Context, Params) error    { f.health = NotRunning; return nil }
+func (f *recordingRes) Monitor(context.Context) (Health, error) { return f.health, nil }
+func (f *recordingRes) Promote(_ context.Context, p Params) error {
+	f.promoted = append(f.promoted, p)
+	f.health = Primary
+	return nil
+}
+
+// A primary fenced and given its group back under the same epoch (it
+// lost and regained its lease) promotes with the synchronous standby the
+// record names, so its first commits wait for that standby: a failover
+// would promote it (chaos campaign, seed 2: writes acknowledged after the
+// re-promotion were missing on the promoted standby). A new epoch whose
+// record names no standby promotes with none.
+func TestPromoteCarriesTheRecordedStandby(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		recorded  string
+		namedSync string
+		unnamed   uint64
+		want      string
+	}{
+		{"the record names the standby", "db2", "", 0, "db2"},
+		{"this node named it, not yet recorded", "", "db2", 0, "db2"},
+		{"this node stopped naming it", "", "db2", 7, ""},
+		{"a new epoch, nobody recorded", "", "", 0, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res := &recordingRes{health: NotRunning}
+			r := &runner{m: &Manager{name: "db1"}, res: res, log: slog.New(slog.NewTextHandler(io.Discard, nil)), t: Timing{Lease: time.Second},
+				sent: map[uint64]time.Time{}, wake: make(chan struct{}, 1), namedSync: c.namedSync, unnamedSeq: c.unnamed}
+			r.v = verdict{Group: "db", Owner: "db1", Epoch: 5, SyncWith: c.recorded}
+			r.vAt, r.leaseUntil, r.leaseEpoch = time.Now(), time.Now().Add(time.Second), 5
+			r.reconcile(context.Background())
+			if len(res.promoted) != 1 || res.promoted[0].Epoch != 5 || res.promoted[0].SyncWith != c.want {
+				t.Fatalf("promoted with %+v, want epoch 5 and SyncWith %q", res.promoted, c.want)
+			}
+		})
 	}
 }
