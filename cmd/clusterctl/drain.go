@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/clusterd/clusterd/internal/api"
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 func (e *env) drain(ctx context.Context, args []string) int {
@@ -66,14 +67,14 @@ func (e *env) drain(ctx context.Context, args []string) int {
 			last = m.Connections
 		}
 		switch m.State {
-		case "drained":
+		case vocab.Drained:
 			if m.Connections > 0 {
 				fmt.Fprintf(e.stderr, "clusterctl drain: the timeout passed with %d connections left on %s (they were not cut)\n", m.Connections, name)
 				return exitFailed
 			}
 			fmt.Fprintf(e.stdout, "%s: drained\n", name)
 			return exitOK
-		case "active", "failed", "left":
+		case vocab.Active, vocab.Failed, vocab.Left:
 			fmt.Fprintf(e.stderr, "clusterctl drain: %s became %s before it was drained\n", name, m.State)
 			return exitFailed
 		}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/clusterd/clusterd/internal/api"
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 func (e *env) move(ctx context.Context, args []string) int {
@@ -49,7 +50,7 @@ func (e *env) move(ctx context.Context, args []string) int {
 			fmt.Fprintln(e.stdout, line)
 			last = line
 		}
-		if g.Owner == resp.Target && (g.State == "online" || g.State == "degraded") {
+		if g.Owner == resp.Target && (g.State == vocab.GroupOnline || g.State == vocab.GroupDegraded) {
 			fmt.Fprintf(e.stdout, "%s: moved to %s in %.1f s\n", group, g.Owner, time.Since(start).Seconds())
 			return exitOK
 		}
@@ -57,10 +58,10 @@ func (e *env) move(ctx context.Context, args []string) int {
 			fmt.Fprintf(e.stderr, "clusterctl move: %s went to %s instead (%s)\n", group, g.Owner, g.Reason)
 			return exitFailed
 		}
-		if g.State == "failing_over" {
+		if g.State == vocab.GroupFailingOver {
 			moving = true
 		}
-		if moving && g.Owner == from && (g.State == "online" || g.State == "degraded") {
+		if moving && g.Owner == from && (g.State == vocab.GroupOnline || g.State == vocab.GroupDegraded) {
 			fmt.Fprintf(e.stderr, "clusterctl move: the move was called off; %s stays on %s\n", group, from)
 			return exitFailed
 		}

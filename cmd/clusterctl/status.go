@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/clusterd/clusterd/internal/api"
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 func (e *env) status(ctx context.Context, args []string) int {
@@ -100,7 +101,7 @@ func printStatus(w io.Writer, s *api.Status) {
 			paths = append(paths, "CONFIG MISMATCH: "+strings.Join(m.ConfigMismatch, ","))
 		}
 		healthy := yesNo(m.Healthy)
-		if m.State == "failed" || m.State == "left" {
+		if m.State == vocab.Failed || m.State == vocab.Left {
 			healthy = "unknown" // not heard: its last word says nothing now
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", name, m.Priority, m.Address, m.State, healthy,

@@ -24,6 +24,7 @@ import (
 	"github.com/clusterd/clusterd/internal/statefile"
 	"github.com/clusterd/clusterd/internal/version"
 	"github.com/clusterd/clusterd/internal/vip"
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 // Agent is one clusterd node.
@@ -89,7 +90,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 		Realtime:       cfg.Heartbeat.Realtime != nil && *cfg.Heartbeat.Realtime,
 		Logger:         log.With(slog.String("component", "heartbeat")),
 		OnEvent: func(e heartbeat.Event) {
-			a.record(api.Event{Time: e.Time, Type: string(e.Type), Node: e.Node, Detail: e.Detail})
+			a.record(api.Event{Time: e.Time, Type: e.Type, Node: e.Node, Detail: e.Detail})
 		},
 	})
 	if err != nil {
@@ -108,7 +109,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 			ViewTimeout: prof.Timeout,
 			BackupBind:  cfg.Heartbeat.BackupBind,
 			Logger:      log.With(slog.String("component", "vip")),
-			Event: func(typ, node, detail string) {
+			Event: func(typ vocab.EventType, node, detail string) {
 				a.record(api.Event{Time: time.Now(), Type: typ, Node: node, Detail: detail})
 			},
 		})
@@ -133,8 +134,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 			return nil, err
 		}
 	}
-	a.members.Handle(msgDrain, a.onDrainMsg)
-	a.members.Handle(msgResume, a.onResumeMsg)
+	a.members.Handle(vocab.MsgDrain, a.onDrainMsg)
+	a.members.Handle(vocab.MsgResume, a.onResumeMsg)
 	return a, nil
 }
 
@@ -326,9 +327,9 @@ func (a *Agent) record(e api.Event) {
 func (a *Agent) shouldTrap(e api.Event) bool {
 	self := a.config().Node.Name
 	switch e.Type {
-	case "node_unhealthy", "node_healthy":
+	case vocab.NodeUnhealthy, vocab.NodeHealthy:
 		return e.Node == self
-	case "operator":
+	case vocab.Operator:
 		return true
 	}
 	lowest, prio := "", 1<<30
@@ -398,7 +399,7 @@ func (a *Agent) Status() api.Status {
 			s.Converged = false
 		}
 		s.Members = append(s.Members, api.Member{
-			Name: m.Name, Priority: m.Priority, Address: m.Addr, State: m.State.String(),
+			Name: m.Name, Priority: m.Priority, Address: m.Addr, State: vocab.MemberState(m.State.String()),
 			Healthy: m.Healthy, Paths: m.Paths, ConfigMismatch: mm, Buckets: buckets[m.Name],
 			Version: m.Version, Protocol: m.Proto,
 			Connections: atoiOr0(m.Ext["cn"]),

@@ -13,6 +13,7 @@ import (
 
 	"github.com/clusterd/clusterd/internal/api"
 	"github.com/clusterd/clusterd/internal/ui"
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 // Audit trail of operator commands, in node.state_dir: the event ring
@@ -102,7 +103,7 @@ func (a *Agent) operator(r *http.Request, what string) func(error) {
 			e.Outcome, e.Error = "refused", err.Error()
 			detail = fmt.Sprintf("%s: clusterctl %s refused: %v", who, what, err)
 		}
-		a.record(api.Event{Time: e.Time, Type: "operator", Node: node, Detail: detail})
+		a.record(api.Event{Time: e.Time, Type: vocab.Operator, Node: node, Detail: detail})
 		a.log.Info("operator command", "user", who, "via", via, "command", e.Command, "outcome", e.Outcome, "error", e.Error)
 		if aerr := a.audit.add(e); aerr != nil {
 			a.log.Warn("cannot write the audit trail", "error", aerr)

@@ -13,12 +13,7 @@ import (
 	"github.com/clusterd/clusterd/internal/api"
 	"github.com/clusterd/clusterd/internal/heartbeat"
 	"github.com/clusterd/clusterd/internal/vip"
-)
-
-// Message kinds the agent sends to other agents through membership.
-const (
-	msgDrain  byte = 16
-	msgResume byte = 17
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 func (a *Agent) selfName() string { return a.config().Node.Name }
@@ -44,7 +39,7 @@ func (a *Agent) drain(ctx context.Context, req api.DrainRequest) error {
 		return err
 	}
 	body, _ := json.Marshal(req)
-	if err := a.members.Send(req.Node, msgDrain, body); err != nil {
+	if err := a.members.Send(req.Node, vocab.MsgDrain, body); err != nil {
 		return err
 	}
 	if req.Rule != "" {
@@ -63,7 +58,7 @@ func (a *Agent) resume(ctx context.Context, node string) error {
 	if err := a.knownNode(node); err != nil {
 		return err
 	}
-	if err := a.members.Send(node, msgResume, nil); err != nil {
+	if err := a.members.Send(node, vocab.MsgResume, nil); err != nil {
 		return err
 	}
 	return a.waitState(ctx, node, 5*time.Second, heartbeat.StateActive)

@@ -14,6 +14,7 @@ import (
 	"github.com/clusterd/clusterd/internal/api"
 	"github.com/clusterd/clusterd/internal/heartbeat"
 	"github.com/clusterd/clusterd/internal/version"
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 // collector exposes the node's status as Prometheus metrics, read at
@@ -34,8 +35,8 @@ type collector struct {
 // exporters do for an enum (a state that is not there still has a series,
 // so an alert on "failed == 1" sees the change from 0).
 var (
-	memberStates = []string{"joining", "active", "draining", "drained", "failed", "left"}
-	groupStates  = []string{"online", "degraded", "failing_over", "offline"}
+	memberStates = vocab.MemberStates
+	groupStates  = vocab.GroupStates
 )
 
 func newCollector(status func() api.Status) *collector {
@@ -89,7 +90,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.build, prometheus.GaugeValue, 1, version.Short(), runtime.Version(), strconv.Itoa(heartbeat.ProtocolVersion))
 	for _, m := range s.Members {
 		for _, st := range memberStates {
-			ch <- prometheus.MustNewConstMetric(c.member, prometheus.GaugeValue, b2f(m.State == st), m.Name, st)
+			ch <- prometheus.MustNewConstMetric(c.member, prometheus.GaugeValue, b2f(m.State == st), m.Name, string(st))
 		}
 		for p, up := range m.Paths {
 			ch <- prometheus.MustNewConstMetric(c.path, prometheus.GaugeValue, b2f(up), m.Name, p)
@@ -106,7 +107,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, g := range s.Groups {
 		for _, st := range groupStates {
-			ch <- prometheus.MustNewConstMetric(c.groupState, prometheus.GaugeValue, b2f(g.State == st), g.Name, st)
+			ch <- prometheus.MustNewConstMetric(c.groupState, prometheus.GaugeValue, b2f(g.State == st), g.Name, string(st))
 		}
 		if g.Owner != "" {
 			ch <- prometheus.MustNewConstMetric(c.groupOwner, prometheus.GaugeValue, 1, g.Name, g.Owner)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 // Severity of a finding. The values are the Nagios/Icinga plugin exit
@@ -65,14 +67,14 @@ func Assess(s *Status, th Thresholds) []Finding {
 	}
 	for _, g := range s.Groups {
 		switch g.State {
-		case "offline":
+		case vocab.GroupOffline:
 			add(Critical, "group %s is offline: no node serves it", g.Name)
-		case "failing_over":
+		case vocab.GroupFailingOver:
 			add(Warning, "group %s is failing over (owner %s)", g.Name, orDash(g.Owner))
-		case "degraded":
+		case vocab.GroupDegraded:
 			add(Warning, "group %s is degraded on %s: no standby, a failure of the owner would lose the group", g.Name, orDash(g.Owner))
 		}
-		if g.State == "online" && g.Replication == "async" && g.Standby != "" {
+		if g.State == vocab.GroupOnline && g.Replication == "async" && g.Standby != "" {
 			add(Warning, "group %s: standby %s is not synchronous: acknowledged writes may have no second copy", g.Name, g.Standby)
 		}
 		switch {
@@ -84,12 +86,12 @@ func Assess(s *Status, th Thresholds) []Finding {
 	}
 	for _, m := range s.Members {
 		switch m.State {
-		case "failed":
+		case vocab.Failed:
 			add(Warning, "member %s failed: no heartbeat on any path", m.Name)
-		case "left":
+		case vocab.Left:
 			add(Warning, "member %s left the cluster (forget it with clusterctl forget %s once it is gone for good)", m.Name, m.Name)
 		}
-		if len(m.ConfigMismatch) > 0 && m.State != "failed" && m.State != "left" {
+		if len(m.ConfigMismatch) > 0 && m.State != vocab.Failed && m.State != vocab.Left {
 			add(Warning, "member %s: config differs from this node's in %s", m.Name, strings.Join(m.ConfigMismatch, ", "))
 		}
 	}
@@ -121,7 +123,7 @@ func CheckLine(s *Status, fs []Finding, th Thresholds) string {
 	if len(fs) == 0 {
 		active := 0
 		for _, m := range s.Members {
-			if m.State == "active" {
+			if m.State == vocab.Active {
 				active++
 			}
 		}
@@ -140,15 +142,15 @@ func CheckLine(s *Status, fs []Finding, th Thresholds) string {
 		b.WriteString(strings.Join(texts, "; "))
 	}
 	b.WriteString(" |")
-	states := map[string]int{"active": 0, "joining": 0, "draining": 0, "drained": 0, "failed": 0, "left": 0}
+	states := map[vocab.MemberState]int{}
 	for _, m := range s.Members {
 		states[m.State]++
 	}
-	for _, st := range []string{"active", "joining", "draining", "drained", "failed", "left"} {
+	for _, st := range []vocab.MemberState{vocab.Active, vocab.Joining, vocab.Draining, vocab.Drained, vocab.Failed, vocab.Left} {
 		fmt.Fprintf(&b, " members_%s=%d;;;0;%d", st, states[st], len(s.Members))
 	}
 	for _, m := range s.Members {
-		if len(s.VIPs) > 0 && (m.Buckets > 0 || m.State == "active") {
+		if len(s.VIPs) > 0 && (m.Buckets > 0 || m.State == vocab.Active) {
 			fmt.Fprintf(&b, " buckets_%s=%d;;;0", perfLabel(m.Name), m.Buckets)
 		}
 	}

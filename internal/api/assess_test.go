@@ -4,12 +4,14 @@ import (
 	"math/rand"
 	"strings"
 	"testing"
+
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 // Assess over statuses, each with its members and groups shuffled: the
 // worst severity and the findings do not depend on the order.
 func TestAssess(t *testing.T) {
-	m := func(name, state string) Member { return Member{Name: name, State: state} }
+	m := func(name string, state vocab.MemberState) Member { return Member{Name: name, State: state} }
 	well := func() *Status {
 		return &Status{Converged: true,
 			Members: []Member{m("n1", "active"), m("n2", "active"), m("n3", "active")},

@@ -212,17 +212,11 @@ func (c *Client) Events(ctx context.Context, follow bool, fn func(Event)) error 
 		// The agent writes a blank line every EventKeepAlive: silence
 		// longer than the answer timeout is a hung agent.
 		dog.kick()
-		var w struct {
-			Time   string `json:"time"`
-			Type   string `json:"type"`
-			Node   string `json:"node"`
-			Detail string `json:"detail"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &w); err != nil {
+		var e Event
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
 			continue // a keep-alive blank line
 		}
-		t, _ := time.Parse(time.RFC3339Nano, w.Time)
-		fn(Event{Time: t, Type: w.Type, Node: w.Node, Detail: w.Detail})
+		fn(e)
 	}
 	if parent.Err() != nil {
 		return nil

@@ -1,11 +1,13 @@
 // Package api holds the control endpoint's wire types, shared by clusterd
-// and clusterctl, and the typed client. It is a leaf: it imports no other
-// clusterd package.
+// and clusterctl, and the typed client. It imports no other clusterd
+// package but the vocabulary (internal/vocab).
 package api
 
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 // Version prefixes every route; a breaking change gets /v2.
@@ -27,12 +29,12 @@ type Status struct {
 
 // Member is one cluster member.
 type Member struct {
-	Name     string `json:"name"`
-	Priority int    `json:"priority"`
-	Address  string `json:"address"`
-	State    string `json:"state"`
-	Healthy  bool   `json:"healthy"`
-	Buckets  int    `json:"buckets"`
+	Name     string            `json:"name"`
+	Priority int               `json:"priority"`
+	Address  string            `json:"address"`
+	State    vocab.MemberState `json:"state"`
+	Healthy  bool              `json:"healthy"`
+	Buckets  int               `json:"buckets"`
 	// Paths: heartbeat path name -> reachable ("private", "backup").
 	Paths          map[string]bool `json:"paths"`
 	ConfigMismatch []string        `json:"config_mismatch"`
@@ -79,11 +81,11 @@ type BucketMove struct {
 
 // Group is one failover group.
 type Group struct {
-	Name        string `json:"name"`
-	Owner       string `json:"owner"`
-	State       string `json:"state"`
-	VIP         string `json:"vip"`
-	Replication string `json:"replication"`
+	Name        string           `json:"name"`
+	Owner       string           `json:"owner"`
+	State       vocab.GroupState `json:"state"`
+	VIP         string           `json:"vip"`
+	Replication string           `json:"replication"`
 	// Added to SPEC's fields: the lease epoch (bumps on every owner
 	// change), owner changes so far, the standby's replication lag, and
 	// why the owner last changed.
@@ -117,10 +119,10 @@ type HeartbeatStats struct {
 // {"time", "type", "node", "detail"} with an RFC 3339 time that always
 // carries a fraction.
 type Event struct {
-	Time   time.Time `json:"time"`
-	Type   string    `json:"type"`
-	Node   string    `json:"node"`
-	Detail string    `json:"detail"`
+	Time   time.Time       `json:"time"`
+	Type   vocab.EventType `json:"type"`
+	Node   string          `json:"node"`
+	Detail string          `json:"detail"`
 	// group_failover only: the group and its previous owner (Node is the
 	// new one), so traps and scripts need not parse Detail.
 	Group string `json:"group,omitempty"`
@@ -133,12 +135,12 @@ const TimeFormat = "2006-01-02T15:04:05.000000Z07:00"
 // MarshalJSON writes the time with its fraction even when it is zero.
 func (e Event) MarshalJSON() ([]byte, error) {
 	type wire struct {
-		Time   string `json:"time"`
-		Type   string `json:"type"`
-		Node   string `json:"node"`
-		Detail string `json:"detail"`
-		Group  string `json:"group,omitempty"`
-		From   string `json:"from,omitempty"`
+		Time   string          `json:"time"`
+		Type   vocab.EventType `json:"type"`
+		Node   string          `json:"node"`
+		Detail string          `json:"detail"`
+		Group  string          `json:"group,omitempty"`
+		From   string          `json:"from,omitempty"`
 	}
 	return json.Marshal(wire{e.Time.Format(TimeFormat), e.Type, e.Node, e.Detail, e.Group, e.From})
 }

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/clusterd/clusterd/internal/testnet"
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 // Addresses and tools.
@@ -170,7 +171,7 @@ func (c *cluster) whole() []string {
 		}
 		if len(s.Groups) != 1 {
 			problems = append(problems, fmt.Sprintf("%s shows %d groups", nd.Name, len(s.Groups)))
-		} else if g := s.Groups[0]; g.State != "online" || g.Replication != "sync" || g.Standby == "" {
+		} else if g := s.Groups[0]; g.State != vocab.GroupOnline || g.Replication != "sync" || g.Standby == "" {
 			problems = append(problems, fmt.Sprintf("%s sees group db %s, replication %s, standby %q", nd.Name, g.State, g.Replication, g.Standby))
 		}
 		if s.Quorum == nil || !s.Quorum.HasQuorum || s.Quorum.Leader == "" {

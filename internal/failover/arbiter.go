@@ -8,8 +8,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/clusterd/clusterd/internal/config"
 	"github.com/hashicorp/raft"
+
+	"github.com/clusterd/clusterd/internal/config"
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 // arbiter runs on every voter and acts only while its voter leads the
@@ -488,18 +490,18 @@ func (a *arbiter) publish(now time.Time) {
 		}
 		switch {
 		case rec.Owner == "":
-			s.State = "offline"
+			s.State = vocab.GroupOffline
 		case rec.Target != "":
-			s.State = "failing_over"
+			s.State = vocab.GroupFailingOver
 		case ok && owner.Primary == rec.Epoch && gr.epoch == rec.Epoch && now.Before(gr.until):
-			s.State = "online"
+			s.State = vocab.GroupOnline
 			if len(g.Owners) > 1 && standby == "" {
-				s.State = "degraded"
+				s.State = vocab.GroupDegraded
 			}
 		case now.After(gr.until) && nobody:
-			s.State = "offline"
+			s.State = vocab.GroupOffline
 		default:
-			s.State = "failing_over"
+			s.State = vocab.GroupFailingOver
 		}
 		prev, seen := a.published[name]
 		if seen {

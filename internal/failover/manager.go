@@ -27,13 +27,14 @@ import (
 	"github.com/clusterd/clusterd/internal/api"
 	"github.com/clusterd/clusterd/internal/config"
 	"github.com/clusterd/clusterd/internal/heartbeat"
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 // Membership is what the failover tier needs from the membership layer.
 type Membership interface {
 	Members() []heartbeat.Member
-	Send(node string, kind byte, body []byte) error
-	Handle(kind byte, f func(body []byte))
+	Send(node string, kind vocab.MsgKind, body []byte) error
+	Handle(kind vocab.MsgKind, f func(body []byte))
 	SetExt(key, value string)
 }
 
@@ -121,10 +122,10 @@ func (m *Manager) Start(ctx context.Context) error {
 		m.q = q
 		m.arb = newArbiter(q, m, m.o.Groups, m.t, m.log)
 	}
-	m.mem.Handle(msgReport, m.onReport)
-	m.mem.Handle(msgVerdict, m.onVerdict)
-	m.mem.Handle(msgMove, m.onMove)
-	m.mem.Handle(msgMoveReply, m.onMoveReply)
+	m.mem.Handle(vocab.MsgReport, m.onReport)
+	m.mem.Handle(vocab.MsgVerdict, m.onVerdict)
+	m.mem.Handle(vocab.MsgMove, m.onMove)
+	m.mem.Handle(vocab.MsgMoveReply, m.onMoveReply)
 
 	for _, r := range m.runners {
 		if err := r.clean(); err != nil {
@@ -252,7 +253,7 @@ func (m *Manager) sendReport(rep report) {
 		m.deliverVerdict(m.arb.onReport(rep))
 		return
 	}
-	if err := m.mem.Send(leader, msgReport, encode(rep)); err != nil {
+	if err := m.mem.Send(leader, vocab.MsgReport, encode(rep)); err != nil {
 		m.log.Debug("report to the quorum leader not sent", slog.String("leader", leader), slog.Any("error", err))
 	}
 }
@@ -267,7 +268,7 @@ func (m *Manager) onReport(body []byte) {
 	// (A report of this node's own never arrives here: sendReport calls
 	// the arbiter directly.)
 	go func() {
-		if err := m.mem.Send(rep.Node, msgVerdict, encode(v)); err != nil {
+		if err := m.mem.Send(rep.Node, vocab.MsgVerdict, encode(v)); err != nil {
 			m.log.Debug("verdict not sent", slog.String("node", rep.Node), slog.Any("error", err))
 		}
 	}()
@@ -304,7 +305,7 @@ func (m *Manager) observe() {
 				}
 				old, seen := m.seen[g.Name]
 				if seen && s.Epoch > old.Epoch && s.Owner != s.Prev && s.Prev != "" {
-					events = append(events, api.Event{Time: now, Type: "group_failover", Node: s.Owner, Group: g.Name, From: s.Prev,
+					events = append(events, api.Event{Time: now, Type: vocab.GroupFailover, Node: s.Owner, Group: g.Name, From: s.Prev,
 						Detail: fmt.Sprintf("group %s: %s -> %s (%s)", g.Name, s.Prev, s.Owner, s.Reason)})
 				}
 				if !seen || s.Epoch >= old.Epoch {
@@ -320,11 +321,11 @@ func (m *Manager) observe() {
 			m.quorumInit, m.hadQuorum = true, true
 		case m.quorumInit && m.hadQuorum && !q.HasQuorum:
 			m.hadQuorum = false
-			events = append(events, api.Event{Time: now, Type: "quorum_lost", Node: m.name,
+			events = append(events, api.Event{Time: now, Type: vocab.QuorumLost, Node: m.name,
 				Detail: fmt.Sprintf("%d of %d voters alive, no leader: groups stop when their leases run out", q.Alive, q.Voters)})
 		case m.quorumInit && !m.hadQuorum && q.HasQuorum:
 			m.hadQuorum = true
-			events = append(events, api.Event{Time: now, Type: "quorum_regained", Node: m.name,
+			events = append(events, api.Event{Time: now, Type: vocab.QuorumRegained, Node: m.name,
 				Detail: fmt.Sprintf("%d of %d voters alive, leader %s", q.Alive, q.Voters, q.Leader)})
 		}
 	}
@@ -370,7 +371,7 @@ func (m *Manager) Status() ([]api.Group, *api.Quorum) {
 		}
 		if ag.State == "" || (q != nil && !q.HasQuorum) {
 			// Without a leader nobody grants leases: whatever ran stops.
-			ag.State = "offline"
+			ag.State = vocab.GroupOffline
 		}
 		if ag.Replication == "" {
 			ag.Replication = "none"
@@ -412,7 +413,7 @@ func (m *Manager) Move(ctx context.Context, group, node string) (string, error) 
 		delete(m.moveWait, id)
 		m.mu.Unlock()
 	}()
-	if err := m.mem.Send(leader, msgMove, encode(moveRequest{ID: id, From: m.name, Group: group, Node: node})); err != nil {
+	if err := m.mem.Send(leader, vocab.MsgMove, encode(moveRequest{ID: id, From: m.name, Group: group, Node: node})); err != nil {
 		return "", fmt.Errorf("asking the quorum leader %s: %w", leader, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -439,7 +440,7 @@ func (m *Manager) onMove(body []byte) {
 		if err != nil {
 			rep.Err = err.Error()
 		}
-		m.mem.Send(req.From, msgMoveReply, encode(rep))
+		m.mem.Send(req.From, vocab.MsgMoveReply, encode(rep))
 	}()
 }
 

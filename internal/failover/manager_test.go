@@ -15,6 +15,7 @@ import (
 	"github.com/clusterd/clusterd/internal/api"
 	"github.com/clusterd/clusterd/internal/config"
 	"github.com/clusterd/clusterd/internal/heartbeat"
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 // bus is an in-process membership: messages are delivered asynchronously
@@ -31,14 +32,14 @@ type fakeMem struct {
 	addr string
 	mu   sync.Mutex
 	ext  map[string]string
-	h    map[byte]func([]byte)
+	h    map[vocab.MsgKind]func([]byte)
 	down bool
 }
 
 func (b *bus) add(name, addr string) *fakeMem {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	f := &fakeMem{b: b, name: name, addr: addr, ext: map[string]string{}, h: map[byte]func([]byte){}}
+	f := &fakeMem{b: b, name: name, addr: addr, ext: map[string]string{}, h: map[vocab.MsgKind]func([]byte){}}
 	b.nodes[name] = f
 	return f
 }
@@ -72,7 +73,7 @@ func (f *fakeMem) Members() []heartbeat.Member {
 	return out
 }
 
-func (f *fakeMem) Send(node string, kind byte, body []byte) error {
+func (f *fakeMem) Send(node string, kind vocab.MsgKind, body []byte) error {
 	f.b.mu.Lock()
 	t := f.b.nodes[node]
 	f.b.mu.Unlock()
@@ -88,7 +89,7 @@ func (f *fakeMem) Send(node string, kind byte, body []byte) error {
 	return nil
 }
 
-func (f *fakeMem) Handle(kind byte, fn func([]byte)) {
+func (f *fakeMem) Handle(kind vocab.MsgKind, fn func([]byte)) {
 	f.mu.Lock()
 	f.h[kind] = fn
 	f.mu.Unlock()

@@ -9,15 +9,7 @@ import (
 	"strings"
 
 	"github.com/clusterd/clusterd/internal/config"
-)
-
-// Message kinds on membership's encrypted channel (16 and 17 are drain
-// and resume).
-const (
-	msgReport    byte = 20 // owner candidate -> leader: my state; renew my lease
-	msgVerdict   byte = 21 // leader -> candidate: the record, and a lease if it owns the group
-	msgMove      byte = 22 // any node -> leader: clusterctl move
-	msgMoveReply byte = 23 // leader -> that node
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 // report is what a node that may own a group tells the leader every
@@ -78,7 +70,7 @@ func encode(v any) []byte {
 type summary struct {
 	Owner     string
 	Epoch     uint64
-	State     string
+	State     vocab.GroupState
 	Repl      string
 	Reason    string
 	Prev      string
@@ -90,7 +82,7 @@ type summary struct {
 // Letters of the fixed words. A word without a letter (a newer version's)
 // is written whole after "=", as is a node that is not an owner.
 var (
-	stateCodes  = codes{"online": "o", "degraded": "d", "failing_over": "f", "offline": "x"}
+	stateCodes  = codes{string(vocab.GroupOnline): "o", string(vocab.GroupDegraded): "d", string(vocab.GroupFailingOver): "f", string(vocab.GroupOffline): "x"}
 	replCodes   = codes{"none": "n", "async": "a", "sync": "s"}
 	reasonCodes = codes{reasonPlaced: "p", reasonFailed: "f", reasonLease: "l", reasonResource: "r", reasonLeft: "t",
 		reasonMove: "m", reasonFailback: "b", reasonNoTarget: "n"}
@@ -149,7 +141,7 @@ func decNode(owners []string, v string) (string, error) {
 
 // encode writes s for a group with these owners.
 func (s summary) encode(owners []string) string {
-	return strings.Join([]string{encNode(owners, s.Owner), strconv.FormatUint(s.Epoch, 10), stateCodes.enc(s.State),
+	return strings.Join([]string{encNode(owners, s.Owner), strconv.FormatUint(s.Epoch, 10), stateCodes.enc(string(s.State)),
 		replCodes.enc(s.Repl), reasonCodes.enc(s.Reason), encNode(owners, s.Prev),
 		strconv.FormatUint(s.Failovers, 10), strconv.FormatUint(s.LagBytes, 10), encNode(owners, s.Standby)}, "|")
 }
@@ -164,7 +156,9 @@ func parseSummary(v string, owners []string) (summary, error) {
 	var errs [9]error
 	s.Owner, errs[0] = decNode(owners, f[0])
 	s.Epoch, errs[1] = strconv.ParseUint(f[1], 10, 64)
-	s.State, errs[2] = stateCodes.dec(f[2])
+	var st string
+	st, errs[2] = stateCodes.dec(f[2])
+	s.State = vocab.GroupState(st)
 	s.Repl, errs[3] = replCodes.dec(f[3])
 	s.Reason, errs[4] = reasonCodes.dec(f[4])
 	s.Prev, errs[5] = decNode(owners, f[5])
@@ -199,7 +193,7 @@ func WorstExt(cfg *config.Config) map[string]string {
 	out[extLeader] = longest(cfg.Quorum.Voters) + ":" + strconv.FormatUint(big, 10)
 	for _, g := range cfg.Failover.Groups {
 		o := longest(g.Owners)
-		out[extGroup+g.Name] = summary{Owner: o, Epoch: big, State: "failing_over", Repl: "async",
+		out[extGroup+g.Name] = summary{Owner: o, Epoch: big, State: vocab.GroupFailingOver, Repl: "async",
 			Reason: reasonResource, Prev: o, Failovers: big, LagBytes: lag, Standby: o}.encode(g.Owners)
 	}
 	return out
@@ -207,19 +201,19 @@ func WorstExt(cfg *config.Config) map[string]string {
 
 // Metadata keys.
 const (
-	extLeader = "ql" // a voter's view of the quorum: "leader:term"
-	extGroup  = "G." // + group name: the leader's summary (compact)
+	extLeader = vocab.ExtLeader // a voter's view of the quorum: "leader:term"
+	extGroup  = vocab.ExtGroup  // + group name: the leader's summary (compact)
 	// extGroupWords: the summary as protocol 1 (the release before the
 	// compact form) writes and reads it, node names and words in full. A
 	// leader publishes it instead of the compact one while a member of
 	// that release is in the cluster (a rolling upgrade), and reads it
 	// from such a leader.
-	extGroupWords = "g."
+	extGroupWords = vocab.ExtGroupText
 )
 
 // words writes s as protocol 1 does.
 func (s summary) words() string {
-	return strings.Join([]string{s.Owner, strconv.FormatUint(s.Epoch, 10), s.State, s.Repl, s.Reason, s.Prev,
+	return strings.Join([]string{s.Owner, strconv.FormatUint(s.Epoch, 10), string(s.State), s.Repl, s.Reason, s.Prev,
 		strconv.FormatUint(s.Failovers, 10), strconv.FormatUint(s.LagBytes, 10), s.Standby}, "|")
 }
 
@@ -229,7 +223,7 @@ func parseWords(v string) (summary, error) {
 	if len(f) != 9 {
 		return summary{}, fmt.Errorf("group summary %q: want 9 fields", v)
 	}
-	s := summary{Owner: f[0], State: f[2], Repl: f[3], Reason: f[4], Prev: f[5], Standby: f[8]}
+	s := summary{Owner: f[0], State: vocab.GroupState(f[2]), Repl: f[3], Reason: f[4], Prev: f[5], Standby: f[8]}
 	var errs [3]error
 	s.Epoch, errs[0] = strconv.ParseUint(f[1], 10, 64)
 	s.Failovers, errs[1] = strconv.ParseUint(f[6], 10, 64)

@@ -7,13 +7,13 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 // delegate receives memberlist's callbacks. memberlist holds its own locks
 // while calling some of them, so they only touch Membership's state.
 type delegate struct{ m *Membership }
-
-const msgForget byte = 1
 
 // NodeMeta is this node's metadata for memberlist's gossip.
 func (d *delegate) NodeMeta(limit int) []byte {
@@ -33,7 +33,7 @@ func (d *delegate) NotifyMsg(b []byte) {
 		return
 	}
 	d.m.mu.Lock()
-	h := d.m.handlers[b[0]]
+	h := d.m.handlers[vocab.MsgKind(b[0])]
 	d.m.mu.Unlock()
 	if h == nil {
 		return

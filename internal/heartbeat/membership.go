@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 // Options configure a Membership.
@@ -47,23 +49,23 @@ type Options struct {
 	OnEvent func(Event)
 }
 
-// EventType names an event; the values are SPEC.md's event types.
-type EventType string
+// EventType names an event (vocab's type: one vocabulary).
+type EventType = vocab.EventType
 
 // Event types raised by membership.
 const (
-	EventJoined         EventType = "node_joined"
-	EventFailed         EventType = "node_failed"
-	EventLeft           EventType = "node_left"
-	EventDraining       EventType = "node_draining"
-	EventDrained        EventType = "node_drained"
-	EventResumed        EventType = "node_resumed"
-	EventUnhealthy      EventType = "node_unhealthy"
-	EventHealthy        EventType = "node_healthy"
-	EventConfigMismatch EventType = "config_mismatch"
-	EventRefused        EventType = "node_refused"
-	EventPathDown       EventType = "path_down"
-	EventPathUp         EventType = "path_up"
+	EventJoined         = vocab.NodeJoined
+	EventFailed         = vocab.NodeFailed
+	EventLeft           = vocab.NodeLeft
+	EventDraining       = vocab.NodeDraining
+	EventDrained        = vocab.NodeDrained
+	EventResumed        = vocab.NodeResumed
+	EventUnhealthy      = vocab.NodeUnhealthy
+	EventHealthy        = vocab.NodeHealthy
+	EventConfigMismatch = vocab.ConfigMismatch
+	EventRefused        = vocab.NodeRefused
+	EventPathDown       = vocab.PathDown
+	EventPathUp         = vocab.PathUp
 )
 
 // Event is one membership change.
@@ -163,7 +165,7 @@ type Membership struct {
 	refused      map[string]string // "name@addr" -> reason
 	problems     map[string]string // our own problems, by kind
 	mergeRefusal string
-	handlers     map[byte]*handler
+	handlers     map[vocab.MsgKind]*handler
 	ctr          counters
 	joining      bool
 	pauseTill    time.Time
@@ -223,7 +225,7 @@ func New(o Options) (*Membership, error) {
 			Proto:     ProtocolVersion,
 		},
 	}
-	m.Handle(msgForget, func(body []byte) {
+	m.Handle(vocab.MsgForget, func(body []byte) {
 		if err := m.forgetLocal(string(body)); err == nil {
 			m.log.Info("forgot a member at a peer's request", slog.String("node", string(body)))
 		}
@@ -581,7 +583,7 @@ func (m *Membership) Forget(name string) error {
 	if err := m.forgetLocal(name); err != nil {
 		return err
 	}
-	msg := append([]byte{msgForget}, name...)
+	msg := append([]byte{byte(vocab.MsgForget)}, name...)
 	for _, n := range m.ml.Members() {
 		if n.Name != m.opts.Name {
 			if err := m.ml.SendReliable(n, msg); err != nil {
@@ -595,11 +597,11 @@ func (m *Membership) Forget(name string) error {
 // Handle registers f for user messages of kind (>= 16; lower kinds are
 // membership's own). Messages are encrypted and authenticated with the
 // cluster key like all gossip.
-func (m *Membership) Handle(kind byte, f func(body []byte)) {
+func (m *Membership) Handle(kind vocab.MsgKind, f func(body []byte)) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.handlers == nil {
-		m.handlers = map[byte]*handler{}
+		m.handlers = map[vocab.MsgKind]*handler{}
 	}
 	if _, ok := m.handlers[kind]; ok {
 		m.log.Error("a second handler for a message kind is ignored (a bug)", slog.Int("kind", int(kind)))
@@ -614,10 +616,10 @@ func (m *Membership) Handle(kind byte, f func(body []byte)) {
 
 // Send delivers a user message to a member over memberlist's reliable
 // (TCP) channel.
-func (m *Membership) Send(node string, kind byte, body []byte) error {
+func (m *Membership) Send(node string, kind vocab.MsgKind, body []byte) error {
 	for _, n := range m.ml.Members() {
 		if n.Name == node {
-			return m.ml.SendReliable(n, append([]byte{kind}, body...))
+			return m.ml.SendReliable(n, append([]byte{byte(kind)}, body...))
 		}
 	}
 	return fmt.Errorf("%w %q (or it is not reachable now)", ErrUnknownNode, node)

@@ -19,6 +19,8 @@ import (
 	"strings"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 // State is a member's state, as shown in status and SNMP.
@@ -34,11 +36,12 @@ const (
 	StateLeft
 )
 
-var stateNames = [...]string{"joining", "active", "draining", "drained", "failed", "left"}
+// stateNames: vocab's names, in the order of the constants above.
+var stateNames = vocab.MemberStates
 
 func (s State) String() string {
 	if int(s) < len(stateNames) {
-		return stateNames[s]
+		return string(stateNames[s])
 	}
 	return fmt.Sprintf("state(%d)", int(s))
 }
@@ -46,7 +49,7 @@ func (s State) String() string {
 // ParseState reads a wire name.
 func ParseState(s string) (State, error) {
 	for i, n := range stateNames {
-		if n == s {
+		if string(n) == s {
 			return State(i), nil
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/gosnmp/gosnmp"
 
 	"github.com/clusterd/clusterd/internal/api"
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 // Root is CLUSTERD-MIB's OID. It is provisional: enterprise number 32473
@@ -37,17 +38,20 @@ const (
 	oidNotifyObjects = Root + ".1.5"
 )
 
-// notificationOf maps SPEC.md's event types to the MIB's notifications.
-var notificationOf = map[string]int{
-	"node_joined": 1, "node_failed": 2, "node_left": 3, "node_draining": 4,
-	"node_drained": 5, "node_resumed": 6, "node_unhealthy": 7, "node_healthy": 8,
-	"config_mismatch": 9, "converged": 10, "group_failover": 11,
-	"quorum_lost": 12, "quorum_regained": 13, "operator": 14,
+// memberStates and groupStates number the states as the MIB's
+// enumerations do (1-based, in vocab's order).
+var memberStates = enumOf(vocab.MemberStates)
+var groupStates = enumOf(vocab.GroupStates)
+
+func enumOf[S ~string](list []S) map[string]int {
+	m := make(map[string]int, len(list))
+	for i, s := range list {
+		m[string(s)] = i + 1
+	}
+	return m
 }
 
-var memberStates = map[string]int{"joining": 1, "active": 2, "draining": 3, "drained": 4, "failed": 5, "left": 6}
 var vipModes = map[string]int{"multicast": 1, "igmp": 2, "unicast": 3}
-var groupStates = map[string]int{"online": 1, "failing_over": 2, "offline": 3, "degraded": 4}
 var replications = map[string]int{"sync": 1, "async": 2, "none": 3}
 
 // Var is one object instance of the MIB.
@@ -172,7 +176,7 @@ func Build(s api.Status, start time.Time) Tree {
 		e := oidMemberEntry
 		t.add(e+".2"+i, gosnmp.OctetString, []byte(m.Name))
 		t.add(e+".3"+i, gosnmp.IPAddress, ip4(m.Address))
-		t.add(e+".4"+i, gosnmp.Integer, memberStates[m.State])
+		t.add(e+".4"+i, gosnmp.Integer, memberStates[string(m.State)])
 		t.add(e+".5"+i, gosnmp.Integer, truth(m.Healthy))
 		t.add(e+".6"+i, gosnmp.Gauge32, uint(m.Buckets))
 		t.add(e+".7"+i, gosnmp.Gauge32, uint(m.Connections))
@@ -207,7 +211,7 @@ func Build(s api.Status, start time.Time) Tree {
 		e := oidGroupEntry
 		t.add(e+".2"+i, gosnmp.OctetString, []byte(g.Name))
 		t.add(e+".3"+i, gosnmp.OctetString, []byte(g.Owner))
-		t.add(e+".4"+i, gosnmp.Integer, groupStates[g.State])
+		t.add(e+".4"+i, gosnmp.Integer, groupStates[string(g.State)])
 		t.add(e+".5"+i, gosnmp.Integer, replications[g.Replication])
 		t.add(e+".6"+i, gosnmp.Gauge32, uint(min(g.LagBytes, 1<<32-1)))
 		t.add(e+".7"+i, gosnmp.Counter32, uint(uint32(g.Failovers)))

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/hex"
 	"flag"
+	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,6 +16,8 @@ import (
 	"github.com/gosnmp/gosnmp"
 
 	"github.com/clusterd/clusterd/internal/api"
+	"github.com/clusterd/clusterd/internal/config"
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -112,9 +116,9 @@ func TestAgentWrongCommunityGetsNoAnswer(t *testing.T) {
 
 // TestTrapGolden pins the encoding of one notification per event type.
 func TestTrapGolden(t *testing.T) {
-	for typ := range notificationOf {
-		e := api.Event{Time: start, Type: typ, Node: "web2", Detail: "detail of " + typ}
-		if typ == "group_failover" {
+	for typ := range vocab.Notification {
+		e := api.Event{Time: start, Type: typ, Node: "web2", Detail: "detail of " + string(typ)}
+		if typ == vocab.GroupFailover {
 			e = api.Event{Time: start, Type: typ, Node: "db2", Group: "db", From: "db1", Detail: "db: db1 -> db2 (owner_failed)"}
 		}
 		vars, err := TrapVars(e, 12345, 7)
@@ -126,7 +130,7 @@ func TestTrapGolden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		golden := filepath.Join("testdata", typ+".trap.hex")
+		golden := filepath.Join("testdata", string(typ)+".trap.hex")
 		if *update {
 			os.WriteFile(golden, []byte(hex.Dump(b)), 0o644)
 			continue
@@ -155,4 +159,78 @@ func FuzzAgentHandle(f *testing.F) {
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		a.Handle(pkt)
 	})
+}
+
+// TestMIBMatchesVocabulary: every trapped event type has its notification
+// in CLUSTERD-MIB under the number vocab gives (cdNodeJoined for
+// node_joined, ...), the MIB has no other notification, and its member
+// and group state enumerations are vocab's, in order.
+func TestMIBMatchesVocabulary(t *testing.T) {
+	b, err := os.ReadFile("../../packaging/snmp/CLUSTERD-MIB.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mib := string(b)
+	camel := func(e vocab.EventType) string {
+		out := "cd"
+		for _, w := range strings.Split(string(e), "_") {
+			out += strings.ToUpper(w[:1]) + w[1:]
+		}
+		return out
+	}
+	for e, n := range vocab.Notification {
+		name := camel(e)
+		i := strings.Index(mib, name+" NOTIFICATION-TYPE")
+		if i < 0 {
+			t.Errorf("%s: no %s NOTIFICATION-TYPE in the MIB", e, name)
+			continue
+		}
+		end := strings.Index(mib[i:], "::=")
+		if end < 0 || !strings.HasPrefix(mib[i+end:], fmt.Sprintf("::= { cdNotifications %d }", n)) {
+			t.Errorf("%s: %s is not cdNotifications %d", e, name, n)
+		}
+	}
+	if got := strings.Count(mib, "NOTIFICATION-TYPE\n"); got != len(vocab.Notification) {
+		t.Errorf("the MIB defines %d notifications, vocab %d", got, len(vocab.Notification))
+	}
+	enum := func(list []string) string {
+		parts := make([]string, len(list))
+		for i, s := range list {
+			c := camel(vocab.EventType(s)) // cdFailingOver
+			parts[i] = fmt.Sprintf("%s%s(%d)", strings.ToLower(c[2:3]), c[3:], i+1)
+		}
+		return strings.Join(parts, ", ")
+	}
+	var ms, gs []string
+	for _, s := range vocab.MemberStates {
+		ms = append(ms, string(s))
+	}
+	for _, s := range vocab.GroupStates {
+		gs = append(gs, string(s))
+	}
+	for _, want := range []string{enum(ms), enum(gs)} {
+		if !strings.Contains(strings.Join(strings.Fields(mib), " "), want) {
+			t.Errorf("the MIB lacks the enumeration %q", want)
+		}
+	}
+}
+
+// TestUntrappedEventsTakeNoSlot: an event type that is not a notification
+// never enters the bounded trap queue (a flood of path_down or
+// node_refused must not push real notifications out).
+func TestUntrappedEventsTakeNoSlot(t *testing.T) {
+	tr, err := NewTrapper("web1", []config.TrapTarget{{Target: "127.0.0.1:9", Version: "v2c", Community: "public"}}, start, func() uint { return 0 },
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for e := range vocab.NotTrapped {
+		for i := 0; i < QueueSize; i++ {
+			tr.Notify(api.Event{Time: start, Type: e, Node: "web2"})
+		}
+	}
+	tr.Notify(api.Event{Time: start, Type: vocab.NodeFailed, Node: "web2"})
+	if len(tr.q) != 1 || tr.Dropped.Load() != 0 {
+		t.Fatalf("queue holds %d, dropped %d; want only the node_failed", len(tr.q), tr.Dropped.Load())
+	}
 }

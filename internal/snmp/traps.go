@@ -14,13 +14,14 @@ import (
 
 	"github.com/clusterd/clusterd/internal/api"
 	"github.com/clusterd/clusterd/internal/config"
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 // TrapVars are the varbinds of an event's notification: sysUpTime.0 (the
 // agent's uptime), snmpTrapOID.0 (the notification), then the objects the
 // MIB lists for it. Pure, so golden tests pin the encoding.
 func TrapVars(e api.Event, uptime uint32, generation uint) ([]gosnmp.SnmpPDU, error) {
-	n, ok := notificationOf[e.Type]
+	n, ok := vocab.Notification[e.Type]
 	if !ok {
 		return nil, fmt.Errorf("no notification for event type %q", e.Type)
 	}
@@ -31,9 +32,9 @@ func TrapVars(e api.Event, uptime uint32, generation uint) ([]gosnmp.SnmpPDU, er
 	node := gosnmp.SnmpPDU{Name: oidNotifyObjects + ".1.0", Type: gosnmp.OctetString, Value: displayString(e.Node)}
 	detail := gosnmp.SnmpPDU{Name: oidNotifyObjects + ".2.0", Type: gosnmp.OctetString, Value: displayString(e.Detail)}
 	switch e.Type {
-	case "converged":
+	case vocab.Converged:
 		vars = append(vars, gosnmp.SnmpPDU{Name: oidCluster + ".6.0", Type: gosnmp.Gauge32, Value: generation}, detail)
-	case "group_failover":
+	case vocab.GroupFailover:
 		// Node is the new owner, From the old one.
 		vars = append(vars,
 			gosnmp.SnmpPDU{Name: oidNotifyObjects + ".3.0", Type: gosnmp.OctetString, Value: displayString(e.Group)},
@@ -156,9 +157,10 @@ func (t *Trapper) Start() {
 	}()
 }
 
-// Notify queues an event's notification; it never blocks.
+// Notify queues an event's notification; it never blocks. An event type
+// that is not a notification (vocab.NotTrapped) never takes a slot.
 func (t *Trapper) Notify(e api.Event) {
-	if len(t.targets) == 0 {
+	if len(t.targets) == 0 || !vocab.Trapped(e.Type) {
 		return
 	}
 	t.mu.Lock()
@@ -170,7 +172,7 @@ func (t *Trapper) Notify(e api.Event) {
 	case t.q <- e:
 	default:
 		if t.Dropped.Add(1)%100 == 1 {
-			t.log.Warn("SNMP notification queue full: dropping", slog.String("type", e.Type), slog.Uint64("dropped", t.Dropped.Load()))
+			t.log.Warn("SNMP notification queue full: dropping", slog.String("type", string(e.Type)), slog.Uint64("dropped", t.Dropped.Load()))
 		}
 	}
 }
@@ -196,7 +198,7 @@ func (t *Trapper) send(e api.Event) {
 		g.Conn.Close()
 		if err != nil {
 			t.Failed.Add(1)
-			t.log.Warn("sending SNMP notification", slog.String("target", g.Target), slog.String("type", e.Type), slog.Any("error", err))
+			t.log.Warn("sending SNMP notification", slog.String("target", g.Target), slog.String("type", string(e.Type)), slog.Any("error", err))
 			continue
 		}
 		t.Sent.Add(1)

@@ -503,7 +503,7 @@ func (nd *Node) MemberState(name string) string {
 	}
 	for _, m := range s.Members {
 		if m.Name == name {
-			return m.State
+			return string(m.State)
 		}
 	}
 	return ""
@@ -606,7 +606,7 @@ func (n *Net) states() map[*Node]map[string]string {
 		m := map[string]string{}
 		if s, err := nd.Status(); err == nil {
 			for _, mem := range s.Members {
-				m[mem.Name] = mem.State
+				m[mem.Name] = string(mem.State)
 			}
 		}
 		out[nd] = m

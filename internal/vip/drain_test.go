@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/clusterd/clusterd/internal/heartbeat"
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 type stateMembers struct {
@@ -21,7 +22,7 @@ func (s *stateMembers) SetState(st heartbeat.State) { s.state = st }
 
 func drainTier(t *testing.T, stateDir string) (*Tier, *stateMembers) {
 	m := &stateMembers{state: heartbeat.StateActive}
-	return &Tier{o: Options{StateDir: stateDir, Members: m, Node: "web1", Event: func(string, string, string) {}},
+	return &Tier{o: Options{StateDir: stateDir, Members: m, Node: "web1", Event: func(vocab.EventType, string, string) {}},
 		log: slog.New(slog.NewTextHandler(io.Discard, nil)), plans: []VIPPlan{{}}, drainRules: map[string]bool{}}, m
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/clusterd/clusterd/internal/config"
 	"github.com/clusterd/clusterd/internal/heartbeat"
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 // fakeDP is a datapath that records the applied ownership.
@@ -89,7 +90,7 @@ func simCluster(t *testing.T, names []string) map[string]*simNode {
 		tr, err := New(Options{Cluster: "sim", Node: n, Priority: i + 1, VIPs: vips, Members: view,
 			Settle: 110 * time.Millisecond, LiveTTL: 500 * time.Millisecond, Tick: 10 * time.Millisecond,
 			ViewTimeout: 400 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Event: func(string, string, string) {}})
+			Event: func(vocab.EventType, string, string) {}})
 		if err != nil {
 			t.Fatal(err)
 		}

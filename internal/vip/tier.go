@@ -23,6 +23,7 @@ import (
 	"github.com/clusterd/clusterd/internal/config"
 	"github.com/clusterd/clusterd/internal/heartbeat"
 	"github.com/clusterd/clusterd/internal/statefile"
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 // Membership is what the tier needs from membership.
@@ -62,19 +63,19 @@ type Options struct {
 	BackupBind string
 	Logger     *slog.Logger
 	// Event records an event (type, node, detail).
-	Event func(typ, node, detail string)
+	Event func(typ vocab.EventType, node, detail string)
 }
 
-// Ext keys this tier publishes in the node metadata.
+// Metadata keys this tier publishes (vocab.Ext*). ExtSwitch is the unix
+// milliseconds at which the change this node announces next (drain,
+// resume, leave) takes effect on every node: the planned switch that hands
+// its buckets over without a gap or an overlap.
 const (
-	extRules  = "lb" // per VIP ";", per rule ",": "weight/handling_priority"
-	extHealth = "hl" // per VIP: '1' healthy, '0' not
-	extInputs = "tb" // hash of the convergence inputs: equal on all nodes = converged
-	extConns  = "cn" // established connections while draining
-	// extSwitch: unix milliseconds at which the change this node announces
-	// next (drain, resume, leave) takes effect on every node: the planned
-	// switch that hands its buckets over without a gap or an overlap.
-	extSwitch = "hs"
+	extRules  = vocab.ExtRules
+	extHealth = vocab.ExtHealth
+	extInputs = vocab.ExtInputs
+	extConns  = vocab.ExtConns
+	extSwitch = vocab.ExtSwitch
 )
 
 // Tier is the NLB tier of one node.
@@ -588,9 +589,9 @@ func (t *Tier) converge(now time.Time) {
 	for vi := range t.plans {
 		if failOpen[vi] != t.failOpen[vi] {
 			if failOpen[vi] {
-				t.o.Event("node_unhealthy", t.o.Node, fmt.Sprintf("no node passes the health check of %s: all active nodes serve it (fail open)", t.plans[vi].Addr))
+				t.o.Event(vocab.NodeUnhealthy, t.o.Node, fmt.Sprintf("no node passes the health check of %s: all active nodes serve it (fail open)", t.plans[vi].Addr))
 			} else {
-				t.o.Event("node_healthy", t.o.Node, fmt.Sprintf("a node passes the health check of %s again: fail-open ends", t.plans[vi].Addr))
+				t.o.Event(vocab.NodeHealthy, t.o.Node, fmt.Sprintf("a node passes the health check of %s again: fail-open ends", t.plans[vi].Addr))
 			}
 		}
 	}
@@ -669,7 +670,7 @@ func (t *Tier) converge(now time.Time) {
 	for _, tb := range want.Owned {
 		counts += len(tb)
 	}
-	t.o.Event("converged", t.o.Node, fmt.Sprintf("generation %d: %s; this node owns %d buckets; computed in %s",
+	t.o.Event(vocab.Converged, t.o.Node, fmt.Sprintf("generation %d: %s; this node owns %d buckets; computed in %s",
 		t.generation, cause, counts, time.Since(start).Round(time.Microsecond)))
 }
 
@@ -982,9 +983,9 @@ func (t *Tier) healthLoop(ctx context.Context) {
 				t.mu.Unlock()
 				if changed {
 					if c.healthy {
-						t.o.Event("node_healthy", t.o.Node, fmt.Sprintf("health check of %s passes %d times in a row", t.plans[i].Addr, c.cfg.Rise))
+						t.o.Event(vocab.NodeHealthy, t.o.Node, fmt.Sprintf("health check of %s passes %d times in a row", t.plans[i].Addr, c.cfg.Rise))
 					} else {
-						t.o.Event("node_unhealthy", t.o.Node, fmt.Sprintf("health check of %s failed %d times in a row: %v", t.plans[i].Addr, c.cfg.Fall, err))
+						t.o.Event(vocab.NodeUnhealthy, t.o.Node, fmt.Sprintf("health check of %s failed %d times in a row: %v", t.plans[i].Addr, c.cfg.Fall, err))
 					}
 					t.publishHealth()
 				}
@@ -1041,9 +1042,9 @@ func (t *Tier) watchLinks() {
 				resync = true
 			}
 			if ok {
-				t.o.Event("node_healthy", t.o.Node, fmt.Sprintf("%s reaches the LAN again: takes %s flows", p.Interface, p.Addr))
+				t.o.Event(vocab.NodeHealthy, t.o.Node, fmt.Sprintf("%s reaches the LAN again: takes %s flows", p.Interface, p.Addr))
 			} else {
-				t.o.Event("node_unhealthy", t.o.Node, fmt.Sprintf("%s: withdrawing from %s", why, p.Addr))
+				t.o.Event(vocab.NodeUnhealthy, t.o.Node, fmt.Sprintf("%s: withdrawing from %s", why, p.Addr))
 			}
 		}
 	}
@@ -1172,7 +1173,7 @@ func (t *Tier) Drain(rule string, timeout time.Duration) error {
 		}
 		t.announceSwitch()
 		t.publishRules()
-		t.o.Event("node_draining", t.o.Node, "rule "+rule+" takes no new flows")
+		t.o.Event(vocab.NodeDraining, t.o.Node, "rule "+rule+" takes no new flows")
 		return nil
 	}
 	now := time.Now()
@@ -1189,7 +1190,7 @@ func (t *Tier) Drain(rule string, timeout time.Duration) error {
 	// when the others take them (no gap, no overlap).
 	t.announceSwitch()
 	t.o.Members.SetState(heartbeat.StateDraining)
-	t.o.Event("node_draining", t.o.Node, "takes no new flows; established connections go on")
+	t.o.Event(vocab.NodeDraining, t.o.Node, "takes no new flows; established connections go on")
 	return nil
 }
 
@@ -1211,14 +1212,14 @@ func (t *Tier) Resume() error {
 	t.publishRules()
 	if !t.drain.Draining {
 		if wasRules {
-			t.o.Event("node_resumed", t.o.Node, "all rules take new flows again")
+			t.o.Event(vocab.NodeResumed, t.o.Node, "all rules take new flows again")
 		}
 		return nil
 	}
 	t.drain, t.drainProblem = drainState{}, ""
 	t.o.Members.SetExt(extConns, "")
 	t.o.Members.SetState(heartbeat.StateActive)
-	t.o.Event("node_resumed", t.o.Node, "takes new flows again")
+	t.o.Event(vocab.NodeResumed, t.o.Node, "takes new flows again")
 	return nil
 }
 
@@ -1261,7 +1262,7 @@ func (t *Tier) watchDrain(now time.Time) {
 		if n > 0 {
 			detail = fmt.Sprintf("drain timeout passed with %d connections left (not cut)", n)
 		}
-		t.o.Event("node_drained", t.o.Node, detail)
+		t.o.Event(vocab.NodeDrained, t.o.Node, detail)
 	}
 }
 

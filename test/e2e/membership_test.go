@@ -56,7 +56,7 @@ func TestKill9MarksFailedOnEverySurvivor(t *testing.T) {
 	var types []string
 	for _, e := range ev {
 		if e.Node == victim.Name {
-			types = append(types, e.Type)
+			types = append(types, string(e.Type))
 		}
 	}
 	if !contains(types, "node_failed") || strings.Count(strings.Join(types, ","), "node_joined") < 2 {

@@ -164,7 +164,7 @@ func waitGroup(t *testing.T, n *testnet.Net, nd *testnet.Node, within time.Durat
 			return false
 		}
 		g := s.Groups[0]
-		return ok(g.Owner, g.State, g.Replication, g.Standby)
+		return ok(g.Owner, string(g.State), g.Replication, g.Standby)
 	})
 }
 
