@@ -12,7 +12,7 @@ step() { printf '\n=== %s\n' "$*"; }
 # (.ci/run does the same on a fresh machine before calling this script).
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 	missing=""
-	for t in ip:iproute2 nft:nftables ping:iputils-ping snmptrapd:snmptrapd snmpwalk:snmp snmpd:snmpd smilint:smitools make:make rpm:rpm chromium:chromium; do
+	for t in ip:iproute2 nft:nftables ping:iputils-ping snmptrapd:snmptrapd snmpwalk:snmp snmpd:snmpd smilint:smitools make:make rpm:rpm chromium:chromium zsh:zsh fish:fish groff:groff-base man:man-db; do
 		command -v "${t%%:*}" >/dev/null 2>&1 || missing="$missing ${t#*:}"
 	done
 	[ -x /usr/lib/postgresql/15/bin/postgres ] || missing="$missing postgresql-15"

@@ -11,9 +11,10 @@ import (
 
 func (e *env) drain(ctx context.Context, args []string) int {
 	fs := e.flags("drain")
-	rule := fs.String("rule", "", "drain only this rule's ports (e.g. 80 or 8000-8100)")
+	rule := fs.String("rule", "", "drain only this rule's `PORTS` (e.g. 80 or 8000-8100)")
 	wait := fs.Bool("wait", false, "show the remaining connections until the node is drained")
-	timeout := fs.String("timeout", "", "server side: drained after this long even with connections left (they are not cut)")
+	timeout := fs.String("timeout", "", "server side: drained after this long (a `DURATION` such as 5m) even with connections left (they are not cut)")
+	asJSON := fs.Bool("json", false, "print each step as a JSON object, one per line")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil || len(pos) > 1 {
 		fmt.Fprintln(e.stderr, "clusterctl drain: usage: clusterctl drain [NODE] [--rule PORTS] [--wait] [--timeout DUR]")
@@ -39,10 +40,10 @@ func (e *env) drain(ctx context.Context, args []string) int {
 		}
 	}
 	if *rule != "" {
-		fmt.Fprintf(e.stdout, "%s: rule %s takes no new flows\n", name, *rule)
+		e.say(*asJSON, Progress{Time: time.Now(), Node: name, Rule: *rule, State: string(vocab.Draining), Done: true}, "%s: rule %s takes no new flows", name, *rule)
 		return exitOK
 	}
-	fmt.Fprintf(e.stdout, "%s: draining (no new flows; established connections go on)\n", name)
+	e.say(*asJSON, Progress{Time: time.Now(), Node: name, State: string(vocab.Draining), Done: !*wait}, "%s: draining (no new flows; established connections go on)", name)
 	if !*wait {
 		return exitOK
 	}
@@ -63,7 +64,8 @@ func (e *env) drain(ctx context.Context, args []string) int {
 			return exitFailed
 		}
 		if m.Connections != last {
-			fmt.Fprintf(e.stdout, "%s: %s, %d connections left\n", name, m.State, m.Connections)
+			c := m.Connections
+			e.say(*asJSON, Progress{Time: time.Now(), Node: name, State: string(m.State), Connections: &c}, "%s: %s, %d connections left", name, m.State, m.Connections)
 			last = m.Connections
 		}
 		switch m.State {
@@ -72,7 +74,8 @@ func (e *env) drain(ctx context.Context, args []string) int {
 				fmt.Fprintf(e.stderr, "clusterctl drain: the timeout passed with %d connections left on %s (they were not cut)\n", m.Connections, name)
 				return exitFailed
 			}
-			fmt.Fprintf(e.stdout, "%s: drained\n", name)
+			zero := 0
+			e.say(*asJSON, Progress{Time: time.Now(), Node: name, State: string(vocab.Drained), Connections: &zero, Done: true}, "%s: drained", name)
 			return exitOK
 		case vocab.Active, vocab.Failed, vocab.Left:
 			fmt.Fprintf(e.stderr, "clusterctl drain: %s became %s before it was drained\n", name, m.State)
@@ -88,6 +91,7 @@ func (e *env) drain(ctx context.Context, args []string) int {
 
 func (e *env) resume(ctx context.Context, args []string) int {
 	fs := e.flags("resume")
+	asJSON := fs.Bool("json", false, "print the result as a JSON object")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil || len(pos) > 1 {
 		fmt.Fprintln(e.stderr, "clusterctl resume: usage: clusterctl resume [NODE]")
@@ -100,6 +104,6 @@ func (e *env) resume(ctx context.Context, args []string) int {
 	if err := e.client.Resume(ctx, node); err != nil {
 		return e.fail(err)
 	}
-	fmt.Fprintln(e.stdout, "resumed: takes new flows again")
+	e.say(*asJSON, Progress{Time: time.Now(), Node: node, State: string(vocab.Active), Done: true}, "resumed: takes new flows again")
 	return exitOK
 }

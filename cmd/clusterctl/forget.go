@@ -7,14 +7,18 @@ import (
 
 func (e *env) forget(ctx context.Context, args []string) int {
 	fs := e.flags("forget")
-	if fs.Parse(args) != nil || fs.NArg() != 1 {
+	asJSON := fs.Bool("json", false, "print the result as a JSON object")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil || len(pos) != 1 {
 		fmt.Fprintln(e.stderr, "clusterctl forget: usage: clusterctl forget NODE")
 		return exitUsage
 	}
-	node := fs.Arg(0)
+	node := pos[0]
 	if err := e.client.Forget(ctx, node); err != nil {
 		return e.fail(err)
 	}
-	fmt.Fprintf(e.stdout, "forgot %s\n", node)
+	e.say(*asJSON, struct {
+		Forgot string `json:"forgot"`
+	}{node}, "forgot %s", node)
 	return exitOK
 }

@@ -14,53 +14,91 @@ import (
 	"syscall"
 
 	"github.com/clusterd/clusterd/internal/api"
+	"github.com/clusterd/clusterd/internal/cli"
 	"github.com/clusterd/clusterd/internal/config"
+	"github.com/clusterd/clusterd/internal/version"
 )
 
-const usage = `clusterctl — operate a clusterd cluster
+// commands is clusterctl's one description of itself: usage, --help,
+// the man page and the completion scripts all come from it (the flags
+// from each command's own flag set, see describe).
+var commands = []cli.Command{
+	{Name: "status", Summary: "members, VIPs, buckets, groups, quorum, problems; --check for monitoring (exit 0/1/2/3)",
+		Examples: `  clusterctl status                    # the table; PROBLEMS at the end
+  clusterctl status --watch            # refresh every second
+  clusterctl status --json | jq '.members[] | select(.state != "active")'
+  clusterctl status --check            # for NRPE / the Icinga agent`},
+	{Name: "events", Summary: "the event log, newest last",
+		Examples: `  clusterctl events                    # the last events, newest last
+  clusterctl events --follow           # and then new ones as they happen
+  clusterctl events --json | jq 'select(.type == "group_failover")'`},
+	{Name: "drain", Args: "[NODE]", Summary: "take no new flows; established ones go on", Dynamic: "nodes",
+		Examples: `  clusterctl drain                     # this node takes no new flows
+  clusterctl drain web3 --wait --timeout 5m
+  clusterctl drain --rule 443          # only the rule for port 443`},
+	{Name: "resume", Args: "[NODE]", Summary: "undo drain", Dynamic: "nodes", Examples: `  clusterctl resume web3`},
+	{Name: "owner", Args: "VIP:PORT CLIENT_IP:CLIENT_PORT", Summary: "which node and bucket serve a flow",
+		Examples: `  clusterctl owner 172.16.1.1:80 10.0.5.17:51234    # which node serves this client's flow`},
+	{Name: "move", Args: "GROUP [NODE]", Summary: "planned switchover of a failover group", Dynamic: "groups",
+		Examples: `  clusterctl move db                   # to the synchronous standby
+  clusterctl move db db2 --timeout 60s`},
+	{Name: "forget", Args: "NODE", Summary: "drop a failed or left member from the list", Dynamic: "nodes",
+		Examples: `  clusterctl forget web4               # a member that is gone for good`},
+	{Name: "version", Summary: "versions of clusterctl and the agent",
+		Examples: `  clusterctl version                   # this program's and the agent's version
+  clusterctl version --json`},
+	{Name: "completion", Args: "SHELL", Summary: "print the completion script for bash, zsh, fish or powershell", Values: cli.Shells,
+		Examples: `  clusterctl completion bash > /etc/bash_completion.d/clusterctl
+  clusterctl completion zsh > "${fpath[1]}/_clusterctl"
+  clusterctl completion fish > ~/.config/fish/completions/clusterctl.fish
+  clusterctl completion powershell | Out-String | Invoke-Expression`},
+}
 
-usage: clusterctl [--socket PATH] COMMAND [flags]
-
-commands:
-  status [--json] [--watch]    members, VIPs, buckets, groups, quorum, problems
-  status --check [--lag-warn B] [--lag-crit B]
-                               monitoring plugin (Nagios/Icinga): one line, exit 0/1/2/3
-  events [--follow] [--json]   the event log, newest last
-  drain [NODE] [--rule PORTS] [--wait] [--timeout DUR]
-                               take no new flows; established ones go on
-  resume [NODE]                undo drain
-  owner VIP:PORT CLIENT_IP:CLIENT_PORT [--proto tcp|udp]
-                               which node and bucket serve a flow
-  move GROUP [NODE] [--timeout DUR]
-                               planned switchover of a failover group
-  forget NODE                  drop a failed or left member from the list
-  version                      versions of clusterctl and the agent
-
+const usageTail = `
 --socket may come before or after the command; otherwise $CLUSTERD_SOCKET,
-then ` + "%s" + `.
+then %s.
 clusterctl COMMAND --help shows a command's flags and examples.
 exit codes: 0 ok, 1 the operation failed, 2 usage error, 3 agent unreachable
 (status --check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)
 `
 
-// examples of each command, for COMMAND --help.
-var examples = map[string]string{
-	"status": `  clusterctl status                    # the table; PROBLEMS at the end
-  clusterctl status --watch            # refresh every second
-  clusterctl status --json | jq '.members[] | select(.state != "active")'
-  clusterctl status --check            # for NRPE / the Icinga agent`,
-	"events": `  clusterctl events                    # the last events, newest last
-  clusterctl events --follow           # and then new ones as they happen
-  clusterctl events --json | jq 'select(.type == "group_failover")'`,
-	"drain": `  clusterctl drain                     # this node takes no new flows
-  clusterctl drain web3 --wait --timeout 5m
-  clusterctl drain --rule 443          # only the rule for port 443`,
-	"resume": `  clusterctl resume web3`,
-	"owner":  `  clusterctl owner 172.16.1.1:80 10.0.5.17:51234    # which node serves this client's flow`,
-	"move": `  clusterctl move db                   # to the synchronous standby
-  clusterctl move db db2 --timeout 60s`,
-	"forget":  `  clusterctl forget web4               # a member that is gone for good`,
-	"version": `  clusterctl version                   # this program's and the agent's version`,
+// program is clusterctl described, with every command's flags.
+func program() cli.Program {
+	cmds := make([]cli.Command, len(commands))
+	copy(cmds, commands)
+	for i := range cmds {
+		cmds[i].Flags = describe(cmds[i].Name)
+	}
+	return cli.Program{
+		Name: "clusterctl", Section: "1", Summary: "operate a clusterd cluster",
+		Description: `clusterctl talks to the local clusterd agent over its control socket; any node's clusterctl shows the whole cluster and can drain, resume or forget any node and move any failover group.
+
+Run it as root, or as a member of the group named in the agent's control.group.`,
+		Global:   []cli.Flag{{Name: "socket", Arg: "PATH", Usage: "the agent's control socket", Files: true}},
+		Commands: cmds,
+		ExitStatus: `0 ok; 1 the operation failed; 2 usage error; 3 the agent is unreachable or does not answer.
+
+status --check follows the monitoring-plugin conventions: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.`,
+		Environment: "CLUSTERD_SOCKET\n    the control socket, when --socket is not given.",
+		Files:       config.DefaultSocket() + "\n    the default control socket.",
+		SeeAlso:     []string{"clusterd(8)"},
+	}
+}
+
+// describe returns a command's flags, read from the flag set the command
+// itself defines (it is run with -h and no agent).
+func describe(verb string) []cli.Flag {
+	e := &env{stdout: io.Discard, stderr: io.Discard, client: api.NewClient("")}
+	e.dispatch(context.Background(), verb, []string{"-h"})
+	if e.fs == nil {
+		return nil
+	}
+	return cli.FlagsOf(e.fs)
+}
+
+func printUsage(w io.Writer) {
+	program().Usage(w)
+	fmt.Fprintf(w, usageTail, config.DefaultSocket())
 }
 
 // wantsHelp: the command's arguments ask for its help.
@@ -85,6 +123,7 @@ type env struct {
 	client *api.Client
 	stdout io.Writer
 	stderr io.Writer
+	fs     *flag.FlagSet // the running command's flags (see describe)
 }
 
 func main() {
@@ -127,17 +166,18 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		socket = config.DefaultSocket()
 	}
 	if len(args) == 0 {
-		fmt.Fprintf(stderr, usage, config.DefaultSocket())
+		printUsage(stderr)
 		return exitUsage
 	}
 	e := &env{client: api.NewClient(socket), stdout: stdout, stderr: stderr}
 	verb, rest := args[0], args[1:]
-	if ex, ok := examples[verb]; ok && wantsHelp(rest) {
+	if c, ok := (cli.Program{Commands: commands}).Command(verb); ok && wantsHelp(rest) {
 		// The command's own flag set prints its flags; exit 0, as a
 		// request for help is not a usage error.
 		e.stderr = stdout
+		fmt.Fprintf(stdout, "clusterctl %s — %s\n\n", strings.TrimSpace(verb+" "+c.Args), c.Summary)
 		e.dispatch(ctx, verb, []string{"-h"})
-		fmt.Fprintf(stdout, "\nexamples:\n%s\n", ex)
+		fmt.Fprintf(stdout, "\nexamples:\n%s\n", c.Examples)
 		return exitOK
 	}
 	return e.dispatch(ctx, verb, rest)
@@ -163,8 +203,15 @@ func (e *env) dispatch(ctx context.Context, verb string, rest []string) int {
 		code = e.owner(ctx, rest)
 	case "version", "--version":
 		code = e.version(ctx, rest)
+	case "completion":
+		code = e.completion(rest)
+	case "__complete":
+		code = e.complete(ctx, rest)
+	case "__man":
+		program().Man(stdout, version.Short(), manDate)
+		return exitOK
 	case "help", "-h", "--help":
-		fmt.Fprintf(stdout, usage, config.DefaultSocket())
+		printUsage(stdout)
 		return exitOK
 	default:
 		fmt.Fprintf(e.stderr, "clusterctl: unknown command %q; run clusterctl help\n", verb)
@@ -176,6 +223,11 @@ func (e *env) dispatch(ctx context.Context, verb string, rest []string) int {
 func (e *env) flags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("clusterctl "+name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "flags:\n")
+		cli.PrintFlags(e.stderr, cli.FlagsOf(fs))
+	}
+	e.fs = fs
 	return fs
 }
 

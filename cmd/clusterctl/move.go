@@ -12,6 +12,7 @@ import (
 func (e *env) move(ctx context.Context, args []string) int {
 	fs := e.flags("move")
 	timeout := fs.Duration("timeout", time.Minute, "give up waiting for the group to come online on the target after this long")
+	asJSON := fs.Bool("json", false, "print each step as a JSON object, one per line")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil || len(pos) < 1 || len(pos) > 2 {
 		fmt.Fprintln(e.stderr, "clusterctl move: usage: clusterctl move GROUP [NODE] [--timeout DUR]")
@@ -32,7 +33,8 @@ func (e *env) move(ctx context.Context, args []string) int {
 	if err != nil {
 		return e.fail(err)
 	}
-	fmt.Fprintf(e.stdout, "%s: moving from %s to %s (the owner steps down, then %s takes over)\n", group, from, resp.Target, resp.Target)
+	e.say(*asJSON, Progress{Time: time.Now(), Group: group, State: "moving", Owner: from, Target: resp.Target},
+		"%s: moving from %s to %s (the owner steps down, then %s takes over)", group, from, resp.Target, resp.Target)
 	deadline := time.Now().Add(*timeout)
 	last, moving := "", false
 	for {
@@ -47,11 +49,13 @@ func (e *env) move(ctx context.Context, args []string) int {
 		}
 		line := fmt.Sprintf("%s: %s on %s", group, g.State, g.Owner)
 		if line != last {
-			fmt.Fprintln(e.stdout, line)
+			e.say(*asJSON, Progress{Time: time.Now(), Group: group, State: string(g.State), Owner: g.Owner, Target: resp.Target}, "%s", line)
 			last = line
 		}
 		if g.Owner == resp.Target && (g.State == vocab.GroupOnline || g.State == vocab.GroupDegraded) {
-			fmt.Fprintf(e.stdout, "%s: moved to %s in %.1f s\n", group, g.Owner, time.Since(start).Seconds())
+			took := time.Since(start).Seconds()
+			e.say(*asJSON, Progress{Time: time.Now(), Group: group, State: string(g.State), Owner: g.Owner, Target: resp.Target, Seconds: took, Done: true},
+				"%s: moved to %s in %.1f s", group, g.Owner, took)
 			return exitOK
 		}
 		if g.Owner != resp.Target && g.Owner != from {

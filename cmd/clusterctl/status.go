@@ -20,8 +20,8 @@ func (e *env) status(ctx context.Context, args []string) int {
 	watch := fs.Bool("watch", false, "refresh every second until Ctrl-C")
 	check := fs.Bool("check", false, "monitoring plugin (Nagios/Icinga): one line with perfdata; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN")
 	th := api.DefaultThresholds()
-	fs.Uint64Var(&th.LagWarn, "lag-warn", th.LagWarn, "with --check: a standby's replication lag in bytes that is a WARNING (0: off)")
-	fs.Uint64Var(&th.LagCrit, "lag-crit", th.LagCrit, "with --check: a standby's replication lag in bytes that is CRITICAL (0: off)")
+	fs.Uint64Var(&th.LagWarn, "lag-warn", th.LagWarn, "with --check: a standby's replication lag in `BYTES` that is a WARNING (0: off)")
+	fs.Uint64Var(&th.LagCrit, "lag-crit", th.LagCrit, "with --check: a standby's replication lag in `BYTES` that is CRITICAL (0: off)")
 	if fs.Parse(args) != nil || fs.NArg() > 0 || (*check && (*watch || *asJSON)) {
 		if *check && (*watch || *asJSON) {
 			fmt.Fprintln(e.stderr, "clusterctl status: --check goes alone (not with --watch or --json)")

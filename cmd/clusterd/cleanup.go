@@ -21,7 +21,7 @@ import (
 // leftover.
 func cmdCleanup(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("cleanup", stderr)
-	path := fs.String("config", "", "the agent's config file (its VIPs, state_dir and control socket)")
+	path := fs.String("config", "", "the agent's config `FILE` (its VIPs, state_dir and control socket)")
 	if fs.Parse(args) != nil || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "clusterd cleanup: usage: clusterd cleanup [--config FILE]")
 		return exitUsage

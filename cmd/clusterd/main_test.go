@@ -2,7 +2,10 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -54,5 +57,41 @@ func TestKeygen(t *testing.T) {
 	keys, probs := config.ReadKeys(p)
 	if len(keys) != 1 || len(probs) != 0 {
 		t.Errorf("%v %v", keys, probs)
+	}
+}
+
+// TestCompletionAndMan: clusterd's bash completion completes its commands
+// and the service actions, and its man page formats without a warning.
+func TestCompletionAndMan(t *testing.T) {
+	var out bytes.Buffer
+	if code := realMain([]string{"completion", "bash"}, &out, io.Discard); code != 0 {
+		t.Fatal("completion bash failed")
+	}
+	f := filepath.Join(t.TempDir(), "clusterd.bash")
+	os.WriteFile(f, out.Bytes(), 0o644)
+	if _, err := exec.LookPath("bash"); err == nil {
+		for line, want := range map[string]string{"clusterd ser": "service", "clusterd service i": "install", "clusterd run --log-": "--log-format"} {
+			words := strings.Fields(line)
+			q := ""
+			for _, w := range words {
+				q += "'" + w + "' "
+			}
+			cmd := exec.Command("bash", "--norc", "-c", fmt.Sprintf("source %s\nCOMP_WORDS=(%s)\nCOMP_CWORD=%d\n_clusterd\necho \"${COMPREPLY[@]}\"", f, q, len(words)-1))
+			b, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(b), want) {
+				t.Errorf("%q: %v %q", line, err, b)
+			}
+		}
+	}
+	out.Reset()
+	if code := realMain([]string{"__man"}, &out, io.Discard); code != 0 || !strings.Contains(out.String(), ".TH CLUSTERD 8") {
+		t.Fatalf("__man: %d", code)
+	}
+	if _, err := exec.LookPath("groff"); err == nil {
+		cmd := exec.Command("groff", "-man", "-Tutf8", "-ww", "-z")
+		cmd.Stdin = strings.NewReader(out.String())
+		if msg, err := cmd.CombinedOutput(); err != nil || len(msg) > 0 {
+			t.Errorf("groff: %v\n%s", err, msg)
+		}
 	}
 }

@@ -38,9 +38,9 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 
 func cmdRun(args []string, stderr io.Writer) int {
 	fs := newFlags("run", stderr)
-	path := fs.String("config", "", "config file")
-	format := fs.String("log-format", "text", "text or json")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
+	path := fs.String("config", "", "the config `FILE`")
+	format := fs.String("log-format", "text", "`FORMAT` of the log: text or json")
+	level := fs.String("log-level", "info", "`LEVEL`: debug, info, warn or error")
 	if fs.Parse(args) != nil || *path == "" || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "clusterd run: usage: clusterd run --config FILE")
 		return exitUsage

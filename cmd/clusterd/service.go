@@ -110,7 +110,7 @@ func cmdService(args []string, stdout, stderr io.Writer) int {
 	}
 	action := args[0]
 	fs := newFlags("service "+action, stderr)
-	path := fs.String("config", "", "config file the service runs with")
+	path := fs.String("config", "", "the config `FILE` the service runs with")
 	if fs.Parse(args[1:]) != nil || fs.NArg() > 0 {
 		return exitUsage
 	}

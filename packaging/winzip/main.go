@@ -37,20 +37,27 @@ of a load-balanced VIP (that needs the Linux nftables datapath).
 What is tested on Windows: README.md, "Windows".
 
 CLUSTERD-MIB.txt is the SNMP MIB for the NOC's manager.
+
+Tab completion in PowerShell: add this line to your $PROFILE:
+
+  . 'C:\Program Files\clusterd\clusterctl-completion.ps1'
+
+(copy clusterctl-completion.ps1 and clusterd-completion.ps1 there first).
 `
 
 func main() {
 	bin := flag.String("bin", "bin/windows", "directory with clusterd.exe and clusterctl.exe")
+	gen := flag.String("gen", "build/gen", "directory with the generated completions (make gen)")
 	version := flag.String("version", "dev", "package version")
 	out := flag.String("out", "dist", "output directory")
 	flag.Parse()
-	if err := run(*bin, *version, *out); err != nil {
+	if err := run(*bin, *gen, *version, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "winzip:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin, version, out string) error {
+func run(bin, gen, version, out string) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
@@ -67,6 +74,8 @@ func run(bin, version, out string) error {
 		{"packaging/clusterd.yaml", "clusterd.yaml"},
 		{"packaging/snmp/CLUSTERD-MIB.txt", "CLUSTERD-MIB.txt"},
 		{"README.md", "README.md"},
+		{filepath.Join(gen, "completions", "clusterctl.powershell"), "clusterctl-completion.ps1"},
+		{filepath.Join(gen, "completions", "clusterd.powershell"), "clusterd-completion.ps1"},
 	}
 	for _, fl := range files {
 		if err := add(z, fl.src, fl.dst); err != nil {

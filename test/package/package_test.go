@@ -73,6 +73,20 @@ func TestDebInstallUpgradePurge(t *testing.T) {
 	if out := run(t, "/usr/bin/clusterctl", "version"); !strings.Contains(out, v1) {
 		t.Errorf("clusterctl version after install: %q, want %s", out, v1)
 	}
+	// Man pages and completions, generated at build time from the
+	// programs themselves.
+	for _, p := range []string{"/usr/share/man/man1/clusterctl.1.gz", "/usr/share/man/man8/clusterd.8.gz",
+		"/usr/share/bash-completion/completions/clusterctl", "/usr/share/bash-completion/completions/clusterd",
+		"/usr/share/zsh/vendor-completions/_clusterctl", "/usr/share/fish/vendor_completions.d/clusterctl.fish"} {
+		if st, err := os.Stat(p); err != nil || st.Size() == 0 {
+			t.Errorf("the package lacks %s: %v", p, err)
+		}
+	}
+	if _, err := exec.LookPath("man"); err == nil {
+		if out := run(t, "man", "-l", "/usr/share/man/man1/clusterctl.1.gz"); !strings.Contains(out, "clusterctl - operate a clusterd cluster") {
+			t.Errorf("man clusterctl: %.300s", out)
+		}
+	}
 	if st, err := os.Stat("/etc/clusterd/cluster.key"); err != nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("the cluster key made at install: %v %v", st, err)
 	}
@@ -132,7 +146,8 @@ func TestRPMContents(t *testing.T) {
 	rpm := one(t, d, "*.rpm")
 	list := run(t, "rpm", "-qlp", rpm)
 	for _, p := range []string{"/usr/bin/clusterd", "/usr/bin/clusterctl", "/usr/lib/systemd/system/clusterd.service",
-		"/etc/clusterd/clusterd.yaml", "/usr/share/snmp/mibs/CLUSTERD-MIB.txt", "/usr/share/clusterd/cacti/clusterd_templates.xml"} {
+		"/etc/clusterd/clusterd.yaml", "/usr/share/snmp/mibs/CLUSTERD-MIB.txt", "/usr/share/clusterd/cacti/clusterd_templates.xml",
+		"/usr/share/man/man1/clusterctl.1.gz", "/usr/share/zsh/site-functions/_clusterctl", "/usr/share/bash-completion/completions/clusterctl"} {
 		if !strings.Contains(list, p+"\n") {
 			t.Errorf("the rpm lacks %s:\n%s", p, list)
 		}
@@ -154,7 +169,7 @@ func TestRPMContents(t *testing.T) {
 	for _, f := range zr.File {
 		names = append(names, f.Name)
 	}
-	for _, p := range []string{"clusterd.exe", "clusterctl.exe", "clusterd.yaml", "CLUSTERD-MIB.txt", "INSTALL.txt"} {
+	for _, p := range []string{"clusterd.exe", "clusterctl.exe", "clusterd.yaml", "CLUSTERD-MIB.txt", "INSTALL.txt", "clusterctl-completion.ps1"} {
 		if !slices.Contains(names, p) {
 			t.Errorf("the Windows zip lacks %s: %v", p, names)
 		}
