@@ -147,7 +147,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	waitJS("node4 drained", state("node4")+` === "drained" || `+state("node4")+` === "draining"`, 10*time.Second)
 	waitJS("the drain's operator event", `[...document.querySelectorAll('#events li[data-type="operator"]')].some(li => li.textContent.includes("alice (console, from `+testnet.ClientIP+`) ran clusterctl drain node4"))`, 5*time.Second)
-	shot, err := chromedp.Run(bctx, chromedp.FullScreenshot(90))
+	shot, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)
 	}
