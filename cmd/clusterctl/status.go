@@ -117,6 +117,17 @@ func printStatus(w io.Writer, s *api.Status) {
 			}
 			sort.Strings(owners)
 			fmt.Fprintf(w, "  rule %s/%s  %d buckets: %s\n", r.Ports, r.Protocol, r.BucketsTotal, strings.Join(owners, " "))
+			if len(r.LastMoves) > 0 && r.MovedAt != nil {
+				var mv []string
+				for i, m := range r.LastMoves {
+					if i == 4 {
+						mv = append(mv, fmt.Sprintf("(+%d more)", len(r.LastMoves)-4))
+						break
+					}
+					mv = append(mv, fmt.Sprintf("%s->%s %d", dash(m.From), dash(m.To), m.Buckets))
+				}
+				fmt.Fprintf(w, "    last change %s: %s\n", ago(*r.MovedAt), strings.Join(mv, ", "))
+			}
 		}
 	}
 	if len(s.Groups) > 0 {

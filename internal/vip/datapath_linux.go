@@ -261,14 +261,21 @@ func unicastIngress(c *nftables.Conn, vips []VIPPlan) *nftables.Table {
 			})
 			chains[v.Interface] = ch
 		}
-		c.AddRule(&nftables.Rule{Table: t, Chain: ch, UserData: tag("uc", v.Index), Exprs: []expr.Any{
-			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseLLHeader, Offset: 0, Len: 6},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: v.MAC},
-			&expr.Immediate{Register: reg1, Data: []byte{unix.PACKET_HOST}},
-			&expr.Meta{Key: expr.MetaKeyPKTTYPE, SourceRegister: true, Register: reg1},
-		}})
+		r := unicastRule(v)
+		r.Table, r.Chain = t, ch
+		c.AddRule(r)
 	}
 	return t
+}
+
+// unicastRule marks frames to v's unicast cluster MAC as this host's.
+func unicastRule(v VIPPlan) *nftables.Rule {
+	return &nftables.Rule{UserData: tag("uc", v.Index), Exprs: []expr.Any{
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseLLHeader, Offset: 0, Len: 6},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: v.MAC},
+		&expr.Immediate{Register: reg1, Data: []byte{unix.PACKET_HOST}},
+		&expr.Meta{Key: expr.MetaKeyPKTTYPE, SourceRegister: true, Register: reg1},
+	}}
 }
 
 func tag(kind string, vip int) []byte { return []byte(fmt.Sprintf("%s:%d", kind, vip)) }
