@@ -74,7 +74,7 @@ func FlagsOf(fs *flag.FlagSet) []Flag {
 		} else if arg == "" || goTypes[arg] {
 			arg = strings.ToUpper(f.Name) // no `PLACEHOLDER` in the usage
 		}
-		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
 			usage += " (default " + f.DefValue + ")"
 		}
 		out = append(out, Flag{Name: f.Name, Arg: arg, Usage: usage, Files: arg == "FILE" || arg == "PATH" || f.Name == "config" || f.Name == "out" || f.Name == "socket"})
