@@ -45,6 +45,7 @@ func BuildAt(t TB, commit, version string) string {
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
+	t.Cleanup(func() { os.RemoveAll(bin) })
 	build := exec.Command("go", "build", "-ldflags", "-X github.com/clusterd/clusterd/internal/version.Version="+version,
 		"-o", bin, "./cmd/clusterd", "./cmd/clusterctl")
 	build.Dir = src

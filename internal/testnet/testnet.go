@@ -150,7 +150,21 @@ func Binaries(t TB) string {
 	if buildErr != nil {
 		t.Fatalf("%v", buildErr)
 	}
+	if p, ok := t.(*Program); ok {
+		// A program (the demo, a benchmark) is one run: its cleanups
+		// remove the binaries too. Test packages call RemoveBinaries from
+		// TestMain.
+		p.Cleanup(RemoveBinaries)
+	}
 	return binDir
+}
+
+// RemoveBinaries deletes what Binaries built; call it when the process's
+// last network is closed (TestMain after m.Run, or a Program's Done).
+func RemoveBinaries() {
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
 }
 
 func moduleRoot() (string, error) {

@@ -10,9 +10,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/clusterd/clusterd/internal/testnet"
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 const (
@@ -29,7 +31,12 @@ func main() {
 	defer p.Done()
 	p.HandleSignals()
 
-	say := func(f string, a ...any) { fmt.Printf("\n\033[1m>>> "+f+"\033[0m\n", a...) }
+	// Bold only on a terminal: a log file or a pipe gets plain text.
+	bold, plain := "", ""
+	if st, err := os.Stdout.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 && os.Getenv("TERM") != "dumb" {
+		bold, plain = "\033[1m", "\033[0m"
+	}
+	say := func(f string, a ...any) { fmt.Printf("\n"+bold+">>> "+f+plain+"\n", a...) }
 	say("building clusterd and a %d-node network (public + private NIC per node, plus a client)", *nodes)
 	dir, err := os.MkdirTemp("", "clusterd-demo-")
 	if err != nil {
@@ -55,7 +62,15 @@ func main() {
 	}
 	n.Start()
 	n.WaitConverged(20 * time.Second)
-	time.Sleep(500 * time.Millisecond)
+	// What the first status shows must be true: every node converged on
+	// one bucket map and the group online with its standby.
+	n.WaitFor(30*time.Second, "bucket maps converged and the group online", func() bool {
+		s, err := n.Nodes[0].Status()
+		if err != nil || !s.Converged {
+			return false
+		}
+		return group == "" || len(s.Groups) == 1 && s.Groups[0].State == vocab.GroupOnline && s.Groups[0].Standby != ""
+	})
 	client := n.NewClient(2 * time.Second)
 	spread := func(k int) {
 		count := map[string]int{}
@@ -89,9 +104,24 @@ func main() {
 	v := n.Nodes[len(n.Nodes)-1]
 	say("pulling %s's private (heartbeat) cable: the backup path on the public NIC keeps it a member", v.Name)
 	v.Cable(testnet.Private, false)
-	time.Sleep(time.Second)
+	pathIs := func(up bool) func() bool {
+		return func() bool {
+			s, err := n.Nodes[0].Status()
+			if err != nil {
+				return false
+			}
+			for _, m := range s.Members {
+				if m.Name == v.Name {
+					return m.State == vocab.Active && m.Paths["private"] == up
+				}
+			}
+			return false
+		}
+	}
+	n.WaitFor(5*time.Second, v.Name+"'s private path down, still active", pathIs(false))
 	ctl(n.Nodes[0], "status")
 	v.Cable(testnet.Private, true)
+	n.WaitFor(5*time.Second, v.Name+"'s private path up again", pathIs(true))
 
 	say("kill -9 of %s's agent", v.Name)
 	start := time.Now()
@@ -104,6 +134,10 @@ func main() {
 	say("restarting %s: it rejoins", v.Name)
 	v.Start()
 	n.WaitConverged(15 * time.Second)
+	n.WaitFor(15*time.Second, "bucket maps converged", func() bool {
+		s, err := n.Nodes[0].Status()
+		return err == nil && s.Converged
+	})
 	ctl(n.Nodes[0], "status")
 	if group != "" {
 		quick := n.NewClient(200 * time.Millisecond) // fine-grained: a fenced VIP drops, it does not refuse
@@ -116,7 +150,7 @@ func main() {
 		}
 		n.WaitFor(20*time.Second, "group app online with a standby", func() bool {
 			s, err := n.Nodes[0].Status()
-			return err == nil && len(s.Groups) == 1 && s.Groups[0].State == "online" && owner() == "node1"
+			return err == nil && len(s.Groups) == 1 && s.Groups[0].State == vocab.GroupOnline && owner() == "node1"
 		})
 		say("failover group app (MSCS style): one owner at a time holds its VIP %s; the quorum (3 voters) decides who", groupVIP)
 		fmt.Printf("http://%s/ is answered by %s\n", groupVIP, owner())
@@ -139,7 +173,13 @@ func main() {
 		o.Start()
 		n.WaitFor(20*time.Second, o.Name+" back as standby", func() bool {
 			s, err := n.Nodes[0].Status()
-			return err == nil && len(s.Groups) == 1 && s.Groups[0].State == "online"
+			return err == nil && len(s.Groups) == 1 && s.Groups[0].State == vocab.GroupOnline && s.Groups[0].Standby == o.Name
+		})
+		// The last status shows every member active and converged.
+		n.WaitConverged(15 * time.Second)
+		n.WaitFor(15*time.Second, "bucket maps converged", func() bool {
+			s, err := n.Nodes[0].Status()
+			return err == nil && s.Converged
 		})
 		ctl(n.Nodes[0], "status")
 	}
@@ -149,11 +189,14 @@ func main() {
 	if *once {
 		return
 	}
-	say("the cluster keeps running. Try, in another terminal:")
+	say("the cluster keeps running. Try, in another terminal (as root):")
+	ctlBin := filepath.Join(n.Bin, "clusterctl")
 	for _, nd := range n.Nodes {
-		fmt.Printf("  clusterctl --socket %s status      # %s (its namespace: %s)\n", nd.Socket, nd.Name, nd.NS)
+		fmt.Printf("  %s --socket %s status      # %s (its namespace: %s)\n", ctlBin, nd.Socket, nd.Name, nd.NS)
 	}
+	fmt.Printf("  %s --socket %s events --follow\n", ctlBin, n.Nodes[0].Socket)
 	fmt.Printf("  ip netns exec %s kill -9 $(pgrep -f %s)\n", v.NS, v.Config)
+	fmt.Printf("(the binaries are in %s; Ctrl-C removes them, the namespaces and %s)\n", n.Bin, n.Dir)
 	fmt.Println("Press Ctrl-C to tear everything down.")
 	select {}
 }
