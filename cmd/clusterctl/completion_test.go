@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/clusterd/clusterd/internal/testenv"
 )
 
 func script(t *testing.T, shell string) string {
@@ -18,7 +20,7 @@ func script(t *testing.T, shell string) string {
 	if code := realMain(context.Background(), []string{"completion", shell}, &out, &errb); code != 0 {
 		t.Fatalf("completion %s: exit %d: %s", shell, code, errb.String())
 	}
-	f := filepath.Join(t.TempDir(), "clusterctl."+shell)
+	f := filepath.Join(testenv.TempDir(t), "clusterctl."+shell)
 	if err := os.WriteFile(f, out.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +30,7 @@ func script(t *testing.T, shell string) string {
 // fakeCtl puts a clusterctl on PATH that answers __complete as an agent
 // with members web1, web2 and group db would.
 func fakeCtl(t *testing.T) string {
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	os.WriteFile(filepath.Join(dir, "clusterctl"), []byte("#!/bin/sh\ncase \"$2\" in nodes) printf 'web1\\nweb2\\n';; groups) echo db;; esac\n"), 0o755)
 	return dir + ":" + os.Getenv("PATH")
 }

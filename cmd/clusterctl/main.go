@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -231,19 +232,31 @@ func (e *env) flags(name string) *flag.FlagSet {
 	return fs
 }
 
+// serviceHint is how an operator looks at the service on this OS.
+func serviceHint() string {
+	if runtime.GOOS == "windows" {
+		return "sc query clusterd, and the Windows Event Log, source clusterd"
+	}
+	return "systemctl status clusterd; journalctl -u clusterd"
+}
+
 // fail prints one line that says what is wrong and what to do, and picks
 // the exit code.
 func (e *env) fail(err error) int {
 	if errors.Is(err, api.ErrNoAnswer) {
-		fmt.Fprintf(e.stderr, "clusterctl: %v; look at its log and state (systemctl status clusterd; on Windows: sc query clusterd)\n", err)
+		fmt.Fprintf(e.stderr, "clusterctl: %v; look at its log and state (%s)\n", err, serviceHint())
 		return exitUnreachable
 	}
 	if errors.Is(err, api.ErrPermission) {
-		fmt.Fprintf(e.stderr, "clusterctl: %v: run clusterctl as root, or as a member of the group named in control.group\n", err)
+		who := "as root, or as a member of the group named in control.group"
+		if runtime.GOOS == "windows" {
+			who = "as an Administrator (an elevated prompt)"
+		}
+		fmt.Fprintf(e.stderr, "clusterctl: %v: run clusterctl %s\n", err, who)
 		return exitUnreachable
 	}
 	if errors.Is(err, api.ErrUnreachable) {
-		fmt.Fprintf(e.stderr, "clusterctl: %v; is clusterd running on this node? (systemctl status clusterd, or pass --socket)\n", err)
+		fmt.Fprintf(e.stderr, "clusterctl: %v; is clusterd running on this node? (%s, or pass --socket)\n", err, serviceHint())
 		return exitUnreachable
 	}
 	if errors.Is(err, context.Canceled) {

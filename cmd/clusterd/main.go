@@ -201,6 +201,13 @@ func cmdKeygen(args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	defer f.Close()
+	// Readable by the owner only (Unix: 0600 from the open above; Windows:
+	// an access list of SYSTEM and Administrators), before the key is in it.
+	if err := config.Restrict(*out); err != nil {
+		fmt.Fprintf(stderr, "clusterd keygen: restricting who may read %s: %v\n", *out, err)
+		os.Remove(*out)
+		return exitFailed
+	}
 	if _, err := f.WriteString(k); err != nil {
 		fmt.Fprintln(stderr, "clusterd keygen:", err)
 		return exitFailed

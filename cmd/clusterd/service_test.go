@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/clusterd/clusterd/internal/config"
+	"github.com/clusterd/clusterd/internal/testenv"
 	"github.com/clusterd/clusterd/packaging/systemd"
 )
 
@@ -17,7 +18,7 @@ import (
 // with a non-zero code (so systemd's Restart= and the SCM's recovery act);
 // before, Start returned nil and the process lived on as "running".
 func TestServiceStartThatFailsExitsNonZero(t *testing.T) {
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	k, _ := config.NewKey()
 	os.WriteFile(filepath.Join(dir, "cluster.key"), []byte(k), 0o600)
 	// state_dir is a file: the agent cannot start (root or not).

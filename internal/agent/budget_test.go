@@ -8,13 +8,14 @@ import (
 	"testing"
 
 	"github.com/clusterd/clusterd/internal/config"
+	"github.com/clusterd/clusterd/internal/testenv"
 )
 
 // groupsConfig is a three-voter cluster with k failover groups of
 // realistic names.
 func groupsConfig(t *testing.T, k int) (*config.Config, error) {
 	t.Helper()
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	key, _ := config.NewKey()
 	kf := filepath.Join(dir, "cluster.key")
 	os.WriteFile(kf, []byte(key), 0o600)

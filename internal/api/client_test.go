@@ -10,12 +10,14 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/clusterd/clusterd/internal/testenv"
 )
 
 // A hung agent accepts connections (the kernel does) but never answers:
 // every call must give up after AnswerTimeout with ErrNoAnswer.
 func TestHungAgentTimesOut(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "c.sock")
+	sock := filepath.Join(testenv.TempDir(t), "c.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +54,7 @@ func TestPermissionDeniedSaysSo(t *testing.T) {
 	if os.Geteuid() == 0 {
 		t.Skip("root may open any socket")
 	}
-	sock := filepath.Join(t.TempDir(), "c.sock")
+	sock := filepath.Join(testenv.TempDir(t), "c.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +70,7 @@ func TestPermissionDeniedSaysSo(t *testing.T) {
 // The limit listener bounds connections held at once and gives the
 // underlying connection back (peer credentials stay readable).
 func TestLimitListener(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "l.sock")
+	sock := filepath.Join(testenv.TempDir(t), "l.sock")
 	raw, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)

@@ -8,11 +8,14 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/clusterd/clusterd/internal/testenv"
 )
 
 // TestPipe: the control pipe accepts a connection, and a second agent
 // cannot take a pipe that a live one holds.
 func TestPipe(t *testing.T) {
+	testenv.SkipUnderWine(t, testenv.WineLacksPipes)
 	name := fmt.Sprintf(`\\.\pipe\clusterd-test-%d`, os.Getpid())
 	l, err := Listen(name, "")
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/clusterd/clusterd/internal/testenv"
 )
 
 // TestDocExamples: the example configs in docs/examples are valid (with a
@@ -14,7 +16,7 @@ func TestDocExamples(t *testing.T) {
 	if len(files) == 0 {
 		t.Fatal("no examples found")
 	}
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	k, _ := NewKey()
 	key := filepath.Join(dir, "cluster.key")
 	os.WriteFile(key, []byte(k), 0o600)

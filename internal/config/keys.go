@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
-	"runtime"
 	"strings"
 )
 
@@ -40,8 +39,8 @@ func ReadKeys(path string) ([][]byte, []KeyFileError) {
 		return nil, []KeyFileError{{0, fmt.Sprintf("cannot read key file: %v (create one with: clusterd keygen --out %s)", err, path)}}
 	}
 	var problems []KeyFileError
-	if runtime.GOOS != "windows" && st.Mode().Perm()&0o007 != 0 {
-		problems = append(problems, KeyFileError{0, fmt.Sprintf("key file %s is readable by other users (mode %04o); run: chmod 600 %s", path, st.Mode().Perm(), path)})
+	if why := exposed(path, st); why != "" {
+		problems = append(problems, KeyFileError{0, fmt.Sprintf("key file %s %s", path, why)})
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"runtime"
 	"strings"
 )
 
@@ -22,8 +21,8 @@ func ReadTokens(path string) (map[string]string, []KeyFileError) {
 		return nil, []KeyFileError{{0, fmt.Sprintf("cannot read tokens file: %v (add a line with: echo \"$USER $(openssl rand -hex 24)\" >> %s; chmod 600 %s)", err, path, path)}}
 	}
 	var problems []KeyFileError
-	if runtime.GOOS != "windows" && st.Mode().Perm()&0o007 != 0 {
-		problems = append(problems, KeyFileError{0, fmt.Sprintf("tokens file %s is readable by other users (mode %04o); run: chmod 600 %s", path, st.Mode().Perm(), path)})
+	if why := exposed(path, st); why != "" {
+		problems = append(problems, KeyFileError{0, fmt.Sprintf("tokens file %s %s", path, why)})
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/clusterd/clusterd/internal/testenv"
 )
 
 // testLog routes logs to t.Log until the test ends. memberlist's
@@ -45,6 +47,7 @@ func newTestNodeRT(t *testing.T, n int, prio int, key []byte, rt bool, join ...s
 
 func newTestNodeOpts(t *testing.T, n int, prio int, key []byte, rt bool, reap time.Duration, join ...string) (*Membership, *eventLog) {
 	t.Helper()
+	testenv.SkipUnderWine(t, testenv.WineLacksUDP)
 	ev := &eventLog{}
 	tl := newTestLog(t)
 	m, err := New(Options{

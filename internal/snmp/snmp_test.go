@@ -17,6 +17,7 @@ import (
 
 	"github.com/clusterd/clusterd/internal/api"
 	"github.com/clusterd/clusterd/internal/config"
+	"github.com/clusterd/clusterd/internal/testenv"
 	"github.com/clusterd/clusterd/internal/vocab"
 )
 
@@ -40,6 +41,7 @@ func testStatus() api.Status {
 
 func startAgent(t *testing.T) *Agent {
 	t.Helper()
+	testenv.SkipUnderWine(t, testenv.WineLacksUDP)
 	a, err := NewAgent("127.0.0.1:0", "public", testStatus, start, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +151,11 @@ func TestTrapGolden(t *testing.T) {
 }
 
 func FuzzAgentHandle(f *testing.F) {
-	a, _ := NewAgent("127.0.0.1:0", "public", testStatus, start, slog.New(slog.DiscardHandler))
+	testenv.SkipUnderWine(f, testenv.WineLacksUDP)
+	a, err := NewAgent("127.0.0.1:0", "public", testStatus, start, slog.New(slog.DiscardHandler))
+	if err != nil {
+		f.Fatal(err)
+	}
 	defer a.Close()
 	req := &gosnmp.SnmpPacket{Version: gosnmp.Version2c, Community: "public", PDUType: gosnmp.GetBulkRequest, RequestID: 9, MaxRepetitions: 5,
 		Variables: []gosnmp.SnmpPDU{{Name: Root, Type: gosnmp.Null}}}

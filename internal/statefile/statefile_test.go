@@ -6,10 +6,12 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
+
+	"github.com/clusterd/clusterd/internal/testenv"
 )
 
 func TestWriteReplacesAndLeavesNoTemp(t *testing.T) {
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	p := filepath.Join(dir, "drain.json")
 	for _, s := range []string{"one", "two"} {
 		if err := Write(p, []byte(s)); err != nil {
@@ -35,7 +37,7 @@ func TestWriteFailsLoudly(t *testing.T) {
 	if runtime.GOOS == "windows" || os.Getuid() == 0 {
 		t.Skip("needs a non-root Unix user: root writes into read-only directories")
 	}
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	os.Chmod(dir, 0o500)
 	defer os.Chmod(dir, 0o700)
 	if err := Write(filepath.Join(dir, "x"), []byte("y")); err == nil {
@@ -44,7 +46,7 @@ func TestWriteFailsLoudly(t *testing.T) {
 }
 
 func TestIncarnationGrows(t *testing.T) {
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	a, err := NextIncarnation(dir)
 	if err != nil {
 		t.Fatal(err)

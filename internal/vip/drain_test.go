@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/clusterd/clusterd/internal/heartbeat"
+	"github.com/clusterd/clusterd/internal/testenv"
 	"github.com/clusterd/clusterd/internal/vocab"
 )
 
@@ -31,7 +32,7 @@ func drainTier(t *testing.T, stateDir string) (*Tier, *stateMembers) {
 // reason and changes nothing: a restart must never undo a drain that
 // clusterctl reported.
 func TestDrainThatCannotBeRecordedIsRefused(t *testing.T) {
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	notDir := filepath.Join(dir, "file")
 	os.WriteFile(notDir, []byte("x"), 0o600)
 	tr, m := drainTier(t, notDir)
@@ -57,7 +58,7 @@ func TestDrainThatCannotBeRecordedIsRefused(t *testing.T) {
 // A drain file that exists but cannot be read keeps the node draining and
 // says so; resume writes it anew.
 func TestUnreadableDrainFileKeepsTheNodeDraining(t *testing.T) {
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	os.WriteFile(filepath.Join(dir, "drain.json"), []byte(`{"draining": tr`), 0o600) // truncated
 	tr, m := drainTier(t, dir)
 	tr.loadDrain()
@@ -92,7 +93,7 @@ func (d *countingDP) Connections() (int, error) {
 // A resume that lands while the drain watcher counts connections stays a
 // resume: before, the watcher then marked the resumed node drained.
 func TestResumeWhileCountingConnections(t *testing.T) {
-	tr, m := drainTier(t, t.TempDir())
+	tr, m := drainTier(t, testenv.TempDir(t))
 	dp := &countingDP{}
 	tr.dp = dp
 	if err := tr.Drain("", 0); err != nil {
