@@ -77,9 +77,8 @@ if [ -n "$wine" ] && command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1; then
 		packaging/wine/bcryptprimitives.c packaging/wine/bcryptprimitives.def -ladvapi32
 	winetmp=$(mktemp -d)
 	# The packages of pure logic and the CLIs. The others are mostly UDP,
-	# pipes and timers, which Wine lacks or runs many times slower
-	# (internal/vip's simulations took 3 minutes): they run under
-	# `make wine-test` (all packages), not in CI.
+	# pipes and timers, which Wine lacks or skews: they run under
+	# `make wine-test` (all packages), not yet in CI.
 	WINEPREFIX="$winetmp/wine" GOOS=windows GOARCH=amd64 go test -count=1 -timeout 5m \
 		-exec "$PWD/packaging/wine/go-wine-exec.sh" ./internal/config ./internal/api ./internal/cli \
 		./internal/vocab ./internal/ui ./internal/statefile ./cmd/clusterctl ./cmd/clusterd

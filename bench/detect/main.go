@@ -45,7 +45,12 @@ func main() {
 		p.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	}
 	if *stable > 0 {
-		stableRun(n, *stable, *burn)
+		if !stableRun(n, *stable, *burn) {
+			// Tear the cluster down before the exit status: os.Exit skips
+			// the deferred Done and left 32 agents running once.
+			p.Done()
+			os.Exit(1)
+		}
 		return
 	}
 	var results []time.Duration
@@ -99,7 +104,8 @@ func main() {
 		pct(0.5).Round(time.Millisecond), pct(0.9).Round(time.Millisecond), results[len(results)-1].Round(time.Millisecond), results[0].Round(time.Millisecond))
 }
 
-func stableRun(n *testnet.Net, d time.Duration, burn int) {
+// stableRun reports false failures over d; false if there were any.
+func stableRun(n *testnet.Net, d time.Duration, burn int) bool {
 	fmt.Fprintf(os.Stderr, "running %s with %d busy loops...\n", d, burn)
 	start := time.Now()
 	time.Sleep(d)
@@ -123,7 +129,5 @@ func stableRun(n *testnet.Net, d time.Duration, burn int) {
 		fmt.Fprintln(os.Stderr, l)
 	}
 	fmt.Printf("nodes=%d duration=%s busy_loops=%d false_failures_or_path_losses=%d\n", len(n.Nodes), d, burn, falses)
-	if falses != 0 {
-		os.Exit(1)
-	}
+	return falses == 0
 }
