@@ -34,17 +34,9 @@ type KeyFileError struct {
 // #-comments ignored. The first key encrypts, all of them decrypt, which is
 // what lets a key be rotated across a running cluster.
 func ReadKeys(path string) ([][]byte, []KeyFileError) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, []KeyFileError{{0, fmt.Sprintf("cannot read key file: %v (create one with: clusterd keygen --out %s)", err, path)}}
-	}
-	var problems []KeyFileError
-	if why := exposed(path, st); why != "" {
-		problems = append(problems, KeyFileError{0, fmt.Sprintf("key file %s %s", path, why)})
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, append(problems, KeyFileError{0, fmt.Sprintf("cannot read key file: %v", err)})
+	data, problems, ok := readSecret("key file", path, "create one with: clusterd keygen --out "+path)
+	if !ok {
+		return nil, problems
 	}
 	var keys [][]byte
 	sc := bufio.NewScanner(bytes.NewReader(data))
@@ -66,4 +58,23 @@ func ReadKeys(path string) ([][]byte, []KeyFileError) {
 		problems = append(problems, KeyFileError{0, "key file holds no key; create one with: clusterd keygen --out " + path})
 	}
 	return keys, problems
+}
+
+// readSecret reads a secret file (the key file, the console's tokens):
+// its contents, the problems found (it is exposed to others; it cannot be
+// read, with how to make one), and whether it was read.
+func readSecret(kind, path, howToMake string) ([]byte, []KeyFileError, bool) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, []KeyFileError{{0, fmt.Sprintf("cannot read %s: %v (%s)", kind, err, howToMake)}}, false
+	}
+	var problems []KeyFileError
+	if why := exposed(path, st); why != "" {
+		problems = append(problems, KeyFileError{0, fmt.Sprintf("%s %s %s", kind, path, why)})
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, append(problems, KeyFileError{0, fmt.Sprintf("cannot read %s: %v", kind, err)}), false
+	}
+	return data, problems, true
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"os"
 	"strings"
 )
 
@@ -16,17 +15,9 @@ const MinTokenLen = 32
 // operator events name. Like the key file it must not be readable by
 // other users.
 func ReadTokens(path string) (map[string]string, []KeyFileError) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, []KeyFileError{{0, fmt.Sprintf("cannot read tokens file: %v (add a line with: echo \"$USER $(openssl rand -hex 24)\" >> %s; chmod 600 %s)", err, path, path)}}
-	}
-	var problems []KeyFileError
-	if why := exposed(path, st); why != "" {
-		problems = append(problems, KeyFileError{0, fmt.Sprintf("tokens file %s %s", path, why)})
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, append(problems, KeyFileError{0, fmt.Sprintf("cannot read tokens file: %v", err)})
+	data, problems, ok := readSecret("tokens file", path, fmt.Sprintf("add a line with: echo \"$USER $(openssl rand -hex 24)\" >> %s; chmod 600 %s", path, path))
+	if !ok {
+		return nil, problems
 	}
 	toks, more := parseTokens(data)
 	problems = append(problems, more...)

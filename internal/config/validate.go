@@ -19,6 +19,18 @@ type v struct {
 	errs *Errors
 }
 
+// fileProblems reports a referenced file's problems: at the file's line,
+// or (line 0: the file as a whole) at the config key naming it.
+func (x v) fileProblems(key, file string, problems []KeyFileError) {
+	for _, p := range problems {
+		if p.Line > 0 {
+			x.errs.Add(file, p.Line, p.Msg)
+		} else {
+			x.bad(key, "%s", p.Msg)
+		}
+	}
+}
+
 func (x v) bad(path, format string, args ...any) {
 	x.errs.Add(x.c.Path, x.c.Line(path), path+": "+fmt.Sprintf(format, args...))
 }
@@ -39,13 +51,7 @@ func (c *Config) validate(errs *Errors) {
 			kf = filepath.Join(filepath.Dir(c.Path), kf)
 		}
 		keys, problems := ReadKeys(kf)
-		for _, p := range problems {
-			if p.Line > 0 {
-				errs.Add(kf, p.Line, p.Msg)
-			} else {
-				x.bad("cluster.key_file", "%s", p.Msg)
-			}
-		}
+		x.fileProblems("cluster.key_file", kf, problems)
 		c.Keys = keys
 	}
 
@@ -150,13 +156,7 @@ func (c *Config) validateUI(x v, errs *Errors) {
 	if u.TokensFile != "" {
 		f := c.rel(u.TokensFile)
 		toks, problems := ReadTokens(f)
-		for _, p := range problems {
-			if p.Line > 0 {
-				errs.Add(f, p.Line, p.Msg)
-			} else {
-				x.bad("ui.tokens_file", "%s", p.Msg)
-			}
-		}
+		x.fileProblems("ui.tokens_file", f, problems)
 		u.Tokens = toks
 	}
 }
