@@ -108,7 +108,9 @@ func main() {
 func stableRun(n *testnet.Net, d time.Duration, burn int) bool {
 	fmt.Fprintf(os.Stderr, "running %s with %d busy loops...\n", d, burn)
 	start := time.Now()
+	cpu := startCPU(n)
 	time.Sleep(d)
+	usage := cpu.report(n)
 	falses := 0
 	var lines []string
 	for _, s := range n.Nodes {
@@ -128,6 +130,6 @@ func stableRun(n *testnet.Net, d time.Duration, burn int) bool {
 	for _, l := range lines {
 		fmt.Fprintln(os.Stderr, l)
 	}
-	fmt.Printf("nodes=%d duration=%s busy_loops=%d false_failures_or_path_losses=%d\n", len(n.Nodes), d, burn, falses)
+	fmt.Printf("nodes=%d duration=%s busy_loops=%d false_failures_or_path_losses=%d %s\n", len(n.Nodes), d, burn, falses, usage)
 	return falses == 0
 }
