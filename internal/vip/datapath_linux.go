@@ -747,6 +747,7 @@ func (r *arpResponder) send(dst net.HardwareAddr, arp []byte) {
 func (r *arpResponder) serve() {
 	defer r.wg.Done()
 	buf := make([]byte, 1600)
+	var backoff time.Duration
 	for {
 		n, _, err := r.conn.ReadFrom(buf)
 		if err != nil {
@@ -758,8 +759,20 @@ func (r *arpResponder) serve() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			// A failing socket: back off rather than spin, and say so
+			// once per run of failures.
+			if backoff == 0 {
+				r.log.Warn("reading ARP requests", slog.String("interface", r.nic.Name), slog.Any("error", err))
+			}
+			backoff = min(max(2*backoff, time.Millisecond), 100*time.Millisecond)
+			select {
+			case <-r.done:
+				return
+			case <-time.After(backoff):
+			}
 			continue
 		}
+		backoff = 0
 		if n < 14 {
 			r.stats.malformed++
 			continue

@@ -84,6 +84,11 @@ type Tier struct {
 	log   *slog.Logger
 	plans []VIPPlan
 	dp    datapath
+	// newDP and linkUp reach the kernel: tests replace them.
+	newDP  func(log *slog.Logger, stateDir string) (datapath, error)
+	linkUp func(ifname string) (bool, string)
+	// healthMu: one publishHealth at a time.
+	healthMu sync.Mutex
 
 	mu     sync.Mutex
 	tables [][]Table // [vip][rule]
@@ -142,7 +147,7 @@ type drainState struct {
 
 // New prepares the tier; nothing touches the kernel before Start.
 func New(o Options) (*Tier, error) {
-	t := &Tier{o: o, log: o.Logger, failOpen: map[int]bool{}, drainRules: map[string]bool{}}
+	t := &Tier{o: o, log: o.Logger, failOpen: map[int]bool{}, drainRules: map[string]bool{}, newDP: newDatapath, linkUp: linkUp}
 	seed := Seed(o.Cluster)
 	for i, v := range o.VIPs {
 		pfx, err := netip.ParsePrefix(v.VIP)
@@ -182,7 +187,7 @@ func (t *Tier) Start(ctx context.Context) error {
 	if len(t.plans) == 0 {
 		return nil
 	}
-	dp, err := newDatapath(t.log, t.o.StateDir)
+	dp, err := t.newDP(t.log, t.o.StateDir)
 	if err != nil {
 		return err
 	}
@@ -206,6 +211,12 @@ func (t *Tier) Start(ctx context.Context) error {
 	go func() { defer t.wg.Done(); t.refreshLoop(ctx) }()
 	go func() { defer t.wg.Done(); t.convergeLoop(ctx) }()
 	go func() { defer t.wg.Done(); t.healthLoop(ctx) }()
+	for i, c := range t.checkers {
+		if c != nil {
+			t.wg.Add(1)
+			go func() { defer t.wg.Done(); t.checkLoop(ctx, i, c) }()
+		}
+	}
 	return nil
 }
 
@@ -937,8 +948,13 @@ func WorstExt(vips []config.VIPConfig) map[string]string {
 func ruleKey(vi int, ports string) string { return fmt.Sprintf("%d/%s", vi, ports) }
 
 func (t *Tier) publishHealth() {
+	// One publisher at a time, so that an older verdict never overwrites
+	// a newer one; the verdicts are read under mu, published outside it.
+	t.healthMu.Lock()
+	defer t.healthMu.Unlock()
 	var b strings.Builder
 	all := true
+	t.mu.Lock()
 	for i, c := range t.checkers {
 		if (c == nil || c.healthy) && (t.linkOK == nil || t.linkOK[i]) {
 			b.WriteByte('1')
@@ -947,53 +963,32 @@ func (t *Tier) publishHealth() {
 			all = false
 		}
 	}
+	t.mu.Unlock()
 	t.o.Members.SetExt(extHealth, b.String())
 	t.o.Members.SetHealthy(all)
 }
 
-// Cadence of the slower watches in healthLoop: a link check is two
-// netlink dumps and a drain check a conntrack dump, so neither runs at the
-// 10 ms pace of the health probes' scheduler.
+// Cadence of the watches in healthLoop: a link check is two netlink
+// dumps (a cut VIP NIC is noticed within 100 ms) and a drain check a
+// conntrack dump.
 const (
 	linkEvery  = 100 * time.Millisecond
 	drainEvery = 500 * time.Millisecond
 )
 
+// healthLoop runs the link and drain watches; each VIP's health check runs
+// in a goroutine of its own (checkLoop), so that a slow check (up to its
+// timeout) delays neither another check nor a watch.
 func (t *Tier) healthLoop(ctx context.Context) {
-	next := make([]time.Time, len(t.checkers))
-	var nextLink, nextDrain time.Time
-	tk := time.NewTicker(10 * time.Millisecond)
+	var nextDrain time.Time
+	tk := time.NewTicker(linkEvery)
 	defer tk.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-tk.C:
-			for i, c := range t.checkers {
-				if c == nil || now.Before(next[i]) {
-					continue
-				}
-				next[i] = now.Add(c.cfg.Interval.D())
-				err := c.probe(ctx)
-				if ctx.Err() != nil {
-					return
-				}
-				t.mu.Lock()
-				changed := c.observe(err)
-				t.mu.Unlock()
-				if changed {
-					if c.healthy {
-						t.o.Event(vocab.NodeHealthy, t.o.Node, fmt.Sprintf("health check of %s passes %d times in a row", t.plans[i].Addr, c.cfg.Rise))
-					} else {
-						t.o.Event(vocab.NodeUnhealthy, t.o.Node, fmt.Sprintf("health check of %s failed %d times in a row: %v", t.plans[i].Addr, c.cfg.Fall, err))
-					}
-					t.publishHealth()
-				}
-			}
-			if now.After(nextLink) {
-				nextLink = now.Add(linkEvery)
-				t.watchLinks()
-			}
+			t.watchLinks()
 			if now.After(nextDrain) {
 				nextDrain = now.Add(drainEvery)
 				t.watchDrain(now)
@@ -1002,16 +997,42 @@ func (t *Tier) healthLoop(ctx context.Context) {
 	}
 }
 
+// checkLoop runs VIP i's health check every interval (start to start) and
+// publishes the verdict when it changes.
+func (t *Tier) checkLoop(ctx context.Context, i int, c *checker) {
+	tm := time.NewTimer(0)
+	defer tm.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tm.C:
+		}
+		start := time.Now()
+		err := c.probe(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		t.mu.Lock()
+		changed := c.observe(err)
+		healthy := c.healthy
+		t.mu.Unlock()
+		if changed {
+			if healthy {
+				t.o.Event(vocab.NodeHealthy, t.o.Node, fmt.Sprintf("health check of %s passes %d times in a row", t.plans[i].Addr, c.cfg.Rise))
+			} else {
+				t.o.Event(vocab.NodeUnhealthy, t.o.Node, fmt.Sprintf("health check of %s failed %d times in a row: %v", t.plans[i].Addr, c.cfg.Fall, err))
+			}
+			t.publishHealth()
+		}
+		tm.Reset(max(c.cfg.Interval.D()-time.Since(start), 0))
+	}
+}
+
 // watchLinks withdraws the node from a VIP whose NIC has lost its link, or
 // whose backup heartbeat path (on that NIC) hears no peer: clients could
 // not reach the buckets it owns.
 func (t *Tier) watchLinks() {
-	if t.linkOK == nil {
-		t.linkOK = make([]bool, len(t.plans))
-		for i := range t.linkOK {
-			t.linkOK[i] = true
-		}
-	}
 	var self heartbeat.Member
 	peers := 0
 	members := t.o.Members.Members()
@@ -1024,14 +1045,23 @@ func (t *Tier) watchLinks() {
 	}
 	changed, resync := false, false
 	for i, p := range t.plans {
-		ok, why := linkUp(p.Interface)
+		ok, why := t.linkUp(p.Interface)
 		if ok && peers > 0 && t.backupOn[i] {
 			if up, has := self.Paths["backup"]; has && !up {
 				ok, why = false, "no peer heard on the backup heartbeat path of "+p.Interface
 			}
 		}
-		if ok != t.linkOK[i] {
-			t.linkOK[i] = ok
+		t.mu.Lock()
+		if t.linkOK == nil {
+			t.linkOK = make([]bool, len(t.plans))
+			for i := range t.linkOK {
+				t.linkOK[i] = true
+			}
+		}
+		was := t.linkOK[i]
+		t.linkOK[i] = ok
+		t.mu.Unlock()
+		if ok != was {
 			changed = true
 			if !ok && len(members) > 1 {
 				// Cut off: from now until it is back and hears the others
@@ -1049,10 +1079,10 @@ func (t *Tier) watchLinks() {
 		}
 	}
 	cut := false
+	t.mu.Lock()
 	for _, ok := range t.linkOK {
 		cut = cut || !ok
 	}
-	t.mu.Lock()
 	if t.linkCut && !cut && !t.resyncFrom.IsZero() {
 		t.resyncBack = time.Now()
 	}
