@@ -378,6 +378,7 @@ func (a *Agent) Status() api.Status {
 	}
 	hb := a.members.Stats()
 	s.Heartbeat.Sent, s.Heartbeat.Received, s.Heartbeat.Dropped, s.Heartbeat.Stale = hb.Sent, hb.Received, hb.Dropped, hb.Stale
+	s.Heartbeat.Unsent = hb.Unsent
 	members := a.members.Members()
 	buckets := map[string]int{}
 	if a.tier != nil {

@@ -24,6 +24,7 @@ type collector struct {
 
 	member, buckets, healthy, changes, converged, generation *prometheus.Desc
 	accepted, dropped, hbSent, hbRecv, hbDropped, hbStale    *prometheus.Desc
+	hbUnsent                                                 *prometheus.Desc
 	path, build                                              *prometheus.Desc
 	groupState, groupOwner, groupLag, groupFailovers         *prometheus.Desc
 	groupEpoch, quorumVoters, quorumAlive, quorumHas         *prometheus.Desc
@@ -57,6 +58,7 @@ func newCollector(status func() api.Status) *collector {
 		hbRecv:         d("heartbeats_received_total", "Fast heartbeats received and accepted."),
 		hbDropped:      d("heartbeats_dropped_total", "Heartbeats dropped: malformed, wrong key, unknown sender or address."),
 		hbStale:        d("heartbeats_stale_total", "Authentic heartbeats dropped as not fresh: replayed, duplicated or of an earlier incarnation."),
+		hbUnsent:       d("heartbeats_unsent_total", "Heartbeats this node could not send: a peer unreachable, or a path whose socket stayed full for an interval."),
 		path:           d("member_path_up", "1 if the heartbeat path reaches the member (for this node: hears anyone).", "member", "path"),
 		build:          d("build_info", "1, labelled with this build's version, Go version and cluster protocol.", "version", "goversion", "protocol"),
 		groupState:     d("group_state", "1 for the group's current state, 0 for the others.", "group", "state"),
@@ -72,7 +74,7 @@ func newCollector(status func() api.Status) *collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.member, c.buckets, c.healthy, c.changes, c.converged, c.generation, c.accepted, c.dropped, c.hbSent, c.hbRecv, c.hbDropped, c.hbStale,
+	for _, d := range []*prometheus.Desc{c.member, c.buckets, c.healthy, c.changes, c.converged, c.generation, c.accepted, c.dropped, c.hbSent, c.hbRecv, c.hbDropped, c.hbStale, c.hbUnsent,
 		c.path, c.build, c.groupState, c.groupOwner, c.groupLag, c.groupFailovers, c.groupEpoch, c.quorumVoters, c.quorumAlive, c.quorumHas, c.quorumLeader} {
 		ch <- d
 	}
@@ -128,6 +130,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.hbRecv, prometheus.CounterValue, float64(s.Heartbeat.Received))
 	ch <- prometheus.MustNewConstMetric(c.hbDropped, prometheus.CounterValue, float64(s.Heartbeat.Dropped))
 	ch <- prometheus.MustNewConstMetric(c.hbStale, prometheus.CounterValue, float64(s.Heartbeat.Stale))
+	ch <- prometheus.MustNewConstMetric(c.hbUnsent, prometheus.CounterValue, float64(s.Heartbeat.Unsent))
 }
 
 // serveMetrics serves /metrics on metrics.listen until the agent closes.

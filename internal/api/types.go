@@ -113,6 +113,9 @@ type HeartbeatStats struct {
 	// Stale: authentic heartbeats that were not fresh (replayed,
 	// duplicated, of an earlier incarnation) and were dropped.
 	Stale uint64 `json:"stale"`
+	// Unsent: heartbeats this node could not send (a peer unreachable, a
+	// path whose socket stayed full for a whole interval).
+	Unsent uint64 `json:"unsent"`
 }
 
 // Event is one entry of the event log; its JSON form is SPEC.md's

@@ -155,6 +155,9 @@ type Membership struct {
 	ml     *memberlist.Memberlist
 	ring   *memberlist.Keyring
 	conns  [2]*net.UDPConn
+	// batch and senders: the same sockets with batched I/O (batch.go).
+	batch   [2]batchConn
+	senders [2]*sender
 
 	mu           sync.Mutex
 	meta         Meta
@@ -249,6 +252,12 @@ func (m *Membership) Start(ctx context.Context) error {
 			return fmt.Errorf("opening heartbeat socket on the backup path: %w", err)
 		}
 	}
+	for i, c := range m.conns {
+		if c != nil {
+			m.batch[i] = newBatchConn(c)
+			m.senders[i] = newSender(m.batch[i])
+		}
+	}
 	ring, err := memberlist.NewKeyring(m.opts.Keys, m.opts.Keys[0])
 	if err != nil {
 		m.closeConns()
@@ -294,6 +303,14 @@ func (m *Membership) Start(ctx context.Context) error {
 		}
 	}
 	m.goRun(func() { m.realtime(); m.sendLoop(ctx) })
+	for _, s := range m.senders {
+		if s != nil {
+			m.goRun(func() {
+				m.realtime()
+				s.run(ctx.Done(), func(n int) { m.ctr.sent.Add(uint64(n)) }, func(n int) { m.ctr.unsent.Add(uint64(n)) })
+			})
+		}
+	}
 	m.goRun(func() { m.realtime(); m.checkLoop(ctx) })
 	m.goRun(func() { m.joinLoop(ctx) })
 	m.goRun(func() { m.dispatch(ctx) })

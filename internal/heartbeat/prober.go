@@ -37,13 +37,16 @@ type Stats struct {
 	// an earlier incarnation); dropped too, counted apart because a rising
 	// count means someone replays captured traffic.
 	Stale uint64
+	// Unsent: heartbeats this node could not send (an unreachable peer, a
+	// path whose socket stayed full for a whole interval).
+	Unsent uint64
 }
 
-type counters struct{ sent, received, dropped, stale atomic.Uint64 }
+type counters struct{ sent, received, dropped, stale, unsent atomic.Uint64 }
 
 // Stats returns the heartbeat counters, for status and metrics.
 func (m *Membership) Stats() Stats {
-	return Stats{Sent: m.ctr.sent.Load(), Received: m.ctr.received.Load(), Dropped: m.ctr.dropped.Load(), Stale: m.ctr.stale.Load()}
+	return Stats{Sent: m.ctr.sent.Load(), Received: m.ctr.received.Load(), Dropped: m.ctr.dropped.Load(), Stale: m.ctr.stale.Load(), Unsent: m.ctr.unsent.Load()}
 }
 
 // errStale marks an authentic heartbeat that is not fresh.
@@ -108,23 +111,52 @@ func (m *Membership) sendHeartbeats() {
 		return
 	}
 	pkt := m.sealer.seal(b)
-	for _, d := range dsts {
-		if c := m.conns[d.path]; c != nil {
-			// Errors (unreachable network during a cable pull) are the
-			// normal case for a dead path; silence is what peers judge.
-			if _, err := c.WriteToUDPAddrPort(pkt, d.addr); err == nil {
-				m.ctr.sent.Add(1)
+	// One batch per path, each path's from its own sender (batch.go): a
+	// round is one system call, and a path that cannot send stalls no
+	// other. Errors (unreachable network during a cable pull) are the
+	// normal case for a dead path; silence is what peers judge.
+	by := time.Now().Add(m.interval)
+	for path, s := range m.senders {
+		if s == nil {
+			continue
+		}
+		var to []netip.AddrPort
+		for _, d := range dsts {
+			if d.path == path {
+				to = append(to, d.addr)
 			}
+		}
+		if len(to) == 0 {
+			continue
+		}
+		if !s.offer(round{pkt: pkt, to: to, by: by}) {
+			m.ctr.unsent.Add(uint64(len(to)))
 		}
 	}
 }
 
 func (m *Membership) recvLoop(ctx context.Context, path int) {
-	c := m.conns[path]
-	buf := make([]byte, 65536)
+	c := m.batch[path]
+	r := newReceiver()
+	// Coalescing: after a batch, wait a little so that the next read
+	// takes what arrived meanwhile in one call; it delays a heartbeat by
+	// at most half a check period, which detection does not notice.
+	coalesce := m.opts.Profile.Check / 2
 	var backoff time.Duration
+	handle := func(pkt []byte, from netip.Addr) {
+		if err := m.handleHeartbeat(path, pkt, from, time.Now()); err != nil {
+			if errors.Is(err, errStale) {
+				m.ctr.stale.Add(1)
+			} else {
+				m.ctr.dropped.Add(1)
+			}
+			m.log.Debug("dropping heartbeat", slog.String("from", from.String()), slog.Any("error", err))
+			return
+		}
+		m.ctr.received.Add(1)
+	}
 	for {
-		n, from, err := c.ReadFromUDPAddrPort(buf)
+		err := r.read(c, handle)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
@@ -143,16 +175,9 @@ func (m *Membership) recvLoop(ctx context.Context, path int) {
 			continue
 		}
 		backoff = 0
-		if err := m.handleHeartbeat(path, buf[:n], from.Addr().Unmap(), time.Now()); err != nil {
-			if errors.Is(err, errStale) {
-				m.ctr.stale.Add(1)
-			} else {
-				m.ctr.dropped.Add(1)
-			}
-			m.log.Debug("dropping heartbeat", slog.String("from", from.String()), slog.Any("error", err))
-			continue
+		if coalesce > 0 {
+			time.Sleep(coalesce)
 		}
-		m.ctr.received.Add(1)
 	}
 }
 
@@ -169,9 +194,11 @@ func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now 
 	if err != nil {
 		return err
 	}
-	var hb heartbeat
-	if err := json.Unmarshal(plain, &hb); err != nil {
-		return fmt.Errorf("malformed heartbeat: %w", err)
+	hb, fast := decodeLiveness(plain)
+	if !fast {
+		if err := json.Unmarshal(plain, &hb); err != nil {
+			return fmt.Errorf("malformed heartbeat: %w", err)
+		}
 	}
 	if hb.Seq == 0 {
 		return fmt.Errorf("heartbeat from %q without a sequence number", hb.Name)
