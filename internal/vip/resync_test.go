@@ -58,6 +58,7 @@ func TestResynced(t *testing.T) {
 			if tc.pending {
 				tr.pending = &Ownership{}
 			}
+			tr.publishView()
 			if got := tr.resynced(since, since, tc.now); got != tc.want {
 				t.Errorf("%s (run %d): resynced %v, want %v", tc.name, run, got, tc.want)
 			}

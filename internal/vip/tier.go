@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/clusterd/clusterd/internal/api"
@@ -133,9 +134,53 @@ type Tier struct {
 	lastMembers map[string]heartbeat.State
 	defaults    map[int]string
 
+	// view is what status readers see (Status, Owner, Generation,
+	// Converged, Problems), replaced whole at the end of every change made
+	// under mu (publishView). Convergence holds mu across datapath I/O and
+	// callbacks; readers never wait for it.
+	view atomic.Pointer[statusView]
+
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+}
+
+// statusView is a copy of the state status readers need; nothing in it
+// changes after publishView made it.
+type statusView struct {
+	tables       [][]Table // replaced whole by converge, never changed in place
+	moves        [][]ruleMoves
+	generation   uint64
+	defaults     map[int]string
+	pubSig       string
+	sig          string
+	pending      bool
+	pendingAt    time.Time
+	pendingFrom  map[string]bool // replaced whole, never changed in place
+	drainProblem string
+	resyncFrom   time.Time
+}
+
+// publishView makes the status readers' copy anew; called with mu held.
+func (t *Tier) publishView() {
+	v := &statusView{tables: t.tables, generation: t.generation, defaults: t.defaults, pubSig: t.pubSig, sig: t.sig,
+		pending: t.pending != nil, pendingAt: t.pendingAt, pendingFrom: t.pendingFrom,
+		drainProblem: t.drainProblem, resyncFrom: t.resyncFrom}
+	if t.moves != nil {
+		v.moves = make([][]ruleMoves, len(t.moves))
+		for i := range t.moves {
+			v.moves[i] = append([]ruleMoves(nil), t.moves[i]...)
+		}
+	}
+	t.view.Store(v)
+}
+
+// snapshot is the status readers' copy (empty before the first change).
+func (t *Tier) snapshot() *statusView {
+	if v := t.view.Load(); v != nil {
+		return v
+	}
+	return &statusView{}
 }
 
 type drainState struct {
@@ -304,6 +349,7 @@ func (t *Tier) refreshLoop(ctx context.Context) {
 			t.log.Info("view of the cluster is current again: taking new flows", slog.Duration("after", now.Sub(from).Round(time.Millisecond)))
 			t.mu.Lock()
 			t.resyncFrom, t.resyncBack = time.Time{}, time.Time{}
+			t.publishView()
 			t.mu.Unlock()
 		}
 		if err := t.dp.Refresh(); err != nil {
@@ -320,6 +366,7 @@ func (t *Tier) startResync(now time.Time) bool {
 	if fresh {
 		t.resyncFrom, t.resyncBack = now, now
 	}
+	t.publishView()
 	t.mu.Unlock()
 	if err := t.dp.StopNew(); err != nil {
 		t.log.Warn("stopping new flows", slog.Any("error", err))
@@ -516,6 +563,7 @@ func (t *Tier) converge(now time.Time) {
 	members := t.o.Members.Members()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	defer t.publishView()
 	states := map[string]heartbeat.State{}
 	for _, m := range members {
 		states[m.Name] = m.State
@@ -1116,16 +1164,21 @@ func (t *Tier) loadDrain() {
 		}
 	}
 	if err != nil {
-		t.drain = drainState{Draining: true, Since: time.Now()}
-		t.drainProblem = fmt.Sprintf("the drain state %s cannot be read (%v): the node stays draining; check it, then run clusterctl resume (or drain) to write it anew", t.drainFile(), err)
-		t.log.Error("keeping the node draining", slog.String("problem", t.drainProblem))
+		problem := fmt.Sprintf("the drain state %s cannot be read (%v): the node stays draining; check it, then run clusterctl resume (or drain) to write it anew", t.drainFile(), err)
+		t.mu.Lock()
+		t.drain, t.drainProblem = drainState{Draining: true, Since: time.Now()}, problem
+		t.publishView()
+		t.mu.Unlock()
+		t.log.Error("keeping the node draining", slog.String("problem", problem))
 		t.o.Members.SetState(heartbeat.StateDraining)
 		return
 	}
 	if !d.Draining {
 		return
 	}
+	t.mu.Lock()
 	t.drain = d
+	t.mu.Unlock()
 	st := heartbeat.StateDraining
 	if d.Drained {
 		st = heartbeat.StateDrained
@@ -1157,19 +1210,18 @@ func (t *Tier) Problems() []string { return t.problems(time.Now()) }
 
 func (t *Tier) problems(now time.Time) []string {
 	members := t.o.Members.Members()
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	v := t.snapshot()
 	var out []string
-	if t.pending != nil && now.Sub(t.pendingAt) > handoffSlow {
-		if who := lettingGo(members, t.pendingFrom, t.sig); who != "" {
+	if v.pending && now.Sub(v.pendingAt) > handoffSlow {
+		if who := lettingGo(members, v.pendingFrom, v.sig); who != "" {
 			out = append(out, fmt.Sprintf("waiting since %s for %s to let go of buckets this node is to take: it has not computed the same bucket tables (see its status)",
-				t.pendingAt.Add(-t.o.Settle).Format(time.RFC3339), who))
+				v.pendingAt.Add(-t.o.Settle).Format(time.RFC3339), who))
 		}
 	}
-	if t.drainProblem != "" {
-		out = append(out, t.drainProblem)
+	if v.drainProblem != "" {
+		out = append(out, v.drainProblem)
 	}
-	if !t.resyncFrom.IsZero() {
+	if !v.resyncFrom.IsZero() {
 		out = append(out, "taking no new flows: this agent was paused or its VIP NIC was cut off, and it waits until its view of the cluster is current")
 	}
 	return out
@@ -1188,6 +1240,7 @@ func (t *Tier) Drain(rule string, timeout time.Duration) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	defer t.publishView()
 	if rule != "" {
 		found := false
 		for vi, v := range t.o.VIPs {
@@ -1231,6 +1284,7 @@ func (t *Tier) Resume() error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	defer t.publishView()
 	if t.drain.Draining {
 		if err := t.saveDrain(drainState{}); err != nil {
 			return err
@@ -1305,22 +1359,21 @@ func (t *Tier) Status() (vips []api.VIP, buckets map[string]int) {
 	if t.dp != nil {
 		ctr, _ = t.dp.Counters()
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	sv := t.snapshot()
 	for vi, p := range t.plans {
-		v := api.VIP{Address: p.Addr.String(), Mode: p.Mode, MAC: p.MAC.String(), Generation: t.generation,
+		v := api.VIP{Address: p.Addr.String(), Mode: p.Mode, MAC: p.MAC.String(), Generation: sv.generation,
 			PacketsAccepted: ctr[vi].Accepted, PacketsDropped: ctr[vi].Dropped, Rules: []api.Rule{}}
 		for ri, r := range t.o.VIPs[vi].Rules {
 			owners := map[string]int{}
-			if t.tables != nil {
-				owners = t.tables[vi][ri].Counts()
+			if sv.tables != nil {
+				owners = sv.tables[vi][ri].Counts()
 			}
 			for n, c := range owners {
 				buckets[n] += c
 			}
 			ar := api.Rule{Ports: r.Ports, Protocol: r.Protocol, BucketsTotal: TableSize, Owners: owners}
-			if vi < len(t.moves) && ri < len(t.moves[vi]) && t.moves[vi][ri].moves != nil {
-				m := t.moves[vi][ri]
+			if vi < len(sv.moves) && ri < len(sv.moves[vi]) && sv.moves[vi][ri].moves != nil {
+				m := sv.moves[vi][ri]
 				at := m.at
 				ar.LastMoves, ar.MovedAt = append([]api.BucketMove(nil), m.moves...), &at
 			}
@@ -1337,9 +1390,7 @@ func (t *Tier) Converged(members []heartbeat.Member) bool {
 	if len(t.plans) == 0 {
 		return true
 	}
-	t.mu.Lock()
-	mine := t.pubSig
-	t.mu.Unlock()
+	mine := t.snapshot().pubSig
 	for _, m := range members {
 		if !m.Self && !servesVIP(m.Ext, 0) {
 			continue // takes no part in the VIPs
@@ -1353,8 +1404,7 @@ func (t *Tier) Converged(members []heartbeat.Member) bool {
 
 // Owner says which node serves a flow and in which bucket.
 func (t *Tier) Owner(vip netip.AddrPort, client netip.AddrPort, proto string) (api.OwnerResponse, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	sv := t.snapshot()
 	pn := uint8(6)
 	if proto == "udp" {
 		pn = 17
@@ -1374,25 +1424,21 @@ func (t *Tier) Owner(vip netip.AddrPort, client netip.AddrPort, proto string) (a
 				return resp, nil
 			}
 			resp.Bucket = Bucket(r.Affinity, client, p.Seed, TableSize)
-			if t.tables != nil {
-				resp.Node = t.tables[vi][ri].Owner(resp.Bucket)
+			if sv.tables != nil {
+				resp.Node = sv.tables[vi][ri].Owner(resp.Bucket)
 			}
 			if resp.Node == "" {
 				resp.Note = "no node owns this bucket now: new flows are dropped until one does"
 			}
 			return resp, nil
 		}
-		return api.OwnerResponse{Rule: "none", Bucket: -1, Node: t.defaults[vi], Note: "no port rule matches: the default host serves it"}, nil
+		return api.OwnerResponse{Rule: "none", Bucket: -1, Node: sv.defaults[vi], Note: "no port rule matches: the default host serves it"}, nil
 	}
 	return api.OwnerResponse{}, fmt.Errorf("%s is not a load-balanced VIP of this cluster", vip.Addr())
 }
 
 // Generation is the bucket map generation on this node.
-func (t *Tier) Generation() uint64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.generation
-}
+func (t *Tier) Generation() uint64 { return t.snapshot().generation }
 
 // ErrRestartNeeded: a reload changed something about the VIPs that only a
 // restart applies.

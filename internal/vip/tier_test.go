@@ -381,3 +381,67 @@ func TestObserveFallAndRise(t *testing.T) {
 		}
 	}
 }
+
+// blockingDP is a datapath whose Apply hangs until released (a netlink
+// call stuck behind a busy kernel).
+type blockingDP struct {
+	safeDP
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (d *blockingDP) Apply(o Ownership) error {
+	select {
+	case d.entered <- struct{}{}:
+	default:
+	}
+	<-d.release
+	return d.safeDP.Apply(o)
+}
+
+// TestStatusDoesNotWaitForTheDatapath: while a convergence step waits in
+// the datapath (holding the tier's lock), every status reader answers at
+// once from the last published view.
+func TestStatusDoesNotWaitForTheDatapath(t *testing.T) {
+	dp := &blockingDP{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	rec := &recorder{}
+	mem := &lockedMembers{v: viewMembers{name: "web1", list: []heartbeat.Member{
+		{Name: "web1", Self: true, Priority: 1, State: heartbeat.StateActive, Proto: heartbeat.ProtocolVersion, Ext: map[string]string{}},
+	}}}
+	tr, err := New(Options{Cluster: "c", Node: "web1", Priority: 1, VIPs: []config.VIPConfig{webVIP("10.0.0.100/24", nil)}, Members: mem,
+		StateDir: t.TempDir(), Settle: 50 * time.Millisecond, LiveTTL: 100 * time.Millisecond, Tick: 10 * time.Millisecond,
+		ViewTimeout: 100 * time.Millisecond, Logger: quietLog(), Event: rec.event})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.newDP = func(*slog.Logger, string) (datapath, error) { return dp, nil }
+	tr.linkUp = func(string) (bool, string) { return true, "" }
+	if err := tr.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-dp.entered:
+	case <-time.After(2 * time.Second):
+		t.Fatal("convergence never reached the datapath")
+	}
+	answered := make(chan struct{})
+	go func() {
+		defer close(answered)
+		tr.Status()
+		tr.Owner(netip.MustParseAddrPort("10.0.0.100:80"), netip.MustParseAddrPort("10.0.0.5:1"), "tcp")
+		tr.Generation()
+		tr.Converged(mem.Members())
+		tr.Problems()
+	}()
+	select {
+	case <-answered:
+	case <-time.After(time.Second):
+		t.Error("a status reader waited for the datapath")
+	}
+	close(dp.release)
+	waitFor(t, 2*time.Second, "converged after the datapath answered", func() bool { return tr.Generation() > 0 })
+	if vips, _ := tr.Status(); vips[0].Rules[0].Owners["web1"] != TableSize {
+		t.Errorf("status after converging: %+v", vips[0].Rules[0])
+	}
+	tr.Close()
+}
