@@ -37,55 +37,28 @@ func newBatchConn(c *net.UDPConn) batchConn {
 	return ipv4.NewPacketConn(c)
 }
 
-// round is one heartbeat to the peers of one path.
-type round struct {
-	pkt []byte
-	to  []netip.AddrPort
-	// by: the round's sends give up then (the next round is due).
-	by time.Time
-}
+// sendWait bounds how long one path's send of a round may wait for room
+// in its socket: a path that cannot send (a cut NIC: datagrams queue for
+// neighbours that never resolve until the socket's buffer is full) then
+// costs the other path at most this per round. Sending inline with a bound
+// rather than from a goroutine per path: handing each round to a goroutine
+// locked to its own real-time thread cost more CPU than the sends (at 32
+// members on this 2-core machine, 100 times the false failures).
+const sendWait = 2 * time.Millisecond
 
-// sender sends one path's rounds from a goroutine of its own, so that a
-// path whose socket cannot send (a cut NIC: datagrams queue for
-// neighbours that never resolve until the socket's buffer is full) never
-// holds up another path. A round waits at most until the next one is due;
-// a round that finds the sender still busy is not queued.
+// sender sends one path's rounds in batches.
 type sender struct {
-	c      batchConn
-	rounds chan round
-	ms     []ipv4.Message
+	c  batchConn
+	ms []ipv4.Message
 }
 
-func newSender(c batchConn) *sender {
-	return &sender{c: c, rounds: make(chan round, 1)}
-}
+func newSender(c batchConn) *sender { return &sender{c: c} }
 
-// offer hands a round to the sender; false if the sender is still busy
-// with an earlier one (the round is dropped).
-func (s *sender) offer(r round) bool {
-	select {
-	case s.rounds <- r:
-		return true
-	default:
-		return false
-	}
-}
-
-// run sends rounds until done closes; sent and unsent count the packets.
-func (s *sender) run(done <-chan struct{}, sent, unsent func(int)) {
-	for {
-		select {
-		case <-done:
-			return
-		case r := <-s.rounds:
-			s.c.SetWriteDeadline(r.by)
-			n := s.send(r.pkt, r.to)
-			sent(n)
-			if n < len(r.to) {
-				unsent(len(r.to) - n)
-			}
-		}
-	}
+// round sends pkt to every address, waiting for room in the socket until
+// by at most; it returns how many went out.
+func (s *sender) round(pkt []byte, to []netip.AddrPort, by time.Time) int {
+	s.c.SetWriteDeadline(by)
+	return s.send(pkt, to)
 }
 
 // send writes pkt to every address, maxBatch at a time, and returns how

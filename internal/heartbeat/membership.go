@@ -303,14 +303,7 @@ func (m *Membership) Start(ctx context.Context) error {
 		}
 	}
 	m.goRun(func() { m.realtime(); m.sendLoop(ctx) })
-	for _, s := range m.senders {
-		if s != nil {
-			m.goRun(func() {
-				m.realtime()
-				s.run(ctx.Done(), func(n int) { m.ctr.sent.Add(uint64(n)) }, func(n int) { m.ctr.unsent.Add(uint64(n)) })
-			})
-		}
-	}
+
 	m.goRun(func() { m.realtime(); m.checkLoop(ctx) })
 	m.goRun(func() { m.joinLoop(ctx) })
 	m.goRun(func() { m.dispatch(ctx) })

@@ -111,11 +111,10 @@ func (m *Membership) sendHeartbeats() {
 		return
 	}
 	pkt := m.sealer.seal(b)
-	// One batch per path, each path's from its own sender (batch.go): a
-	// round is one system call, and a path that cannot send stalls no
-	// other. Errors (unreachable network during a cable pull) are the
-	// normal case for a dead path; silence is what peers judge.
-	by := time.Now().Add(m.interval)
+	// One batch per path: a round is one system call. A path whose socket
+	// cannot send costs the others at most sendWait (batch.go). Errors
+	// (unreachable network during a cable pull) are the normal case for a
+	// dead path; silence is what peers judge.
 	for path, s := range m.senders {
 		if s == nil {
 			continue
@@ -129,9 +128,9 @@ func (m *Membership) sendHeartbeats() {
 		if len(to) == 0 {
 			continue
 		}
-		if !s.offer(round{pkt: pkt, to: to, by: by}) {
-			m.ctr.unsent.Add(uint64(len(to)))
-		}
+		n := s.round(pkt, to, time.Now().Add(sendWait))
+		m.ctr.sent.Add(uint64(n))
+		m.ctr.unsent.Add(uint64(len(to) - n))
 	}
 }
 
