@@ -3,6 +3,7 @@ package heartbeat
 import (
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"golang.org/x/net/ipv4"
@@ -46,8 +47,11 @@ func newBatchConn(c *net.UDPConn) batchConn {
 // members on this 2-core machine, 100 times the false failures).
 const sendWait = 2 * time.Millisecond
 
-// sender sends one path's rounds in batches.
+// sender sends one path's rounds in batches. Rounds come from the send
+// loop and from metadata changes (updateMeta, Close): one at a time, as
+// they share the message buffers.
 type sender struct {
+	mu sync.Mutex
 	c  batchConn
 	ms []ipv4.Message
 }
@@ -57,6 +61,8 @@ func newSender(c batchConn) *sender { return &sender{c: c} }
 // round sends pkt to every address, waiting for room in the socket until
 // by at most; it returns how many went out.
 func (s *sender) round(pkt []byte, to []netip.AddrPort, by time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.c.SetWriteDeadline(by)
 	return s.send(pkt, to)
 }

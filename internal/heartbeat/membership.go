@@ -158,6 +158,8 @@ type Membership struct {
 	// batch and senders: the same sockets with batched I/O (batch.go).
 	batch   [2]batchConn
 	senders [2]*sender
+	// verdicts this node, a watcher, repeats in its rounds (prober.go).
+	verdicts []verdict
 
 	mu           sync.Mutex
 	meta         Meta
@@ -364,7 +366,7 @@ func (m *Membership) Close() error {
 			// Heartbeats are what peers judge by; three of them cover a
 			// lost packet. memberlist's leave follows for its own view.
 			for i := 0; i < 3; i++ {
-				m.sendHeartbeats()
+				m.sendHeartbeats(time.Now())
 				time.Sleep(5 * time.Millisecond)
 			}
 			if err := m.ml.Leave(time.Second); err != nil {
@@ -509,7 +511,7 @@ func (m *Membership) updateMeta(f func(*Meta) bool) {
 	ml := m.ml
 	m.mu.Unlock()
 	if changed && ml != nil {
-		m.sendHeartbeats() // tell peers now rather than at the next tick
+		m.sendHeartbeats(time.Now()) // tell peers now rather than at the next tick
 		// memberlist's own copy follows through one owned worker; changes
 		// that come while it is busy fold into its next round.
 		select {

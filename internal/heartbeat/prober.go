@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -26,6 +27,23 @@ type heartbeat struct {
 	// after it changes or the node starts: decoding it is most of a
 	// heartbeat's cost.
 	Meta *Meta `json:"m,omitempty"`
+	// Failed: the members this sender, one of their watchers, found silent
+	// for Timeout on every path (verdicts, repeated for verdictFor).
+	Failed []verdict `json:"f,omitempty"`
+}
+
+// verdict says that a watcher heard nothing from a member for Age on any
+// path, the last heartbeat it took being Seq of incarnation Boot. A
+// receiver fails the member only if it has heard nothing newer itself: a
+// member that only its watcher lost (a one-way fault between the two)
+// still reaches the others, whose newer sequence numbers refuse the
+// verdict.
+type verdict struct {
+	Name  string    `json:"n"`
+	Boot  int64     `json:"b"`
+	Seq   uint64    `json:"q"`
+	Age   int64     `json:"a"` // ms
+	until time.Time // the watcher repeats it until then
 }
 
 // Stats counts this membership's fast heartbeats.
@@ -53,84 +71,136 @@ func (m *Membership) Stats() Stats {
 var errStale = errors.New("stale heartbeat")
 
 func (m *Membership) sendLoop(ctx context.Context) {
+	t := time.NewTicker(m.opts.Profile.Interval)
+	defer t.Stop()
 	for {
-		m.mu.Lock()
-		n := 1
-		for _, p := range m.peers {
-			if !p.state.Down() {
-				n++
-			}
-		}
-		m.interval = m.opts.Profile.IntervalFor(n)
-		d := m.interval
-		m.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(d):
-			m.sendHeartbeats()
+		case now := <-t.C:
+			m.sendHeartbeats(now)
 		}
 	}
 }
 
-// sendHeartbeats sends one sealed heartbeat to every known member on every
-// path, failed members included, so that they are seen again the moment a
-// cable is mended.
-func (m *Membership) sendHeartbeats() {
+// watchersOf is who watches name (its heartbeats every Interval): the w
+// members that follow it in the ring of live members ordered by name.
+// Every node computes the same ring from the same view; while views differ
+// a receiver still times a sender out by the interval each heartbeat
+// announces, so a mismatch costs speed, never a false failure.
+func watchersOf(name string, live []string, w int) map[string]bool {
+	ring := slices.Clone(live)
+	slices.Sort(ring)
+	i := slices.Index(ring, name)
+	out := map[string]bool{}
+	for k := 1; k <= w && k < len(ring) && i >= 0; k++ {
+		out[ring[(i+k)%len(ring)]] = true
+	}
+	return out
+}
+
+// verdictFor: how long a watcher repeats a verdict in every round to
+// every member (several rounds, so that a lost packet does not matter).
+const verdictFor = 250 * time.Millisecond
+
+// sendHeartbeats sends one round: a sealed heartbeat to every known member
+// on every path, failed members included, so that they are seen again the
+// moment a cable is mended. Up to Profile.ScaleAbove live members every
+// member gets every round. Above, a member's watchers (watchersOf) get
+// every round and the others every ⌈N/ScaleAbove⌉th, each heartbeat
+// announcing its interval: a node sends ~(Watchers + ScaleAbove) packets
+// per Interval per path whatever N is, and its watchers still notice its
+// death within Timeout and tell the others (verdicts).
+func (m *Membership) sendHeartbeats(now time.Time) {
 	type dst struct {
 		path int
 		addr netip.AddrPort
+		slow bool
 	}
+	prof := m.opts.Profile
 	m.mu.Lock()
 	m.seq++
-	if m.interval == 0 {
-		m.interval = m.opts.Profile.Interval
+	live := []string{m.opts.Name}
+	for _, p := range m.peers {
+		if !p.state.Down() {
+			live = append(live, p.name)
+		}
 	}
-	hb := heartbeat{Name: m.opts.Name, Boot: m.meta.Boot, Seq: m.seq, V: m.metaV, Interval: m.interval.Milliseconds()}
-	if m.seq%10 == 0 || time.Since(m.metaChanged) < time.Second {
+	m.interval = prof.IntervalFor(len(live))
+	slowIv := m.interval
+	every := uint64(slowIv / prof.Interval)
+	var watchers map[string]bool
+	if every > 1 {
+		watchers = watchersOf(m.opts.Name, live, prof.Watchers)
+	}
+	m.verdicts = slices.DeleteFunc(m.verdicts, func(v verdict) bool { return now.After(v.until) })
+	hb := heartbeat{Name: m.opts.Name, Boot: m.meta.Boot, Seq: m.seq, V: m.metaV, Interval: prof.Interval.Milliseconds()}
+	metaFresh := time.Since(m.metaChanged) < time.Second
+	if m.seq%10 == 0 || metaFresh {
 		meta := m.meta.clone()
 		hb.Meta = &meta
 	}
+	hb.Failed = append(hb.Failed, m.verdicts...)
+	// Slow members get this round if it is theirs, or to hear a verdict or
+	// metadata that just changed (a leave, a drain, a planned switch).
+	slowRound := m.seq%every == 0 || len(hb.Failed) > 0 || metaFresh
 	var dsts []dst
+	anySlow := false
 	for _, p := range m.peers {
 		port := uint16(p.meta.ProbePort)
 		if port == 0 {
 			continue
 		}
-		dsts = append(dsts, dst{pathPrivate, netip.AddrPortFrom(p.addr, port)})
+		slow := every > 1 && !watchers[p.name]
+		if slow && !slowRound {
+			continue
+		}
+		anySlow = anySlow || slow
+		dsts = append(dsts, dst{pathPrivate, netip.AddrPortFrom(p.addr, port), slow})
 		if m.hasPath(p, pathBackup) {
-			dsts = append(dsts, dst{pathBackup, netip.AddrPortFrom(p.backup, port)})
+			dsts = append(dsts, dst{pathBackup, netip.AddrPortFrom(p.backup, port), slow})
 		}
 	}
 	m.mu.Unlock()
 	if len(dsts) == 0 {
 		return
 	}
-	b, err := json.Marshal(hb)
-	if err != nil {
-		return
+	var pkts [2][]byte // fast, slow
+	for i, slow := range []bool{false, true} {
+		if slow && !anySlow {
+			continue
+		}
+		if slow {
+			hb.Interval = slowIv.Milliseconds()
+		}
+		b, err := json.Marshal(hb)
+		if err != nil {
+			return
+		}
+		pkts[i] = m.sealer.seal(b)
 	}
-	pkt := m.sealer.seal(b)
-	// One batch per path: a round is one system call. A path whose socket
-	// cannot send costs the others at most sendWait (batch.go). Errors
-	// (unreachable network during a cable pull) are the normal case for a
-	// dead path; silence is what peers judge.
+	// One batch per path and kind: a round is a system call or two. A path
+	// whose socket cannot send costs the others at most sendWait
+	// (batch.go). Errors (unreachable network during a cable pull) are the
+	// normal case for a dead path; silence is what peers judge.
 	for path, s := range m.senders {
 		if s == nil {
 			continue
 		}
-		var to []netip.AddrPort
-		for _, d := range dsts {
-			if d.path == path {
-				to = append(to, d.addr)
+		for i, slow := range []bool{false, true} {
+			var to []netip.AddrPort
+			for _, d := range dsts {
+				if d.path == path && d.slow == slow {
+					to = append(to, d.addr)
+				}
 			}
+			if len(to) == 0 {
+				continue
+			}
+			n := s.round(pkts[i], to, time.Now().Add(sendWait))
+			m.ctr.sent.Add(uint64(n))
+			m.ctr.unsent.Add(uint64(len(to) - n))
 		}
-		if len(to) == 0 {
-			continue
-		}
-		n := s.round(pkt, to, time.Now().Add(sendWait))
-		m.ctr.sent.Add(uint64(n))
-		m.ctr.unsent.Add(uint64(len(to) - n))
 	}
 }
 
@@ -248,6 +318,9 @@ func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now 
 	if hb.Interval > 0 {
 		p.interval = time.Duration(hb.Interval) * time.Millisecond
 	}
+	for _, v := range hb.Failed {
+		m.takeVerdictLocked(hb.Name, v, now)
+	}
 	if hb.Meta == nil {
 		return nil // liveness only; state follows with the next full heartbeat
 	}
@@ -261,6 +334,18 @@ func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now 
 		m.setPeerStateLocked(p, StateLeft, now, "")
 	}
 	return nil
+}
+
+// takeVerdictLocked fails a member on a watcher's verdict, unless this
+// node has heard it since the watcher last did (or it is already down, or
+// restarted since).
+func (m *Membership) takeVerdictLocked(from string, v verdict, now time.Time) {
+	q, ok := m.peers[v.Name]
+	if !ok || q.state.Down() || q.boot != v.Boot || q.maxSeq > v.Seq {
+		return
+	}
+	m.setPeerStateLocked(q, StateFailed, now, fmt.Sprintf("no heartbeat on any path for %s (seen by %s, which watches it)",
+		(time.Duration(v.Age) * time.Millisecond).Round(time.Millisecond), from))
 }
 
 // admit checks a heartbeat's freshness and records it. fresh is false for a
@@ -390,6 +475,11 @@ func (m *Membership) check(now time.Time) {
 		if !anyUp && now.After(m.pauseTill) {
 			m.setPeerStateLocked(p, StateFailed, now,
 				fmt.Sprintf("no heartbeat on any path for %s", last.Round(time.Millisecond)))
+			if p.interval <= prof.Interval && m.interval > prof.Interval {
+				// It sent to this node every Interval, to most others
+				// less often: tell them.
+				m.verdicts = append(m.verdicts, verdict{Name: p.name, Boot: p.boot, Seq: p.maxSeq, Age: last.Milliseconds(), until: now.Add(verdictFor)})
+			}
 		}
 	}
 }

@@ -20,12 +20,18 @@ import (
 // path per Interval per node, ~620 packets/s per path at 32 nodes (lan),
 // which a LAN does not notice.
 //
-// Above ScaleAbove members the interval grows with the cluster:
-// Interval × ⌈N/ScaleAbove⌉, and each receiver times a peer out after
-// Timeout/Interval of that peer's announced intervals. A node then sends at
-// most ~2·ScaleAbove/Interval packets per second per path whatever N is
-// (≤ 320/s for lan), and detection at 32 nodes (lan) is 1.4–1.65 s
-// (corosync likewise grows its token timeout with the node count).
+// Above ScaleAbove members a member sends every Interval only to its
+// Watchers (3) ring neighbours, on every path, and every
+// Interval × ⌈N/ScaleAbove⌉ to the others, each heartbeat announcing its
+// interval; a receiver times a sender out after Timeout/Interval of the
+// intervals it announces. A node then sends ~Watchers + ScaleAbove
+// packets per Interval per path whatever N is. A watcher that times a
+// member out after Timeout tells every member at once (a verdict, with the
+// last sequence number it heard), and each fails it unless it heard a
+// newer heartbeat itself: detection stays Timeout (plus a packet's way) at
+// any size, and a fault between one watcher and its member alone fails
+// nobody. The others' own timeout (1.6 s at 32 members, lan) remains as a
+// backstop should every watcher die with the member.
 //
 // A node whose own checker ran late (its process was starved, the VM
 // paused) does not trust its silence: it waits for one more Timeout before
@@ -39,11 +45,16 @@ type Profile struct {
 	// JoinTimeout: a node that finds no peer in this time forms the
 	// cluster alone (becomes active) and keeps trying to join.
 	JoinTimeout time.Duration
-	// ScaleAbove: the member count above which Interval grows.
+	// ScaleAbove: the member count above which a member sends every
+	// Interval only to its Watchers, and less often to the others.
 	ScaleAbove int
+	// Watchers: how many ring neighbours watch each member above
+	// ScaleAbove members.
+	Watchers int
 }
 
-// IntervalFor is the send interval in a cluster of n members.
+// IntervalFor is the interval at which a member sends to those that do
+// not watch it, in a cluster of n members.
 func (p Profile) IntervalFor(n int) time.Duration {
 	k := 1
 	if p.ScaleAbove > 0 && n > p.ScaleAbove {
@@ -62,8 +73,8 @@ func (p Profile) TimeoutFor(interval time.Duration) time.Duration {
 
 // Profiles by name.
 var (
-	ProfileLAN  = Profile{Name: "lan", Interval: 50 * time.Millisecond, Timeout: 400 * time.Millisecond, Check: 10 * time.Millisecond, JoinTimeout: 5 * time.Second, ScaleAbove: 8}
-	ProfileFast = Profile{Name: "fast", Interval: 20 * time.Millisecond, Timeout: 240 * time.Millisecond, Check: 5 * time.Millisecond, JoinTimeout: 3 * time.Second, ScaleAbove: 8}
+	ProfileLAN  = Profile{Name: "lan", Interval: 50 * time.Millisecond, Timeout: 400 * time.Millisecond, Check: 10 * time.Millisecond, JoinTimeout: 5 * time.Second, ScaleAbove: 8, Watchers: 3}
+	ProfileFast = Profile{Name: "fast", Interval: 20 * time.Millisecond, Timeout: 240 * time.Millisecond, Check: 5 * time.Millisecond, JoinTimeout: 3 * time.Second, ScaleAbove: 8, Watchers: 3}
 )
 
 // LookupProfile returns a profile by its config name.
