@@ -345,7 +345,7 @@ func (m *Membership) takeVerdictLocked(from string, v verdict, now time.Time) {
 		return
 	}
 	m.setPeerStateLocked(q, StateFailed, now, fmt.Sprintf("no heartbeat on any path for %s (seen by %s, which watches it)",
-		(time.Duration(v.Age) * time.Millisecond).Round(time.Millisecond), from))
+		(time.Duration(v.Age)*time.Millisecond).Round(time.Millisecond), from))
 }
 
 // admit checks a heartbeat's freshness and records it. fresh is false for a
