@@ -34,6 +34,9 @@ import (
 type Membership interface {
 	Members() []heartbeat.Member
 	Send(node string, kind vocab.MsgKind, body []byte) error
+	// Datagram sends a small message on every heartbeat path at once
+	// (members of heartbeat.DatagramProto and later).
+	Datagram(node string, kind vocab.MsgKind, body []byte) error
 	Handle(kind vocab.MsgKind, f func(body []byte))
 	SetExt(key, value string)
 }
@@ -253,9 +256,21 @@ func (m *Manager) sendReport(rep report) {
 		m.deliverVerdict(m.arb.onReport(rep))
 		return
 	}
-	if err := m.mem.Send(leader, vocab.MsgReport, encode(rep)); err != nil {
+	if err := m.sendLease(leader, vocab.MsgReport, encode(rep)); err != nil {
 		m.log.Debug("report to the quorum leader not sent", slog.String("leader", leader), slog.Any("error", err))
 	}
+}
+
+// sendLease sends a lease report or verdict: as a datagram on every
+// heartbeat path (a lost packet costs nothing; reports repeat every Renew
+// and lost ones are made up by the next), or to a member of an older
+// protocol over memberlist's reliable channel (a TCP connection, which
+// waits; from a worker of its own, see onReport).
+func (m *Manager) sendLease(node string, kind vocab.MsgKind, body []byte) error {
+	if mm, ok := m.members()[node]; ok && mm.Proto < heartbeat.DatagramProto {
+		return m.mem.Send(node, kind, body)
+	}
+	return m.mem.Datagram(node, kind, body)
 }
 
 func (m *Manager) onReport(body []byte) {
@@ -264,14 +279,21 @@ func (m *Manager) onReport(body []byte) {
 		return
 	}
 	v := m.arb.onReport(rep)
-	// Membership calls handlers from its receive path: send elsewhere.
 	// (A report of this node's own never arrives here: sendReport calls
 	// the arbiter directly.)
-	go func() {
-		if err := m.mem.Send(rep.Node, vocab.MsgVerdict, encode(v)); err != nil {
-			m.log.Debug("verdict not sent", slog.String("node", rep.Node), slog.Any("error", err))
-		}
-	}()
+	if mm, ok := m.members()[rep.Node]; ok && mm.Proto < heartbeat.DatagramProto {
+		// Membership calls handlers one at a time: a TCP connection
+		// would hold up the next report, so it goes from elsewhere.
+		go func() {
+			if err := m.mem.Send(rep.Node, vocab.MsgVerdict, encode(v)); err != nil {
+				m.log.Debug("verdict not sent", slog.String("node", rep.Node), slog.Any("error", err))
+			}
+		}()
+		return
+	}
+	if err := m.mem.Datagram(rep.Node, vocab.MsgVerdict, encode(v)); err != nil {
+		m.log.Debug("verdict not sent", slog.String("node", rep.Node), slog.Any("error", err))
+	}
 }
 
 func (m *Manager) onVerdict(body []byte) {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,6 +37,8 @@ type fakeMem struct {
 	ext  map[string]string
 	h    map[vocab.MsgKind]func([]byte)
 	down bool
+	// datagrams counts Datagram calls (lease reports and verdicts).
+	datagrams atomic.Int64
 }
 
 func (b *bus) add(name, addr string) *fakeMem {
@@ -69,7 +72,7 @@ func (f *fakeMem) Members() []heartbeat.Member {
 		if n.down && n != f {
 			st = heartbeat.StateFailed
 		}
-		out = append(out, heartbeat.Member{Name: n.name, Addr: n.addr, State: st, Ext: maps.Clone(n.ext), Self: n == f})
+		out = append(out, heartbeat.Member{Name: n.name, Addr: n.addr, State: st, Ext: maps.Clone(n.ext), Self: n == f, Proto: heartbeat.ProtocolVersion})
 		n.mu.Unlock()
 	}
 	return out
@@ -89,6 +92,12 @@ func (f *fakeMem) Send(node string, kind vocab.MsgKind, body []byte) error {
 		go h(append([]byte(nil), body...))
 	}
 	return nil
+}
+
+// Datagram counts the lease messages and delivers them like Send.
+func (f *fakeMem) Datagram(node string, kind vocab.MsgKind, body []byte) error {
+	f.datagrams.Add(1)
+	return f.Send(node, kind, body)
 }
 
 func (f *fakeMem) Handle(kind vocab.MsgKind, fn func([]byte)) {

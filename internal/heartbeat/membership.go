@@ -131,6 +131,7 @@ type peer struct {
 	maxSeq   uint64
 	leftBoot int64
 	metaAt   time.Time // last fresh heartbeat that carried metadata
+	msgSeq   uint64    // the last datagram message taken (datagram.go)
 }
 
 // setMeta takes new metadata and what derives from it.
@@ -144,7 +145,7 @@ func (p *peer) setMeta(meta Meta) {
 
 // newIncarnation starts counting a restarted peer's heartbeats afresh.
 func (p *peer) newIncarnation(boot int64) {
-	p.boot, p.lastSeq, p.maxSeq = boot, [2]uint64{}, 0
+	p.boot, p.lastSeq, p.maxSeq, p.msgSeq = boot, [2]uint64{}, 0, 0
 }
 
 // Membership is this node's view of the cluster.
@@ -160,6 +161,7 @@ type Membership struct {
 	senders [2]*sender
 	// verdicts this node, a watcher, repeats in its rounds (prober.go).
 	verdicts []verdict
+	msgSeq   uint64 // datagram messages sent (datagram.go)
 
 	mu           sync.Mutex
 	meta         Meta

@@ -96,7 +96,15 @@ type Meta struct {
 // node would misread raises it. Nodes whose protocols differ by one
 // interoperate (a rolling upgrade has both for a while); a node two or
 // more apart is refused, with the reason on both sides.
-const ProtocolVersion = 2
+//
+// 3: datagram messages on the heartbeat sockets (Datagram; a member of 2
+// gets the failover tier's messages over memberlist as before), watchers'
+// verdicts in heartbeats (a member of 2 ignores them and times members out
+// by itself).
+const ProtocolVersion = 3
+
+// DatagramProto is the first protocol whose members take Datagram messages.
+const DatagramProto = 3
 
 // MaxVersionLen bounds the version string in the metadata (a longer one
 // from ldflags is cut): it counts against memberlist's 512 bytes.

@@ -263,6 +263,9 @@ func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now 
 	if err != nil {
 		return err
 	}
+	if len(plain) > 0 && plain[0] == msgMagic {
+		return m.handleMessage(path, plain, from)
+	}
 	hb, fast := decodeLiveness(plain)
 	if !fast {
 		if err := json.Unmarshal(plain, &hb); err != nil {
