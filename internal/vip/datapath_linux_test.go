@@ -3,8 +3,6 @@ package vip
 import (
 	"encoding/binary"
 	"errors"
-	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -192,8 +190,6 @@ func (x *lan) probe(mac net.HardwareAddr, dst netip.Addr, ports []uint16) map[ui
 	}
 	return x.answers(dst, 300*time.Millisecond)
 }
-
-func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func sysctlValue(t *testing.T, path string) string {
 	t.Helper()

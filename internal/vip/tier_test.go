@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -17,8 +18,11 @@ import (
 
 	"github.com/clusterd/clusterd/internal/config"
 	"github.com/clusterd/clusterd/internal/heartbeat"
+	"github.com/clusterd/clusterd/internal/testenv"
 	"github.com/clusterd/clusterd/internal/vocab"
 )
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // lockedMembers is a one-node membership safe for the tier's goroutines.
 type lockedMembers struct {
@@ -141,7 +145,7 @@ func oneNodeTier(t *testing.T, vips []config.VIPConfig, dp *safeDP, rec *recorde
 	mem := &lockedMembers{v: viewMembers{name: "web1", list: []heartbeat.Member{
 		{Name: "web1", Self: true, Priority: 1, State: heartbeat.StateActive, Proto: heartbeat.ProtocolVersion, Ext: map[string]string{}},
 	}}}
-	tr, err := New(Options{Cluster: "c", Node: "web1", Priority: 1, VIPs: vips, Members: mem, StateDir: t.TempDir(),
+	tr, err := New(Options{Cluster: "c", Node: "web1", Priority: 1, VIPs: vips, Members: mem, StateDir: testenv.TempDir(t),
 		Settle: 50 * time.Millisecond, LiveTTL: 100 * time.Millisecond, Tick: 10 * time.Millisecond,
 		ViewTimeout: 100 * time.Millisecond, Logger: quietLog(), Event: rec.event})
 	if err != nil {
@@ -409,7 +413,7 @@ func TestStatusDoesNotWaitForTheDatapath(t *testing.T) {
 		{Name: "web1", Self: true, Priority: 1, State: heartbeat.StateActive, Proto: heartbeat.ProtocolVersion, Ext: map[string]string{}},
 	}}}
 	tr, err := New(Options{Cluster: "c", Node: "web1", Priority: 1, VIPs: []config.VIPConfig{webVIP("10.0.0.100/24", nil)}, Members: mem,
-		StateDir: t.TempDir(), Settle: 50 * time.Millisecond, LiveTTL: 100 * time.Millisecond, Tick: 10 * time.Millisecond,
+		StateDir: testenv.TempDir(t), Settle: 50 * time.Millisecond, LiveTTL: 100 * time.Millisecond, Tick: 10 * time.Millisecond,
 		ViewTimeout: 100 * time.Millisecond, Logger: quietLog(), Event: rec.event})
 	if err != nil {
 		t.Fatal(err)
