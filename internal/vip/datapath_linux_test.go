@@ -645,3 +645,60 @@ func TestGroupVIPFence(t *testing.T) {
 		t.Errorf("a second CloseFence: %v", err)
 	}
 }
+
+// TestDatapathSwitchesAtTheInstant: StageAt has the kernel switch by its
+// own clock, with no Commit: before the instant the old buckets are taken,
+// from it the new ones; a Commit afterwards changes nothing, and a second
+// StageAt before the instant calls the first off.
+func TestDatapathSwitchesAtTheInstant(t *testing.T) {
+	x := newLAN(t)
+	dp, err := newDatapath(quietLog(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dp.Close()
+	plan := testPlan("multicast", "none")
+	if err := dp.Setup([]VIPPlan{plan}, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := dp.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	key := [2]int{0, 0}
+	all := make([]uint32, TableSize)
+	for i := range all {
+		all[i] = uint32(i)
+	}
+	everything, nothing := Ownership{Owned: map[[2]int][]uint32{key: all}}, Ownership{}
+	if err := dp.Apply(everything); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(400 * time.Millisecond)
+	if err := dp.StageAt(at, nothing); err != nil {
+		t.Fatalf("StageAt (nft meta time needs Linux 5.4): %v", err)
+	}
+	if got := x.probe(plan.MAC, testVIP.Addr(), []uint16{43000, 43001}); len(got) != 2 {
+		t.Errorf("before the instant: answered %v of 2", keys(got))
+	}
+	time.Sleep(time.Until(at) + 10*time.Millisecond)
+	if got := x.probe(plan.MAC, testVIP.Addr(), []uint16{43002, 43003}); len(got) != 0 {
+		t.Errorf("after the instant, owning nothing: answered %v", keys(got))
+	}
+	if err := dp.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := x.probe(plan.MAC, testVIP.Addr(), []uint16{43004}); len(got) != 0 {
+		t.Errorf("after the Commit: answered %v", keys(got))
+	}
+	// Called off: a second StageAt (or an Apply) replaces the first.
+	if err := dp.StageAt(time.Now().Add(200*time.Millisecond), everything); err != nil {
+		t.Fatal(err)
+	}
+	if err := dp.Apply(nothing); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(250 * time.Millisecond)
+	if got := x.probe(plan.MAC, testVIP.Addr(), []uint16{43005}); len(got) != 0 {
+		t.Errorf("a switch called off by Apply still happened: answered %v", keys(got))
+	}
+}

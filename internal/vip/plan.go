@@ -54,6 +54,10 @@ type datapath interface {
 	// then its takes), so that at the instant every node only flips (a big
 	// bucket set takes tens of milliseconds to install).
 	Stage(os ...Ownership) error
+	// StageAt prepares o and has the kernel switch to it at the instant
+	// by its own clock; Commit afterwards makes it final. An error means
+	// the kernel cannot (before Linux 5.4): the caller switches by timer.
+	StageAt(at time.Time, o Ownership) error
 	Commit() error
 	// Refresh renews the liveness element: if the agent stops refreshing
 	// (kill -9), the node stops taking new flows after liveTTL.

@@ -115,12 +115,15 @@ type Tier struct {
 	// dropAt: the planned switch's first step, when a node that also takes
 	// buckets lets go of those it gives (staged first); it takes them
 	// takeLag later, at switchAt. Zero when there is no such step.
-	dropAt   time.Time
-	pubSig   string // the signature this node publishes (Converged compares with it)
-	failOpen map[int]bool
-	checkers []*checker
-	linkOK   []bool // the VIP's NIC reaches the LAN
-	drain    drainState
+	dropAt time.Time
+	// timerSwitchSaid: the warning that planned switches go by timer (no
+	// StageAt) was logged.
+	timerSwitchSaid bool
+	pubSig          string // the signature this node publishes (Converged compares with it)
+	failOpen        map[int]bool
+	checkers        []*checker
+	linkOK          []bool // the VIP's NIC reaches the LAN
+	drain           drainState
 	// drainProblem: the drain file could not be read at start (the node
 	// stays draining until an operator acts).
 	drainProblem string
@@ -597,6 +600,14 @@ func (t *Tier) converge(now time.Time) {
 		}
 		planned = true
 	case in.sig == t.sig:
+		if t.staged != nil {
+			// A planned switch called off (the change went back before
+			// its instant): the kernel must not switch at it.
+			if err := t.dp.Apply(t.applied); err != nil {
+				t.log.Warn("calling off the planned switch", slog.Any("error", err))
+			}
+			t.staged, t.stagedTables = nil, nil
+		}
 		t.nextSig, t.switchAt, t.dropAt = "", time.Time{}, time.Time{}
 		t.lastMembers = states
 		return
@@ -612,6 +623,18 @@ func (t *Tier) converge(now time.Time) {
 			next := ownershipOf(tables, in.defaults, t.o.Node)
 			stage := []Ownership{next}
 			t.dropAt = time.Time{}
+			t.staged, t.stagedTables = nil, nil
+			// The kernel switches at the instant by its own clock: every
+			// node gives and takes at once, no gap and no overlap.
+			err := t.dp.StageAt(at, next)
+			if err == nil {
+				t.staged, t.stagedTables = &next, tables
+				return
+			}
+			if !t.timerSwitchSaid {
+				t.timerSwitchSaid = true
+				t.log.Warn("the kernel cannot switch buckets at an instant (nft meta time, Linux 5.4): planned switches go by the agent's timer, with a short gap", slog.Any("error", err))
+			}
 			if takes(t.applied, next) {
 				// Every node lets go of what it gives at the instant and
 				// takes what it gets takeLag later: the timers of two

@@ -93,7 +93,12 @@ func (d *safeDP) Stage(os ...Ownership) error {
 	defer d.mu.Unlock()
 	return d.fake.Stage(os...)
 }
-func (d *safeDP) Commit() error  { d.mu.Lock(); defer d.mu.Unlock(); return d.fake.Commit() }
+func (d *safeDP) Commit() error { d.mu.Lock(); defer d.mu.Unlock(); return d.fake.Commit() }
+func (d *safeDP) StageAt(at time.Time, o Ownership) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.fake.StageAt(at, o)
+}
 func (d *safeDP) Refresh() error { d.mu.Lock(); d.refresh++; d.mu.Unlock(); return nil }
 func (d *safeDP) StopNew() error { d.mu.Lock(); d.stopped = true; d.mu.Unlock(); return nil }
 func (d *safeDP) Counters() (map[int]Counters, error) {
