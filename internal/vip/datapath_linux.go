@@ -491,14 +491,17 @@ func (d *nftDatapath) StageAt(at time.Time, o Ownership) error {
 	}
 	c := d.nft
 	for k, disp := range d.own {
+		// goto, not jump: a flow the old buffer does not accept must not
+		// come back here and be tried against the new one; it returns to
+		// the VIP's chain, whose next rule drops it.
 		c.FlushChain(disp)
 		c.AddRule(&nftables.Rule{Table: d.table, Chain: disp, Exprs: []expr.Any{
 			&expr.Meta{Key: metaTimeNS, Register: reg1},
 			&expr.Byteorder{SourceRegister: reg1, DestRegister: reg1, Op: expr.ByteorderHton, Len: 8, Size: 8},
 			&expr.Cmp{Op: expr.CmpOpLt, Register: reg1, Data: binaryutil.BigEndian.PutUint64(uint64(at.UnixNano()))},
-			&expr.Verdict{Kind: expr.VerdictJump, Chain: d.buf[k][d.active].Name},
+			&expr.Verdict{Kind: expr.VerdictGoto, Chain: d.buf[k][d.active].Name},
 		}})
-		c.AddRule(&nftables.Rule{Table: d.table, Chain: disp, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: d.buf[k][idx].Name}}})
+		c.AddRule(&nftables.Rule{Table: d.table, Chain: disp, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictGoto, Chain: d.buf[k][idx].Name}}})
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("staging the switch at %s: %w", at.Format("15:04:05.000"), err)

@@ -690,6 +690,25 @@ func TestDatapathSwitchesAtTheInstant(t *testing.T) {
 	if got := x.probe(plan.MAC, testVIP.Addr(), []uint16{43004}); len(got) != 0 {
 		t.Errorf("after the Commit: answered %v", keys(got))
 	}
+	// The taker's side: owning nothing, to own everything at the instant.
+	at = time.Now().Add(400 * time.Millisecond)
+	if err := dp.StageAt(at, everything); err != nil {
+		t.Fatal(err)
+	}
+	if got := x.probe(plan.MAC, testVIP.Addr(), []uint16{43010, 43011}); len(got) != 0 {
+		t.Errorf("taking before the instant: answered %v", keys(got))
+	}
+	time.Sleep(time.Until(at) + 10*time.Millisecond)
+	if got := x.probe(plan.MAC, testVIP.Addr(), []uint16{43012, 43013}); len(got) != 2 {
+		t.Errorf("after the instant, owning everything: answered %v of 2", keys(got))
+	}
+	if err := dp.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := dp.Apply(nothing); err != nil {
+		t.Fatal(err)
+	}
+
 	// Called off: a second StageAt (or an Apply) replaces the first.
 	if err := dp.StageAt(time.Now().Add(200*time.Millisecond), everything); err != nil {
 		t.Fatal(err)
