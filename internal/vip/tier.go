@@ -625,13 +625,19 @@ func (t *Tier) converge(now time.Time) {
 			t.dropAt = time.Time{}
 			t.staged, t.stagedTables = nil, nil
 			// The kernel switches at the instant by its own clock: every
-			// node gives and takes at once, no gap and no overlap.
-			err := t.dp.StageAt(at, next)
+			// node gives and takes at once, no gap and no overlap. Not
+			// while a member of the previous protocol is in the cluster:
+			// it gives by its timer, a few ms late, and a taker exactly
+			// on time would overlap it.
+			err := errPreviousProtocol
+			if timedSwitches(members) {
+				err = t.dp.StageAt(at, next)
+			}
 			if err == nil {
 				t.staged, t.stagedTables = &next, tables
 				return
 			}
-			if !t.timerSwitchSaid {
+			if !t.timerSwitchSaid && err != errPreviousProtocol {
 				t.timerSwitchSaid = true
 				t.log.Warn("the kernel cannot switch buckets at an instant (nft meta time, Linux 5.4): planned switches go by the agent's timer, with a short gap", slog.Any("error", err))
 			}
@@ -781,6 +787,21 @@ func lettingGo(members []heartbeat.Member, from map[string]bool, sig string) str
 		}
 	}
 	return ""
+}
+
+// errPreviousProtocol: a member switches by timer (it predates switches
+// timed by the kernel), so every node does.
+var errPreviousProtocol = errors.New("a member of the previous protocol switches by timer")
+
+// timedSwitches says whether every live member switches by the kernel's
+// clock (protocol 3 on).
+func timedSwitches(members []heartbeat.Member) bool {
+	for _, m := range members {
+		if !m.State.Down() && m.Proto < 3 {
+			return false
+		}
+	}
+	return true
 }
 
 // takeLag: how long after a planned switch's instant a node that takes
