@@ -279,6 +279,7 @@ func Parse(path string, data []byte) (*Config, error) {
 	}
 	d.decode(&root, reflect.ValueOf(c).Elem(), "")
 	c.lines = d.lines
+	c.fillDefaults()
 	c.validate(errs)
 	if err := errs.errOrNil(); err != nil {
 		return nil, err

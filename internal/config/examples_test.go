@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,5 +30,63 @@ func TestDocExamples(t *testing.T) {
 		if _, err := Parse(f, []byte(text)); err != nil {
 			t.Errorf("%s does not validate:\n%v", f, err)
 		}
+	}
+}
+
+// TestValidateOnlyChecks: defaults are filled in before validation
+// (fillDefaults), and validation changes nothing: a parsed example
+// validated again is unchanged, and one whose defaulted fields are emptied
+// again stays empty (before, validate itself filled in list items'
+// defaults).
+func TestValidateOnlyChecks(t *testing.T) {
+	files, _ := filepath.Glob("../../docs/examples/*.yaml")
+	dir := testenv.TempDir(t)
+	k, _ := NewKey()
+	key := filepath.Join(dir, "cluster.key")
+	os.WriteFile(key, []byte(k), 0o600)
+	emptied := 0
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		c, err := Parse(f, []byte(strings.Replace(string(b), "/etc/clusterd/cluster.key", key, 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, _ := json.Marshal(c)
+		errs := &Errors{}
+		c.validate(errs)
+		after, _ := json.Marshal(c)
+		if string(before) != string(after) || errs.errOrNil() != nil {
+			t.Errorf("%s: validate changed the config (%v):\n%s\n%s", f, errs.errOrNil(), before, after)
+		}
+		for i := range c.LoadBalancing {
+			c.LoadBalancing[i].Mode = ""
+			for j := range c.LoadBalancing[i].Rules {
+				c.LoadBalancing[i].Rules[j].Filtering = ""
+				emptied++
+			}
+		}
+		for i := range c.Failover.Groups {
+			c.Failover.Groups[i].Failback = ""
+			emptied++
+		}
+		c.validate(&Errors{})
+		for _, lb := range c.LoadBalancing {
+			if lb.Mode != "" {
+				t.Errorf("%s: validate filled in mode %q", f, lb.Mode)
+			}
+			for _, r := range lb.Rules {
+				if r.Filtering != "" {
+					t.Errorf("%s: validate filled in filtering %q", f, r.Filtering)
+				}
+			}
+		}
+		for _, g := range c.Failover.Groups {
+			if g.Failback != "" {
+				t.Errorf("%s: validate filled in failback %q", f, g.Failback)
+			}
+		}
+	}
+	if emptied == 0 {
+		t.Fatal("no example with a VIP rule or a group")
 	}
 }

@@ -229,9 +229,6 @@ func (c *Config) validateLB(x v) {
 		if lb.Interface == "" {
 			x.bad(p+".interface", "required: the public NIC that carries the VIP")
 		}
-		if lb.Mode == "" {
-			lb.Mode = "multicast"
-		}
 		if !oneOf(lb.Mode, "multicast", "igmp", "unicast") {
 			x.bad(p+".mode", "%q: must be multicast, igmp or unicast", lb.Mode)
 		}
@@ -246,26 +243,10 @@ func (c *Config) validateLB(x v) {
 		for j := range lb.Rules {
 			r := &lb.Rules[j]
 			rp := fmt.Sprintf("%s.rules[%d]", p, j)
-			if r.Protocol == "" {
-				r.Protocol = "tcp"
-			}
-			if r.Filtering == "" {
-				r.Filtering = "multiple"
-			}
-			if r.Affinity == "" {
-				r.Affinity = "none"
-			}
-			if r.Weight == nil {
-				w := 50
-				r.Weight = &w
-			}
-			// Only an explicit handling_priority is checked here; the
-			// default inherits node.priority, already reported if wrong.
-			if r.HandlingPriority != 0 && (r.HandlingPriority < 1 || r.HandlingPriority > 64) {
+			// The default inherits node.priority (fillDefaults), which is
+			// reported above if wrong: only an explicit one is checked.
+			if r.HandlingPriority != c.Node.Priority && (r.HandlingPriority < 1 || r.HandlingPriority > 64) {
 				x.bad(rp+".handling_priority", "must be 1..64 (got %d)", r.HandlingPriority)
-			}
-			if r.HandlingPriority == 0 {
-				r.HandlingPriority = c.Node.Priority
 			}
 			pr, err := ParsePorts(r.Ports)
 			if err != nil {
@@ -320,18 +301,6 @@ func (c *Config) validateLB(x v) {
 			if n != 1 {
 				x.bad(hp, "set exactly one of http, tcp or exec")
 			}
-			if h.Interval == 0 {
-				h.Interval = Duration(time.Second)
-			}
-			if h.Timeout == 0 {
-				h.Timeout = h.Interval
-			}
-			if h.Fall == 0 {
-				h.Fall = 2
-			}
-			if h.Rise == 0 {
-				h.Rise = 2
-			}
 			if h.Interval < Duration(10*time.Millisecond) {
 				x.bad(hp+".interval", "must be at least 10ms")
 			}
@@ -346,9 +315,6 @@ func (c *Config) validateQuorum(x v) {
 	q := c.Quorum
 	if q == nil {
 		return
-	}
-	if q.Port == 0 {
-		q.Port = 7947
 	}
 	x.port("quorum.port", q.Port)
 	if q.Port == c.Heartbeat.Port || q.Port == c.Heartbeat.ProbePort {
@@ -383,9 +349,6 @@ func (c *Config) validateGroups(x v) {
 		if len(g.Owners) == 0 {
 			x.bad(p+".owners", "list the nodes that may run this group, preferred first")
 		}
-		if g.Failback == "" {
-			g.Failback = "never"
-		}
 		if !oneOf(g.Failback, "never", "immediate") {
 			x.bad(p+".failback", "%q: must be never or immediate", g.Failback)
 		}
@@ -409,20 +372,7 @@ func (c *Config) validateGroups(x v) {
 			if r.DataDir == "" {
 				x.bad(p+".resource.data_dir", "required for postgresql")
 			}
-			if r.Port == 0 {
-				r.Port = 5432
-			}
 			x.port(p+".resource.port", r.Port)
-			if r.Synchronous == nil {
-				t := true
-				r.Synchronous = &t
-			}
-			if r.OSUser == "" {
-				r.OSUser = "postgres"
-			}
-			if r.ReplicationUser == "" {
-				r.ReplicationUser = "replicator"
-			}
 			if r.PasswordFile == "" {
 				x.bad(p+".resource.password_file", "required for postgresql: a file with the replication user's password (created with the cluster; standbys log in with it)")
 			}
@@ -444,14 +394,8 @@ func (c *Config) validateSNMP(x v) {
 	for i := range c.SNMP.Traps {
 		t := &c.SNMP.Traps[i]
 		p := fmt.Sprintf("snmp.traps[%d]", i)
-		if t.Target != "" && !strings.Contains(t.Target, ":") {
-			t.Target += ":162"
-		}
 		if err := checkHostPort(t.Target, false); err != nil {
 			x.bad(p+".target", "%q: %v", t.Target, err)
-		}
-		if t.Version == "" {
-			t.Version = "v2c"
 		}
 		switch t.Version {
 		case "v2c":
