@@ -163,6 +163,33 @@ func (a *Agent) Start(ctx context.Context) error {
 			}
 		}()
 	}
+	// The listeners an operator configured open before anything starts:
+	// one that cannot (a port in use, an address not on this host) fails
+	// the start with the reason, rather than run without it unnoticed.
+	var ml net.Listener
+	if a.cfg.Metrics.Listen != "" {
+		if ml, err = net.Listen("tcp", a.cfg.Metrics.Listen); err != nil {
+			l.Close()
+			return fmt.Errorf("metrics.listen %s: %w", a.cfg.Metrics.Listen, err)
+		}
+		defer func() {
+			if ml != nil { // start failed before it served
+				ml.Close()
+			}
+		}()
+	}
+	var snmpAgt *snmp.Agent
+	if ag := a.cfg.SNMP.Agent; ag != nil && ag.Listen != "" {
+		if snmpAgt, err = snmp.NewAgent(ag.Listen, ag.Community, a.Status, a.start, a.log.With(slog.String("component", "snmp"))); err != nil {
+			l.Close()
+			return fmt.Errorf("snmp.agent.listen %s: %w", ag.Listen, err)
+		}
+		defer func() {
+			if snmpAgt != nil { // start failed before it served
+				snmpAgt.Close()
+			}
+		}()
+	}
 	if err := a.members.Start(ctx); err != nil {
 		l.Close()
 		return err
@@ -193,18 +220,13 @@ func (a *Agent) Start(ctx context.Context) error {
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); a.superviseAgentX(actx, ag.AgentX) }()
 	}
-	if ag := a.cfg.SNMP.Agent; ag != nil && ag.Listen != "" {
-		a.snmpAgt, err = snmp.NewAgent(ag.Listen, ag.Community, a.Status, a.start, a.log.With(slog.String("component", "snmp")))
-		if err != nil {
-			a.log.Error("the built-in SNMP agent cannot listen; running without it", slog.String("listen", ag.Listen), slog.Any("error", err))
-		} else {
-			a.snmpAgt.Start()
-		}
+	if snmpAgt != nil {
+		a.snmpAgt, snmpAgt = snmpAgt, nil
+		a.snmpAgt.Start()
 	}
-	if a.cfg.Metrics.Listen != "" {
-		if err := a.serveMetrics(a.cfg.Metrics.Listen); err != nil {
-			a.log.Error("the metrics endpoint cannot listen; running without it", slog.String("listen", a.cfg.Metrics.Listen), slog.Any("error", err))
-		}
+	if ml != nil {
+		a.serveMetrics(ml)
+		ml = nil
 	}
 	a.serveAPI(l)
 	if ul != nil {

@@ -133,12 +133,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.hbUnsent, prometheus.CounterValue, float64(s.Heartbeat.Unsent))
 }
 
-// serveMetrics serves /metrics on metrics.listen until the agent closes.
-func (a *Agent) serveMetrics(addr string) error {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
+// serveMetrics serves /metrics on l (metrics.listen) until the agent
+// closes.
+func (a *Agent) serveMetrics(l net.Listener) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newCollector(a.Status))
 	mux := http.NewServeMux()
@@ -154,5 +151,4 @@ func (a *Agent) serveMetrics(addr string) error {
 			a.log.Error("metrics endpoint stopped", slog.Any("error", err))
 		}
 	}()
-	return nil
 }

@@ -119,3 +119,23 @@ func TestCleanupAfterKill(t *testing.T) {
 		t.Errorf("after a clean SIGTERM: %q", l)
 	}
 }
+
+// TestListenerThatCannotOpenFailsTheStart: a metrics or SNMP agent address
+// the agent cannot listen on (not this host's) fails `clusterd run` with a
+// non-zero exit and the setting in the message, so the supervisor acts;
+// before, the agent logged it and ran without the endpoint.
+func TestListenerThatCannotOpenFailsTheStart(t *testing.T) {
+	n := testnet.New(t, testnet.Options{Nodes: 1})
+	nd := n.Nodes[0]
+	for _, tc := range []struct{ extra, want string }{
+		{"metrics:\n  listen: 10.99.99.99:9464\n", "metrics.listen 10.99.99.99:9464"},
+		{"snmp:\n  agent:\n    listen: 10.99.99.99:1161\n    community: public\n", "snmp.agent.listen 10.99.99.99:1161"},
+	} {
+		nd.WriteConfig(tc.extra)
+		start := time.Now()
+		out, code := inNS(nd, "", filepath.Join(n.Bin, "clusterd"), "run", "--config", nd.Config)
+		if code == 0 || !strings.Contains(out, tc.want) {
+			t.Errorf("%s: exit %d after %s:\n%s", tc.want, code, time.Since(start).Round(time.Millisecond), out)
+		}
+	}
+}
