@@ -138,9 +138,11 @@ func TestControlGroupMustExist(t *testing.T) {
 	}
 }
 
-// TestIPv6RefusedUntilSupported: an IPv6 VIP in either tier is refused by
-// validate with the reason, instead of an agent that dies at start.
-func TestIPv6RefusedUntilSupported(t *testing.T) {
+// TestIPv6VIPs: an IPv6 load-balanced VIP is refused by validate with the
+// reason (instead of an agent that dies at start); an IPv6 group VIP is
+// accepted on Linux (fence and neighbour advertisements: internal/vip's
+// TestGroupVIPFenceIPv6) and refused elsewhere.
+func TestIPv6VIPs(t *testing.T) {
 	p := copyWithKey(t, "spec.yaml")
 	data, _ := os.ReadFile(p)
 	s := strings.Replace(string(data), "vip: 172.16.1.1/27", "vip: fd00::1/64", 1)
@@ -150,12 +152,14 @@ func TestIPv6RefusedUntilSupported(t *testing.T) {
 	}
 	_, err := Load(p)
 	if err == nil {
-		t.Fatal("IPv6 VIPs accepted")
+		t.Fatal("an IPv6 load-balanced VIP accepted")
 	}
-	for _, w := range []string{":19: load_balancing[0].vip: \"fd00::1/64\": IPv6 load-balanced VIPs are not supported yet", ":42: failover.groups[0].vip.address: \"fd00::2/64\": IPv6 group VIPs are not supported yet"} {
-		if !strings.Contains(err.Error(), w) {
-			t.Errorf("missing %q in:\n%v", w, err)
-		}
+	if w := ":19: load_balancing[0].vip: \"fd00::1/64\": IPv6 load-balanced VIPs are not supported yet"; !strings.Contains(err.Error(), w) {
+		t.Errorf("missing %q in:\n%v", w, err)
+	}
+	group := ":42: failover.groups[0].vip.address: \"fd00::2/64\": IPv6 group VIPs need a Linux node"
+	if got := strings.Contains(err.Error(), group); got != (runtime.GOOS != "linux") {
+		t.Errorf("on %s, refusal of the IPv6 group VIP %v:\n%v", runtime.GOOS, got, err)
 	}
 }
 

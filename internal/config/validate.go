@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"runtime"
 	"regexp"
 	"strconv"
 	"strings"
@@ -355,9 +356,10 @@ func (c *Config) validateGroups(x v) {
 		if g.VIP != nil {
 			if pfx, err := netip.ParsePrefix(g.VIP.Address); err != nil {
 				x.bad(p+".vip.address", "%q: want an address with prefix length, e.g. 172.16.2.1/28", g.VIP.Address)
-			} else if !pfx.Addr().Is4() {
-				// The fence and the address announcements are IPv4-only so far.
-				x.bad(p+".vip.address", "%q: IPv6 group VIPs are not supported yet; use an IPv4 address", g.VIP.Address)
+			} else if !pfx.Addr().Is4() && runtime.GOOS != "linux" {
+				// The kernel lease fence (nftables) and the neighbour
+				// advertisements are Linux's; netsh adds IPv4 only here.
+				x.bad(p+".vip.address", "%q: IPv6 group VIPs need a Linux node (this one is %s); use an IPv4 address", g.VIP.Address, runtime.GOOS)
 			}
 			if g.VIP.Interface == "" {
 				x.bad(p+".vip.interface", "required")

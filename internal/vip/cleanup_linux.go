@@ -46,6 +46,7 @@ func Cleanup(addrs []Leftover, stateDir string) ([]string, error) {
 		{nftUnicastTable, nftables.TableFamilyNetdev, "netdev"},
 		{fenceTable, nftables.TableFamilyIPv4, "ip"},
 		{fenceARPTable, nftables.TableFamilyARP, "arp"},
+		{fenceTable6, nftables.TableFamilyIPv6, "ip6"},
 	} {
 		tb, err := c.ListTableOfFamily(t.name, t.family)
 		if err != nil || tb == nil {

@@ -3,6 +3,7 @@ package vip
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/clusterd/clusterd/internal/testenv"
 )
@@ -719,5 +721,143 @@ func TestDatapathSwitchesAtTheInstant(t *testing.T) {
 	time.Sleep(250 * time.Millisecond)
 	if got := x.probe(plan.MAC, testVIP.Addr(), []uint16{43005}); len(got) != 0 {
 		t.Errorf("a switch called off by Apply still happened: answered %v", keys(got))
+	}
+}
+
+// TestGroupVIPFenceIPv6: an IPv6 group VIP goes on without duplicate
+// address detection (usable at once), is announced by an unsolicited
+// neighbour advertisement with the override flag from the NIC's MAC, and
+// answers TCP and neighbour solicitations only while its kernel lease
+// lives; Release and CloseFence leave nothing.
+func TestGroupVIPFenceIPv6(t *testing.T) {
+	x := newLAN(t)
+	gvip := netip.MustParseAddr("fd00:9::200")
+	client := netip.MustParseAddr("fd00:9::5")
+	v6, err := packet.Listen(x.cli, packet.Raw, etherTypeIPv6, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v6.Close()
+	if err := netlink.NeighAdd(&netlink.Neigh{LinkIndex: x.nic.Index, State: netlink.NUD_PERMANENT, Family: netlink.FAMILY_V6,
+		IP: client.AsSlice(), HardwareAddr: x.srcMAC}); err != nil {
+		t.Fatal(err)
+	}
+	o, err := NewOwned("fd00:9::200/64", "vip0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Claim(time.Now().Add(500 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := netlink.LinkByName("vip0")
+	as, _ := netlink.AddrList(l, netlink.FAMILY_V6)
+	found := false
+	for _, a := range as {
+		if ip, _ := netip.AddrFromSlice(a.IP); ip == gvip {
+			found = true
+			if a.Flags&unix.IFA_F_TENTATIVE != 0 {
+				t.Errorf("the VIP is tentative (DAD): flags %#x", a.Flags)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("fd00:9::200 not on vip0: %v", as)
+	}
+	// frames reads IPv6 frames from cli0 for d and returns ICMPv6 types
+	// and TCP answers (by client port) from the VIP.
+	type na struct {
+		solicited bool
+		mac       net.HardwareAddr // target link-layer address option, if any
+	}
+	frames := func(d time.Duration) (nas []na, tcp map[uint16]bool) {
+		tcp = map[uint16]bool{}
+		buf := make([]byte, 2048)
+		v6.SetReadDeadline(time.Now().Add(d))
+		for {
+			n, _, err := v6.ReadFrom(buf)
+			if err != nil {
+				return nas, tcp
+			}
+			f := buf[14:n]
+			if len(f) < 40 || netip.AddrFrom16([16]byte(f[8:24])) != gvip {
+				continue
+			}
+			switch f[6] {
+			case 58:
+				if len(f) >= 40+24 && f[40] == 136 && netip.AddrFrom16([16]byte(f[48:64])) == gvip {
+					a := na{solicited: f[44]&0x40 != 0}
+					if len(f) >= 40+32 && f[64] == 2 {
+						a.mac = net.HardwareAddr(f[66:72])
+					}
+					if !a.solicited && f[44]&0x20 == 0 {
+						continue // not an override: not ours
+					}
+					nas = append(nas, a)
+				}
+			case 6:
+				if len(f) >= 60 && binary.BigEndian.Uint16(f[40:]) == 80 {
+					tcp[binary.BigEndian.Uint16(f[42:])] = true
+				}
+			}
+		}
+	}
+	nas, _ := frames(200 * time.Millisecond)
+	if len(nas) == 0 || nas[0].solicited || nas[0].mac.String() != x.nic.HardwareAddr.String() {
+		t.Errorf("unsolicited advertisements with the NIC's MAC %s: %+v", x.nic.HardwareAddr, nas)
+	}
+	syn := func(port uint16) []byte {
+		tcp := make([]byte, 20)
+		binary.BigEndian.PutUint16(tcp[0:], port)
+		binary.BigEndian.PutUint16(tcp[2:], 80)
+		tcp[12], tcp[13] = 5<<4, 0x02
+		binary.BigEndian.PutUint16(tcp[14:], 64240)
+		return ipv6Packet(client, gvip, 6, 64, tcp, 16)
+	}
+	solicit := func() []byte {
+		icmp := make([]byte, 32)
+		icmp[0] = 135
+		t := gvip.As16()
+		copy(icmp[8:], t[:])
+		icmp[24], icmp[25] = 1, 1 // source link-layer address
+		copy(icmp[26:], x.srcMAC)
+		sn := netip.MustParseAddr(fmt.Sprintf("ff02::1:ff%02x:%02x%02x", t[13], t[14], t[15]))
+		return ipv6Packet(client, sn, 58, 255, icmp, 2)
+	}
+	send := func(dstMAC net.HardwareAddr, pkt []byte) {
+		f := make([]byte, 14+len(pkt))
+		copy(f, dstMAC)
+		copy(f[6:], x.srcMAC)
+		binary.BigEndian.PutUint16(f[12:], etherTypeIPv6)
+		copy(f[14:], pkt)
+		if _, err := v6.WriteTo(f, &packet.Addr{HardwareAddr: dstMAC}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t16 := gvip.As16()
+	snMAC := net.HardwareAddr{0x33, 0x33, 0xff, t16[13], t16[14], t16[15]}
+	probe := func(port uint16) (answeredNS bool, answeredSYN bool) {
+		send(snMAC, solicit())
+		send(x.nic.HardwareAddr, syn(port))
+		nas, tcp := frames(300 * time.Millisecond)
+		for _, a := range nas {
+			answeredNS = answeredNS || a.solicited
+		}
+		return answeredNS, tcp[port]
+	}
+	if ns, sy := probe(44000); !ns || !sy {
+		t.Errorf("leased: neighbour solicitation answered %v, SYN answered %v", ns, sy)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if ns, sy := probe(44001); ns || sy {
+		t.Errorf("after the lease ran out: neighbour solicitation answered %v, SYN answered %v", ns, sy)
+	}
+	if err := o.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := CloseFence(); err != nil {
+		t.Fatal(err)
+	}
+	if tableExists(t, fenceTable6, nftables.TableFamilyIPv6) {
+		t.Error("the IPv6 fence table is left after CloseFence")
 	}
 }

@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 )
 
 // The group fence keeps a group VIP's lease in the kernel: packets to the
@@ -22,6 +24,9 @@ import (
 const (
 	fenceTable    = "clusterd_group"
 	fenceARPTable = "clusterd_group_arp"
+	// fenceTable6 fences IPv6 group VIPs (made on the first one): their
+	// packets and the neighbour solicitations for them.
+	fenceTable6 = "clusterd_group6"
 )
 
 type fence struct {
@@ -32,7 +37,11 @@ type fence struct {
 	chain  *nftables.Chain
 	arpTbl *nftables.Table
 	arpIn  *nftables.Chain
-	leases map[netip.Addr]*nftables.Set
+	table6 *nftables.Table // nil until an IPv6 VIP is fenced
+	chain6 *nftables.Chain
+	// leases: per VIP, the sets whose element is its lease (one per
+	// table that tests it).
+	leases map[netip.Addr][]*nftables.Set
 }
 
 var groupFence fence
@@ -55,6 +64,9 @@ func (f *fence) ensure() error {
 	if t, err := c.ListTableOfFamily(fenceARPTable, nftables.TableFamilyARP); err == nil && t != nil {
 		c.DelTable(t)
 	}
+	if t, err := c.ListTableOfFamily(fenceTable6, nftables.TableFamilyIPv6); err == nil && t != nil {
+		c.DelTable(t)
+	}
 	f.table = c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: fenceTable})
 	// Raw priority, before conntrack: established connections are cut
 	// off too; a fenced node must not finish a client's transaction.
@@ -66,8 +78,18 @@ func (f *fence) ensure() error {
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("installing the group fence tables: %w", err)
 	}
-	f.nft, f.leases = c, map[netip.Addr]*nftables.Set{}
+	f.nft, f.leases = c, map[netip.Addr][]*nftables.Set{}
 	return nil
+}
+
+// ensure6 adds the IPv6 fence table on the first IPv6 VIP.
+func (f *fence) ensure6() {
+	if f.table6 != nil {
+		return
+	}
+	f.table6 = f.nft.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv6, Name: fenceTable6})
+	f.chain6 = f.nft.AddChain(&nftables.Chain{Name: "prerouting", Table: f.table6, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw})
 }
 
 // open makes the fence's lasting netlink connection. google/nftables tests
@@ -94,39 +116,61 @@ func openFence() error {
 	return groupFence.open()
 }
 
-// vip adds the drop rules for addr (once per process).
-func (f *fence) vip(addr netip.Addr) (*nftables.Set, error) {
+// vip adds the drop rules for addr (once per process) and returns the sets
+// that hold its lease.
+func (f *fence) vip(addr netip.Addr) ([]*nftables.Set, error) {
 	if s, ok := f.leases[addr]; ok {
 		return s, nil
 	}
 	c := f.nft
-	// Keyed by the VIP itself (a typed key nft can print and load back).
-	s := &nftables.Set{Table: f.table, Name: "lease_" + addr.String(), KeyType: nftables.TypeIPAddr, HasTimeout: true}
-	if err := c.AddSet(s, nil); err != nil {
-		return nil, err
-	}
-	// ARP requests for the VIP go to the same test through a set of the
-	// arp table (sets belong to one table).
-	as := &nftables.Set{Table: f.arpTbl, Name: "lease_" + addr.String(), KeyType: nftables.TypeIPAddr, HasTimeout: true}
-	if err := c.AddSet(as, nil); err != nil {
-		return nil, err
-	}
 	ip := addr.AsSlice()
-	unleased := func(offset uint32, set *nftables.Set) []expr.Any {
-		return []expr.Any{
-			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
+	unleased := func(base expr.PayloadBase, offset uint32, set *nftables.Set, pre ...expr.Any) []expr.Any {
+		return append(pre,
+			&expr.Payload{DestRegister: reg1, Base: base, Offset: offset, Len: uint32(len(ip))},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: ip},
 			&expr.Lookup{SourceRegister: reg1, SetName: set.Name, SetID: set.ID, Invert: true},
 			&expr.Verdict{Kind: expr.VerdictDrop},
-		}
+		)
 	}
-	c.AddRule(&nftables.Rule{Table: f.table, Chain: f.chain, Exprs: unleased(16, s)})   // IPv4 daddr
-	c.AddRule(&nftables.Rule{Table: f.arpTbl, Chain: f.arpIn, Exprs: unleased(24, as)}) // ARP target IP
+	var sets []*nftables.Set
+	if addr.Is4() {
+		// Keyed by the VIP itself (a typed key nft can print and load back).
+		s := &nftables.Set{Table: f.table, Name: "lease_" + addr.String(), KeyType: nftables.TypeIPAddr, HasTimeout: true}
+		if err := c.AddSet(s, nil); err != nil {
+			return nil, err
+		}
+		// ARP requests for the VIP go to the same test through a set of the
+		// arp table (sets belong to one table).
+		as := &nftables.Set{Table: f.arpTbl, Name: "lease_" + addr.String(), KeyType: nftables.TypeIPAddr, HasTimeout: true}
+		if err := c.AddSet(as, nil); err != nil {
+			return nil, err
+		}
+		c.AddRule(&nftables.Rule{Table: f.table, Chain: f.chain, Exprs: unleased(expr.PayloadBaseNetworkHeader, 16, s)})    // IPv4 daddr
+		c.AddRule(&nftables.Rule{Table: f.arpTbl, Chain: f.arpIn, Exprs: unleased(expr.PayloadBaseNetworkHeader, 24, as)}) // ARP target IP
+		sets = []*nftables.Set{s, as}
+	} else {
+		f.ensure6()
+		s := &nftables.Set{Table: f.table6, Name: "lease_" + strings.ReplaceAll(addr.String(), ":", "_"), KeyType: nftables.TypeIP6Addr, HasTimeout: true}
+		if err := c.AddSet(s, nil); err != nil {
+			return nil, err
+		}
+		c.AddRule(&nftables.Rule{Table: f.table6, Chain: f.chain6, Exprs: unleased(expr.PayloadBaseNetworkHeader, 24, s)}) // IPv6 daddr
+		// Neighbour solicitations for the VIP (sent to its solicited-node
+		// group, not to the VIP): the target at ICMPv6 offset 8.
+		ns := []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_ICMPV6}},
+			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{135}},
+		}
+		c.AddRule(&nftables.Rule{Table: f.table6, Chain: f.chain6, Exprs: unleased(expr.PayloadBaseTransportHeader, 8, s, ns...)})
+		sets = []*nftables.Set{s}
+	}
 	if err := c.Flush(); err != nil {
 		return nil, fmt.Errorf("installing the fence for %s: %w", addr, err)
 	}
-	f.leases[addr] = s
-	return s, nil
+	f.leases[addr] = sets
+	return sets, nil
 }
 
 // lease sets addr's lease to run out after d (0: now).
@@ -136,12 +180,11 @@ func (f *fence) lease(addr netip.Addr, d time.Duration) error {
 	if err := f.ensure(); err != nil {
 		return err
 	}
-	s, err := f.vip(addr)
+	sets, err := f.vip(addr)
 	if err != nil {
 		return err
 	}
-	as := &nftables.Set{Table: f.arpTbl, Name: s.Name}
-	for _, set := range []*nftables.Set{s, as} {
+	for _, set := range sets {
 		f.nft.FlushSet(set)
 		if d > 0 {
 			if err := f.nft.SetAddElements(set, []nftables.SetElement{{Key: addr.AsSlice(), Timeout: d}}); err != nil {
@@ -169,6 +212,9 @@ func CloseFence() error {
 	if f.nft != nil {
 		f.nft.DelTable(f.table)
 		f.nft.DelTable(f.arpTbl)
+		if f.table6 != nil {
+			f.nft.DelTable(f.table6)
+		}
 		if err := f.nft.Flush(); err != nil {
 			errs = append(errs, fmt.Errorf("removing the group fence tables: %w", err))
 		}
@@ -176,6 +222,6 @@ func CloseFence() error {
 	if err := f.conn.CloseLasting(); err != nil {
 		errs = append(errs, fmt.Errorf("closing the fence's nftables socket: %w", err))
 	}
-	f.conn, f.nft, f.table, f.arpTbl, f.leases = nil, nil, nil, nil, nil
+	f.conn, f.nft, f.table, f.arpTbl, f.table6, f.chain6, f.leases = nil, nil, nil, nil, nil, nil, nil
 	return errors.Join(errs...)
 }
