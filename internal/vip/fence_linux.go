@@ -145,7 +145,7 @@ func (f *fence) vip(addr netip.Addr) ([]*nftables.Set, error) {
 		if err := c.AddSet(as, nil); err != nil {
 			return nil, err
 		}
-		c.AddRule(&nftables.Rule{Table: f.table, Chain: f.chain, Exprs: unleased(expr.PayloadBaseNetworkHeader, 16, s)})    // IPv4 daddr
+		c.AddRule(&nftables.Rule{Table: f.table, Chain: f.chain, Exprs: unleased(expr.PayloadBaseNetworkHeader, 16, s)})   // IPv4 daddr
 		c.AddRule(&nftables.Rule{Table: f.arpTbl, Chain: f.arpIn, Exprs: unleased(expr.PayloadBaseNetworkHeader, 24, as)}) // ARP target IP
 		sets = []*nftables.Set{s, as}
 	} else {
