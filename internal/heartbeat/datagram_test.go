@@ -139,3 +139,21 @@ func (m *Membership) peerOK(name string) (bool, error) {
 	}
 	return true, nil
 }
+
+// FuzzHandleMessage: any plaintext a keyholder could seal is refused or
+// taken, never a panic (a name longer than the packet, a short header).
+func FuzzHandleMessage(f *testing.F) {
+	f.Add([]byte{msgMagic, 99, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 1, 2, 'n', '2', 'x'})
+	f.Add([]byte{msgMagic})
+	f.Add([]byte{msgMagic, 1, 2, 3})
+	f.Fuzz(func(t *testing.T, plain []byte) {
+		r := newReplayRig(t)
+		r.join(5)
+		r.m.handlers = map[vocab.MsgKind]*handler{testKind: {q: make(chan []byte, 1)}}
+		if len(plain) == 0 {
+			return
+		}
+		plain[0] = msgMagic
+		r.m.handleMessage(pathPrivate, plain, r.addr[0])
+	})
+}
