@@ -46,7 +46,11 @@ func (nd *Node) listen(port int) net.Listener {
 	var l net.Listener
 	err := inNS(nd.NS, func() error {
 		var err error
-		l, err = net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port))
+		if nd.net.opts.IPv6 {
+			l, err = net.Listen("tcp", fmt.Sprintf(":%d", port))
+		} else {
+			l, err = net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port))
+		}
 		return err
 	})
 	if err != nil {

@@ -66,6 +66,9 @@ type Options struct {
 	Profile string // heartbeat profile ("" = lan)
 	// Extra is appended to node i's config (0-based), e.g. load_balancing.
 	Extra func(i int) string
+	// IPv6: the public LAN carries IPv6 too (PubNet6; each host's address
+	// ends like its IPv4 one), and backends listen on both families.
+	IPv6 bool
 	// Realtime runs agents under SCHED_RR (the default of a real node);
 	// off by default so that 32 test agents cannot starve the test itself.
 	Realtime bool
@@ -94,6 +97,7 @@ type Node struct {
 	Name    string
 	NS      string
 	PubIP   string
+	PubIP6  string // with Options.IPv6
 	PrivIP  string
 	Config  string
 	Socket  string
@@ -109,9 +113,11 @@ type Node struct {
 
 // Addresses of the test LANs.
 const (
-	PubNet   = "10.77.1."
-	PrivNet  = "10.77.2."
-	ClientIP = PubNet + "250"
+	PubNet    = "10.77.1."
+	PrivNet   = "10.77.2."
+	ClientIP  = PubNet + "250"
+	PubNet6   = "fd00:77:1::"
+	ClientIP6 = PubNet6 + "250"
 )
 
 var (
@@ -291,6 +297,10 @@ func (n *Net) addHost(ns, tag, pubIP, privIP string) {
 		n.mustRun("ip", "-n", ns, "link", "set", nic, "up")
 	}
 	wire(tag+"p", "eth0", "pub", pubIP)
+	if n.opts.IPv6 {
+		// nodad: usable at once, as a test cannot wait for DAD.
+		n.mustRun("ip", "-n", ns, "-6", "addr", "add", PubNet6+pubIP[strings.LastIndexByte(pubIP, '.')+1:]+"/64", "dev", "eth0", "nodad")
+	}
 	if privIP != "" {
 		wire(tag+"q", "eth1", "priv", privIP)
 	}
@@ -304,6 +314,9 @@ func (n *Net) newNode(i int) *Node {
 		NS:     fmt.Sprintf("%sn%d", n.ID, i+1),
 		PubIP:  fmt.Sprintf("%s%d", PubNet, 11+i),
 		PrivIP: fmt.Sprintf("%s%d", PrivNet, 11+i),
+	}
+	if n.opts.IPv6 {
+		nd.PubIP6 = fmt.Sprintf("%s%d", PubNet6, 11+i)
 	}
 	n.addHost(nd.NS, fmt.Sprintf("n%d", i+1), nd.PubIP, nd.PrivIP)
 	nd.Config = filepath.Join(n.Dir, nd.Name+".yaml")
