@@ -158,11 +158,21 @@ func Binaries(t TB) string {
 	}
 	if p, ok := t.(*Program); ok {
 		// A program (the demo, a benchmark) is one run: its cleanups
-		// remove the binaries too. Test packages call RemoveBinaries from
-		// TestMain.
+		// remove the binaries too. Test packages' TestMain is Main, which
+		// removes them after the tests.
 		p.Cleanup(RemoveBinaries)
 	}
 	return binDir
+}
+
+// Main is the TestMain of a package whose tests build the binaries: it
+// runs the tests (m is the *testing.M; an interface, so that programs
+// using the harness do not link package testing), removes the binaries
+// (as the tests remove their networks) and exits with the tests' status.
+func Main(m interface{ Run() int }) {
+	code := m.Run()
+	RemoveBinaries()
+	os.Exit(code)
 }
 
 // RemoveBinaries deletes what Binaries built; call it when the process's

@@ -3,16 +3,9 @@
 package chaos_test
 
 import (
-	"os"
 	"testing"
 
 	"github.com/clusterd/clusterd/internal/testnet"
 )
 
-// TestMain removes the binaries the tests built, as the tests remove their
-// networks.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testnet.RemoveBinaries()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testnet.Main(m) }
