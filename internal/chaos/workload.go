@@ -105,8 +105,12 @@ func (w *workloads) halt() {
 	w.wg.Wait()
 }
 
+// connTimeout bounds one new connection's request (a SYN lost once fails
+// it: the client's TCP resends after 1 s).
+const connTimeout = time.Second
+
 func (w *workloads) newConn(cl *testnet.Client) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), connTimeout)
 	defer cancel()
 	r := cl.Get(ctx, "http://"+NLBVIP+"/")
 	w.mu.Lock()
