@@ -72,10 +72,12 @@ type nftDatapath struct {
 	addrs        []netlinkAddr
 }
 
-// stagedOwner is an ownership installed in buffer idx, not yet active.
+// stagedOwner is an ownership installed in buffer idx, not yet active; at
+// is set for a stage the kernel switches to by itself (StageAt).
 type stagedOwner struct {
 	o   Ownership
 	idx int
+	at  time.Time
 }
 
 type netlinkAddr struct {
@@ -438,7 +440,7 @@ func (d *nftDatapath) Stage(os ...Ownership) error {
 		if err := d.fill(idx, o); err != nil {
 			return err
 		}
-		q = append(q, stagedOwner{o, idx})
+		q = append(q, stagedOwner{o: o, idx: idx})
 	}
 	if err := d.nft.Flush(); err != nil {
 		return fmt.Errorf("staging bucket ownership: %w", err)
@@ -484,29 +486,61 @@ const metaTimeNS = expr.MetaKey(30)
 func (d *nftDatapath) StageAt(at time.Time, o Ownership) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// Earlier timed stages: one whose instant has passed is what the
+	// kernel uses now (the agent had not committed it yet); one still
+	// ahead stays ahead of this one, so that this node switches at both
+	// instants as every node that heard of the changes in turn does (a
+	// second drain announced before the first one's instant). An
+	// untimed Stage is replaced.
+	now := time.Now()
+	var keep []stagedOwner
+	for _, q := range d.queue {
+		switch {
+		case q.at.IsZero():
+		case !q.at.After(now):
+			d.active, keep = q.idx, nil
+		case q.at.Before(at):
+			keep = append(keep, q)
+		}
+	}
+	if len(keep) > 1 {
+		keep = keep[len(keep)-1:] // three buffers: the active, one ahead, this one
+	}
+	used := map[int]bool{d.active: true}
+	for _, q := range keep {
+		used[q.idx] = true
+	}
+	idx := 0
+	for used[idx] {
+		idx++
+	}
 	d.queue = nil
-	idx := (d.active + 1) % 3
 	if err := d.fill(idx, o); err != nil {
 		return err
 	}
+	stages := append(keep, stagedOwner{o, idx, at})
 	c := d.nft
 	for k, disp := range d.own {
-		// goto, not jump: a flow the old buffer does not accept must not
-		// come back here and be tried against the new one; it returns to
-		// the VIP's chain, whose next rule drops it.
+		// goto, not jump: a flow the buffer in force does not accept must
+		// not come back here and be tried against a later one; it returns
+		// to the VIP's chain, whose next rule drops it.
 		c.FlushChain(disp)
-		c.AddRule(&nftables.Rule{Table: d.table, Chain: disp, Exprs: []expr.Any{
-			&expr.Meta{Key: metaTimeNS, Register: reg1},
-			&expr.Byteorder{SourceRegister: reg1, DestRegister: reg1, Op: expr.ByteorderHton, Len: 8, Size: 8},
-			&expr.Cmp{Op: expr.CmpOpLt, Register: reg1, Data: binaryutil.BigEndian.PutUint64(uint64(at.UnixNano()))},
-			&expr.Verdict{Kind: expr.VerdictGoto, Chain: d.buf[k][d.active].Name},
-		}})
+		from := d.active
+		for _, st := range stages {
+			c.AddRule(&nftables.Rule{Table: d.table, Chain: disp, Exprs: []expr.Any{
+				&expr.Meta{Key: metaTimeNS, Register: reg1},
+				&expr.Byteorder{SourceRegister: reg1, DestRegister: reg1, Op: expr.ByteorderHton, Len: 8, Size: 8},
+				&expr.Cmp{Op: expr.CmpOpLt, Register: reg1, Data: binaryutil.BigEndian.PutUint64(uint64(st.at.UnixNano()))},
+				&expr.Verdict{Kind: expr.VerdictGoto, Chain: d.buf[k][from].Name},
+			}})
+			from = st.idx
+		}
 		c.AddRule(&nftables.Rule{Table: d.table, Chain: disp, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictGoto, Chain: d.buf[k][idx].Name}}})
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("staging the switch at %s: %w", at.Format("15:04:05.000"), err)
 	}
-	d.queue = []stagedOwner{{o, idx}}
+	d.queue = stages
 	return nil
 }
 
@@ -535,6 +569,11 @@ func (d *nftDatapath) Commit() error {
 		return errors.New("nothing staged")
 	}
 	next := d.queue[0]
+	if !next.at.IsZero() {
+		// Timed stages: the kernel has switched through them; the last
+		// is the one in force.
+		next = d.queue[len(d.queue)-1]
+	}
 	c := d.nft
 	for k, disp := range d.own {
 		c.FlushChain(disp)
@@ -551,7 +590,11 @@ func (d *nftDatapath) Commit() error {
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("updating bucket ownership: %w", err)
 	}
-	d.active, d.queue = next.idx, d.queue[1:]
+	if next.at.IsZero() {
+		d.active, d.queue = next.idx, d.queue[1:]
+	} else {
+		d.active, d.queue = next.idx, nil
+	}
 	return nil
 }
 

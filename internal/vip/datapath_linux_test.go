@@ -711,6 +711,51 @@ func TestDatapathSwitchesAtTheInstant(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Two planned changes in turn: a second StageAt before the first's
+	// instant keeps it (the kernel switches at both instants); one after
+	// it starts from what the kernel switched to, not from what the agent
+	// last committed (it reverted the first switch until the second's
+	// instant: resets in a chaos run with three drains at once).
+	now := time.Now()
+	t1, t2 := now.Add(300*time.Millisecond), now.Add(700*time.Millisecond)
+	if err := dp.StageAt(t1, everything); err != nil {
+		t.Fatal(err)
+	}
+	if err := dp.StageAt(t2, nothing); err != nil {
+		t.Fatal(err)
+	}
+	if got := x.probe(plan.MAC, testVIP.Addr(), []uint16{43020}); len(got) != 0 {
+		t.Errorf("before the first instant: answered %v", keys(got))
+	}
+	time.Sleep(time.Until(t1) + 10*time.Millisecond)
+	if got := x.probe(plan.MAC, testVIP.Addr(), []uint16{43021}); len(got) != 1 {
+		t.Errorf("between the instants: answered %v of 1", keys(got))
+	}
+	time.Sleep(time.Until(t2) + 10*time.Millisecond)
+	if got := x.probe(plan.MAC, testVIP.Addr(), []uint16{43022}); len(got) != 0 {
+		t.Errorf("after the second instant: answered %v", keys(got))
+	}
+	if err := dp.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := x.probe(plan.MAC, testVIP.Addr(), []uint16{43023}); len(got) != 0 {
+		t.Errorf("committed: answered %v", keys(got))
+	}
+	t1 = time.Now().Add(150 * time.Millisecond)
+	if err := dp.StageAt(t1, everything); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(t1) + 10*time.Millisecond)
+	if err := dp.StageAt(time.Now().Add(400*time.Millisecond), nothing); err != nil {
+		t.Fatal(err)
+	}
+	if got := x.probe(plan.MAC, testVIP.Addr(), []uint16{43024}); len(got) != 1 {
+		t.Errorf("staged after the first instant passed, uncommitted: answered %v of 1 (the first switch reverted)", keys(got))
+	}
+	if err := dp.Apply(nothing); err != nil {
+		t.Fatal(err)
+	}
+
 	// Called off: a second StageAt (or an Apply) replaces the first.
 	if err := dp.StageAt(time.Now().Add(200*time.Millisecond), everything); err != nil {
 		t.Fatal(err)
