@@ -106,6 +106,10 @@ const ProtocolVersion = 3
 // DatagramProto is the first protocol whose members take Datagram messages.
 const DatagramProto = 3
 
+// TimedSwitchProto is the first protocol whose members switch planned
+// bucket hand-overs by the kernel's clock (internal/vip).
+const TimedSwitchProto = 3
+
 // MaxVersionLen bounds the version string in the metadata (a longer one
 // from ldflags is cut): it counts against memberlist's 512 bytes.
 const MaxVersionLen = 48

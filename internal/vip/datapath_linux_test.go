@@ -101,19 +101,6 @@ func testPlan(mode, affinity string) VIPPlan {
 		Rules: []RulePlan{{Lo: 80, Hi: 80, Protos: []uint8{6}, Affinity: affinity, Filtering: "multiple"}}}
 }
 
-func checksum(b []byte, sum uint32) uint16 {
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
-	if len(b)%2 == 1 {
-		sum += uint32(b[len(b)-1]) << 8
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
-}
-
 // ipFrame is an Ethernet frame to dstMAC with an IPv4 packet from src to dst.
 func ipFrame(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, proto byte, l4 []byte) []byte {
 	f := make([]byte, 14+20+len(l4))
@@ -128,7 +115,7 @@ func ipFrame(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, proto byte, l
 	s, d := src.As4(), dst.As4()
 	copy(ip[12:], s[:])
 	copy(ip[16:], d[:])
-	binary.BigEndian.PutUint16(ip[10:], checksum(ip, 0))
+	binary.BigEndian.PutUint16(ip[10:], inetChecksum(ip, 0))
 	copy(f[34:], l4)
 	if proto == 6 {
 		// TCP checksum over the pseudo header.
@@ -137,7 +124,7 @@ func ipFrame(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, proto byte, l
 			sum += uint32(binary.BigEndian.Uint16(s[i:])) + uint32(binary.BigEndian.Uint16(d[i:]))
 		}
 		sum += 6 + uint32(len(l4))
-		binary.BigEndian.PutUint16(f[34+16:], checksum(f[34:], sum))
+		binary.BigEndian.PutUint16(f[34+16:], inetChecksum(f[34:], sum))
 	}
 	return f
 }
@@ -423,7 +410,7 @@ func TestDatapathDefaultHostAndLiveness(t *testing.T) {
 		icmp := make([]byte, 8)
 		icmp[0] = 8
 		binary.BigEndian.PutUint16(icmp[4:], id)
-		binary.BigEndian.PutUint16(icmp[2:], checksum(icmp, 0))
+		binary.BigEndian.PutUint16(icmp[2:], inetChecksum(icmp, 0))
 		x.send(ipFrame(plan.MAC, x.srcMAC, testClient, testVIP.Addr(), 1, icmp))
 		buf := make([]byte, 2048)
 		x.conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))

@@ -47,15 +47,21 @@ func ipv6Packet(src, dst netip.Addr, next byte, hops byte, payload []byte, ckOff
 	}
 	sum += uint32(len(payload)) + uint32(next)
 	binary.BigEndian.PutUint16(p[40+ckOff:], 0)
-	for i := 40; i+1 < len(p); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(p[i:]))
+	binary.BigEndian.PutUint16(p[40+ckOff:], inetChecksum(p[40:], sum))
+	return p
+}
+
+// inetChecksum is the Internet checksum (RFC 1071) of b, starting from sum
+// (a pseudo header's share, or 0).
+func inetChecksum(b []byte, sum uint32) uint16 {
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(b[i:]))
 	}
-	if len(payload)%2 == 1 {
-		sum += uint32(p[len(p)-1]) << 8
+	if len(b)%2 == 1 {
+		sum += uint32(b[len(b)-1]) << 8
 	}
 	for sum > 0xffff {
 		sum = sum>>16 + sum&0xffff
 	}
-	binary.BigEndian.PutUint16(p[40+ckOff:], ^uint16(sum))
-	return p
+	return ^uint16(sum)
 }

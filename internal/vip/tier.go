@@ -794,10 +794,10 @@ func lettingGo(members []heartbeat.Member, from map[string]bool, sig string) str
 var errPreviousProtocol = errors.New("a member of the previous protocol switches by timer")
 
 // timedSwitches says whether every live member switches by the kernel's
-// clock (protocol 3 on).
+// clock (heartbeat.TimedSwitchProto on).
 func timedSwitches(members []heartbeat.Member) bool {
 	for _, m := range members {
-		if !m.State.Down() && m.Proto < 3 {
+		if !m.State.Down() && m.Proto < heartbeat.TimedSwitchProto {
 			return false
 		}
 	}
