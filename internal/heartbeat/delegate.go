@@ -120,7 +120,10 @@ func (d *delegate) NotifyUpdate(n *memberlist.Node) {
 	m := d.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if p, ok := m.peers[n.Name]; ok && meta.Boot > p.meta.Boot {
+	// A member this node does not hear (a one-way fault) sends no
+	// heartbeats here; memberlist's copy, relayed by the others, is the
+	// newest there is (a cut member's new tables, so it can be let go).
+	if p, ok := m.peers[n.Name]; ok && (meta.Boot > p.meta.Boot || meta.Boot == p.meta.Boot && p.deaf && !p.state.Down()) {
 		m.applyMetaLocked(p, meta, 0, time.Now())
 	}
 }

@@ -14,6 +14,9 @@ func TestDecodeLiveness(t *testing.T) {
 		{Name: "web1", Boot: 1764600000123, Seq: 1, Interval: 50, V: 3},
 		{Name: "his-db-node.2_a", Boot: math.MaxInt64, Seq: math.MaxUint64 >> 1, Interval: 20, V: 0},
 		{Name: "x", Boot: -5, Seq: 7},
+		{Name: "web2", Boot: 9, Seq: 8, Interval: 50, V: 1, Unheard: []string{"web1"}},
+		{Name: "web2", Boot: 9, Seq: 8, Interval: 50, V: 1, Down: []string{"db1", "web-3.a_b"}},
+		{Name: "web2", Boot: 9, Seq: 8, Interval: 50, V: 1, Unheard: []string{"a", "b"}, Down: []string{"c"}},
 	} {
 		b, _ := json.Marshal(hb)
 		got, ok := decodeLiveness(b)
@@ -22,7 +25,9 @@ func TestDecodeLiveness(t *testing.T) {
 		}
 	}
 	withMeta, _ := json.Marshal(heartbeat{Name: "web1", Boot: 1, Seq: 2, Meta: &Meta{}})
-	for _, b := range [][]byte{withMeta, []byte(`{"n":"a\u0041","b":1,"q":2,"i":3,"v":4}`), []byte(`{"n":"a","b":1,"q":2,"i":3,"v":4} `), []byte(`{"b":1,"n":"a","q":2,"i":3,"v":4}`), []byte(`{"n":"a","b":1,"q":-2,"i":3,"v":4}`)} {
+	for _, b := range [][]byte{withMeta, []byte(`{"n":"a\u0041","b":1,"q":2,"i":3,"v":4}`), []byte(`{"n":"a","b":1,"q":2,"i":3,"v":4} `), []byte(`{"b":1,"n":"a","q":2,"i":3,"v":4}`), []byte(`{"n":"a","b":1,"q":-2,"i":3,"v":4}`),
+		[]byte(`{"n":"a","b":1,"q":2,"i":3,"v":4,"u":[]}`), []byte(`{"n":"a","b":1,"q":2,"i":3,"v":4,"d":["x"],"u":["y"]}`),
+		[]byte(`{"n":"a","b":1,"q":2,"i":3,"v":4,"u":["x",]}`), []byte(`{"n":"a","b":1,"q":2,"i":3,"v":4,"u":["x\"y"]}`)} {
 		if _, ok := decodeLiveness(b); ok {
 			t.Errorf("%s: taken by the fast path", b)
 		}
@@ -34,6 +39,7 @@ func FuzzDecodeLiveness(f *testing.F) {
 	b, _ := json.Marshal(heartbeat{Name: "web1", Boot: 17, Seq: 2, Interval: 50, V: 1})
 	f.Add(b)
 	f.Add([]byte(`{"n":"a","b":-0,"q":00,"i":3,"v":4}`))
+	f.Add([]byte(`{"n":"a","b":1,"q":2,"i":3,"v":4,"u":["b","c"],"d":["e"]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, ok := decodeLiveness(b)
 		if !ok {

@@ -66,6 +66,8 @@ const (
 	EventRefused        = vocab.NodeRefused
 	EventPathDown       = vocab.PathDown
 	EventPathUp         = vocab.PathUp
+	EventUnreachable    = vocab.NodeUnreachable
+	EventReachable      = vocab.NodeReachable
 )
 
 // Event is one membership change.
@@ -98,6 +100,14 @@ type Member struct {
 	// fresh heartbeat: a node back from a pause waits for metadata newer
 	// than its pause before it trusts what peers announce.
 	MetaAt time.Time
+	// Unheard: this node hears nothing from the member on any path, but
+	// another member does, so it stays in the cluster (reach.go).
+	Unheard bool
+	// Cut: left out of the cluster by agreement because it and another
+	// live member cannot hear each other (for this node itself: also
+	// when a member it hears has failed it). A cut member takes no new
+	// flows; its buckets go to the others once it has let go.
+	Cut bool
 }
 
 const (
@@ -132,6 +142,14 @@ type peer struct {
 	leftBoot int64
 	metaAt   time.Time // last fresh heartbeat that carried metadata
 	msgSeq   uint64    // the last datagram message taken (datagram.go)
+	// Reachability (reach.go). deaf: silent on every path for a timeout
+	// (since deafSince); the member stays in the cluster while another
+	// member hears it. unheard and down: the lists of its latest fresh
+	// heartbeat, unheard with when this node first saw each name in it.
+	deaf      bool
+	deafSince time.Time
+	unheard   map[string]time.Time
+	down      map[string]bool
 }
 
 // setMeta takes new metadata and what derives from it.
@@ -182,8 +200,15 @@ type Membership struct {
 	metaChanged  time.Time
 	started      context.Context // set by Start: handlers added later start at once
 
+	// Reachability (reach.go): the members left out by agreement (this
+	// node among them when it is), and when this node's own lists last
+	// changed.
+	cut          map[string]bool
+	reachChanged time.Time
+
 	events     chan Event
 	gossipMeta chan struct{} // kicks metaLoop
+	sendNow    chan struct{} // kicks sendLoop: a round out of turn
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
 	closeOnce  sync.Once
@@ -218,6 +243,7 @@ func New(o Options) (*Membership, error) {
 		problems:    map[string]string{},
 		events:      make(chan Event, 1024),
 		gossipMeta:  make(chan struct{}, 1),
+		sendNow:     make(chan struct{}, 1),
 		since:       now,
 		metaChanged: now.Add(time.Second), // full heartbeats for the first 2 s
 		meta: Meta{
@@ -533,7 +559,7 @@ func (m *Membership) Members() []Member {
 		Priority: m.meta.Priority, State: m.meta.State, Healthy: m.meta.Healthy,
 		Version: m.meta.Version, Proto: m.meta.proto(),
 		Since: m.since, Changes: m.changes, Ext: maps.Clone(m.meta.Ext), Self: true,
-		Paths: map[string]bool{},
+		Paths: map[string]bool{}, Cut: m.cut[m.opts.Name],
 	}
 	// Our own path is up if it hears any peer (or there is no peer yet).
 	for i, c := range m.conns {
@@ -557,6 +583,7 @@ func (m *Membership) Members() []Member {
 			Version: p.meta.Version, Proto: p.meta.proto(),
 			Since: p.since, Changes: p.changes, Ext: maps.Clone(p.meta.Ext),
 			Mismatch: append([]string(nil), p.mismatch...), Paths: map[string]bool{}, MetaAt: p.metaAt,
+			Unheard: p.deaf && !p.state.Down(), Cut: m.cut[p.name],
 		}
 		for i := range m.conns {
 			if m.hasPath(p, i) {
@@ -587,6 +614,7 @@ func (m *Membership) Problems() []string {
 	for who, why := range m.refused {
 		out = append(out, fmt.Sprintf("refused %s: %s", who, why))
 	}
+	out = append(out, m.reachProblemsLocked()...)
 	sort.Strings(out)
 	return out
 }

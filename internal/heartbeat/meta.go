@@ -101,7 +101,11 @@ type Meta struct {
 // gets the failover tier's messages over memberlist as before), watchers'
 // verdicts in heartbeats (a member of 2 ignores them and times members out
 // by itself).
-const ProtocolVersion = 3
+//
+// 4: heartbeats name the members their sender does not hear (reach.go); a
+// member of 3 ignores the lists, and its silence about a member is not
+// taken for hearing it.
+const ProtocolVersion = 4
 
 // DatagramProto is the first protocol whose members take Datagram messages.
 const DatagramProto = 3

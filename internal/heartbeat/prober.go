@@ -30,6 +30,11 @@ type heartbeat struct {
 	// Failed: the members this sender, one of their watchers, found silent
 	// for Timeout on every path (verdicts, repeated for verdictFor).
 	Failed []verdict `json:"f,omitempty"`
+	// Unheard and Down: the members the sender does not hear (reach.go),
+	// those it keeps in the cluster because another member hears them,
+	// and those it failed. Every heartbeat carries them (usually empty).
+	Unheard []string `json:"u,omitempty"`
+	Down    []string `json:"d,omitempty"`
 }
 
 // verdict says that a watcher heard nothing from a member for Age on any
@@ -79,6 +84,10 @@ func (m *Membership) sendLoop(ctx context.Context) {
 			return
 		case now := <-t.C:
 			m.sendHeartbeats(now)
+		case <-m.sendNow:
+			// This node's reachability lists changed: the others
+			// must know now, not an interval later (reach.go).
+			m.sendHeartbeats(time.Now())
 		}
 	}
 }
@@ -141,9 +150,11 @@ func (m *Membership) sendHeartbeats(now time.Time) {
 		hb.Meta = &meta
 	}
 	hb.Failed = append(hb.Failed, m.verdicts...)
-	// Slow members get this round if it is theirs, or to hear a verdict or
-	// metadata that just changed (a leave, a drain, a planned switch).
-	slowRound := m.seq%every == 0 || len(hb.Failed) > 0 || metaFresh
+	hb.Unheard, hb.Down = m.unheardListsLocked()
+	// Slow members get this round if it is theirs, or to hear a verdict,
+	// metadata or reachability that just changed (a leave, a drain, a
+	// planned switch, a member this node stopped hearing).
+	slowRound := m.seq%every == 0 || len(hb.Failed) > 0 || metaFresh || now.Sub(m.reachChanged) < verdictFor
 	var dsts []dst
 	anySlow := false
 	for _, p := range m.peers {
@@ -309,6 +320,7 @@ func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now 
 		return err
 	}
 	p.seen[path] = now
+	m.heardLocked(p, now)
 	if !p.pathUp[path] {
 		p.pathUp[path] = true
 		if m.hasPath(p, pathBackup) && !p.state.Down() && !p.since.Equal(now) {
@@ -321,6 +333,7 @@ func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now 
 	if hb.Interval > 0 {
 		p.interval = time.Duration(hb.Interval) * time.Millisecond
 	}
+	m.takeReachLocked(p, hb.Unheard, hb.Down, now)
 	for _, v := range hb.Failed {
 		m.takeVerdictLocked(hb.Name, v, now)
 	}
@@ -476,6 +489,20 @@ func (m *Membership) check(now time.Time) {
 			}
 		}
 		if !anyUp && now.After(m.pauseTill) {
+			first := !p.deaf
+			m.deafLocked(p, now)
+			if by := m.voucherLocked(p); by != "" {
+				// Silent here only: another member hears it (a
+				// one-way fault, or one between these two). It stays;
+				// agreement settles the pair (reach.go). When it died,
+				// the others time it out too within moments, and it
+				// is failed then.
+				if first {
+					m.log.Warn("no heartbeat from a member on any path, but another member hears it: kept in the cluster",
+						slog.String("member", p.name), slog.String("heard_by", by), slog.Duration("silent", last.Round(time.Millisecond)))
+				}
+				continue
+			}
 			m.setPeerStateLocked(p, StateFailed, now,
 				fmt.Sprintf("no heartbeat on any path for %s", last.Round(time.Millisecond)))
 			if p.interval <= prof.Interval && m.interval > prof.Interval {
@@ -485,4 +512,5 @@ func (m *Membership) check(now time.Time) {
 			}
 		}
 	}
+	m.agreeLocked(now)
 }

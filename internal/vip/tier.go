@@ -101,8 +101,13 @@ type Tier struct {
 	pending    *Ownership
 	pendingAt  time.Time
 	// pendingFrom: the live previous owners of the pending buckets; they
-	// are taken only once each has let go (lettingGo).
-	pendingFrom map[string]bool
+	// are taken only once each has let go (lettingGo), each owner's on its
+	// own (pendingPrev, pendingDefPrev: who had each waiting bucket and
+	// default; pendingReady: the earliest each owner's may be taken).
+	pendingFrom    map[string]bool
+	pendingPrev    map[[2]int]map[uint32]string
+	pendingDefPrev map[int]string
+	pendingReady   map[string]time.Time
 	// A planned switch (plannedSwitch): the tables of nextSig take effect
 	// at switchAt on every node at once.
 	nextSig  string
@@ -135,6 +140,7 @@ type Tier struct {
 	drainRules  map[string]bool
 	backupOn    []bool // heartbeat.backup_bind is on the VIP's NIC (fixed at start)
 	lastMembers map[string]heartbeat.State
+	lastCut     map[string]bool // members left out (heartbeat.Member.Cut) at the last change
 	defaults    map[int]string
 
 	// view is what status readers see (Status, Owner, Generation,
@@ -487,7 +493,10 @@ func (t *Tier) inputs(members []heartbeat.Member) convergence {
 	c := convergence{defaults: map[int]string{}, failOpen: map[int]bool{}}
 	var active []heartbeat.Member
 	for _, m := range members {
-		if m.State == heartbeat.StateActive {
+		// A cut member (it and another live member cannot hear each
+		// other: heartbeat.Member.Cut) takes no new flows; every node
+		// leaves out the same one, this node too when it is the one.
+		if m.State == heartbeat.StateActive && !m.Cut {
 			active = append(active, m)
 		}
 	}
@@ -568,16 +577,14 @@ func (t *Tier) converge(now time.Time) {
 	defer t.mu.Unlock()
 	defer t.publishView()
 	states := map[string]heartbeat.State{}
+	cut := map[string]bool{}
 	for _, m := range members {
 		states[m.Name] = m.State
-	}
-	if t.pending != nil && now.After(t.pendingAt) && lettingGo(members, t.pendingFrom, t.sig) == "" {
-		if err := t.dp.Apply(*t.pending); err != nil {
-			t.log.Error("applying bucket ownership", slog.Any("error", err))
-		} else {
-			t.applied, t.pending = *t.pending, nil
+		if m.Cut {
+			cut[m.Name] = true
 		}
 	}
+	t.takeReady(members, now)
 	in := t.inputs(members)
 	planned := false
 	switch {
@@ -673,7 +680,14 @@ func (t *Tier) converge(now time.Time) {
 	}
 	failOpen, defaults := in.failOpen, in.defaults
 	cause := describeChange(t.lastMembers, states)
-	t.lastMembers = states
+	if c := describeCut(t.lastCut, cut); c != "" && t.lastMembers != nil {
+		if cause == noStateChange {
+			cause = c
+		} else {
+			cause += ", " + c
+		}
+	}
+	t.lastMembers, t.lastCut = states, cut
 	for vi := range t.plans {
 		if failOpen[vi] != t.failOpen[vi] {
 			if failOpen[vi] {
@@ -687,6 +701,8 @@ func (t *Tier) converge(now time.Time) {
 	want := Ownership{Owned: map[[2]int][]uint32{}, Default: map[int]bool{}}
 	now2 := Ownership{Owned: map[[2]int][]uint32{}, Default: map[int]bool{}}
 	from := map[string]bool{}
+	prevOf := map[[2]int]map[uint32]string{} // waiting buckets' live previous owners
+	defPrev := map[int]string{}
 	letGo := map[string]bool{} // at a planned switch: previous owners that switch now too
 	if planned {
 		for _, m := range members {
@@ -702,6 +718,7 @@ func (t *Tier) converge(now time.Time) {
 			planned && lettingGo(members, map[string]bool{prevDef: true}, in.sig) == "")
 		if want.Default[vi] && !now2.Default[vi] {
 			from[prevDef] = true
+			defPrev[vi] = prevDef
 		}
 		for ri, tb := range tables[vi] {
 			key := [2]int{vi, ri}
@@ -729,6 +746,10 @@ func (t *Tier) converge(now time.Time) {
 					now2.Owned[key] = append(now2.Owned[key], b)
 				default:
 					from[prev] = true
+					if prevOf[key] == nil {
+						prevOf[key] = map[uint32]string{}
+					}
+					prevOf[key][b] = prev
 				}
 			}
 		}
@@ -744,11 +765,24 @@ func (t *Tier) converge(now time.Time) {
 		return
 	}
 	t.applied = now2
-	t.pending, t.pendingFrom = nil, nil
+	t.pending, t.pendingFrom, t.pendingPrev, t.pendingDefPrev, t.pendingReady = nil, nil, nil, nil, nil
 	if len(from) > 0 {
 		// Buckets of a live previous owner come after it has let go: at
-		// least Settle, and not before it computed the same tables.
+		// least Settle, and not before it computed the same tables. A
+		// cut owner that this node hears is let go of by agreement: it
+		// drops its buckets in the step that publishes the tables
+		// without it, so seeing them is enough (no Settle: its buckets
+		// would be nobody's meanwhile).
 		t.pending, t.pendingAt, t.pendingFrom = &want, now.Add(t.o.Settle), from
+		t.pendingPrev, t.pendingDefPrev, t.pendingReady = prevOf, defPrev, map[string]time.Time{}
+		for _, m := range members {
+			if from[m.Name] {
+				t.pendingReady[m.Name] = t.pendingAt
+				if m.Cut && !m.Unheard {
+					t.pendingReady[m.Name] = now
+				}
+			}
+		}
 	}
 	t.recordMoves(tables, now)
 	t.tables, t.sig, t.defaults = tables, in.sig, defaults
@@ -777,9 +811,14 @@ const handoffSlow = 5 * time.Second
 // keeps answering them meanwhile, so both would answer a new flow. A
 // failed, left, joining, draining or drained owner takes no new flows of
 // its own and has let go.
+//
+// A cut owner that this node does not hear (a one-way fault) cannot show
+// its tables here; it cuts itself by the same agreement at about the same
+// moment (both read the same lists), so it has let go once the Settle that
+// converge waits before taking from it has passed.
 func lettingGo(members []heartbeat.Member, from map[string]bool, sig string) string {
 	for _, m := range members {
-		if !from[m.Name] || m.Self || m.State != heartbeat.StateActive {
+		if !from[m.Name] || m.Self || m.State != heartbeat.StateActive || m.Cut && m.Unheard {
 			continue
 		}
 		if m.Ext[extInputs] != sig {
@@ -975,6 +1014,9 @@ func alive(states map[string]heartbeat.State, name string) bool {
 	return ok && !s.Down()
 }
 
+// noStateChange: the cause of a change in which no member's state changed.
+const noStateChange = "weights, health or rules changed"
+
 // describeChange says what changed between two views of the members.
 func describeChange(old, cur map[string]heartbeat.State) string {
 	if old == nil {
@@ -995,8 +1037,90 @@ func describeChange(old, cur map[string]heartbeat.State) string {
 	}
 	sort.Strings(parts)
 	if len(parts) == 0 {
-		return "weights, health or rules changed"
+		return noStateChange
 	}
+	return strings.Join(parts, ", ")
+}
+
+// takeReady takes the pending buckets of each previous owner that has let
+// go (one slow owner does not hold up the buckets of the others).
+func (t *Tier) takeReady(members []heartbeat.Member, now time.Time) {
+	if t.pending == nil {
+		return
+	}
+	ready := map[string]bool{}
+	for owner := range t.pendingFrom {
+		at, ok := t.pendingReady[owner]
+		if !ok {
+			at = t.pendingAt
+		}
+		if now.After(at) && lettingGo(members, map[string]bool{owner: true}, t.sig) == "" {
+			ready[owner] = true
+		}
+	}
+	if len(ready) == 0 {
+		return
+	}
+	next := Ownership{Owned: map[[2]int][]uint32{}, Default: map[int]bool{}}
+	for vi, d := range t.pending.Default {
+		prev, waiting := t.pendingDefPrev[vi]
+		next.Default[vi] = d && (!waiting || ready[prev])
+	}
+	for key, bs := range t.pending.Owned {
+		for _, b := range bs { // ascending, as Table.Buckets gives them
+			if prev, waiting := t.pendingPrev[key][b]; !waiting || ready[prev] {
+				next.Owned[key] = append(next.Owned[key], b)
+			}
+		}
+	}
+	if err := t.dp.Apply(next); err != nil {
+		t.log.Error("applying bucket ownership", slog.Any("error", err))
+		return
+	}
+	t.applied = next
+	rest := map[string]bool{}
+	for owner := range t.pendingFrom {
+		if !ready[owner] {
+			rest[owner] = true
+		}
+	}
+	if len(rest) == 0 {
+		t.pending, t.pendingFrom, t.pendingPrev, t.pendingDefPrev, t.pendingReady = nil, nil, nil, nil, nil
+		return
+	}
+	// What is taken is no longer waiting.
+	for key, m := range t.pendingPrev {
+		for b, prev := range m {
+			if ready[prev] {
+				delete(m, b)
+			}
+		}
+		if len(m) == 0 {
+			delete(t.pendingPrev, key)
+		}
+	}
+	for vi, prev := range t.pendingDefPrev {
+		if ready[prev] {
+			delete(t.pendingDefPrev, vi)
+		}
+	}
+	t.pendingFrom = rest // replaced whole: the status view holds the old map
+}
+
+// describeCut says which members were left out or taken back in.
+func describeCut(old, cur map[string]bool) string {
+	var parts []string
+	for n := range cur {
+		if !old[n] {
+			parts = append(parts, n+" left out (it and a live member cannot hear each other)")
+		}
+	}
+	for n := range old {
+		if !cur[n] {
+			parts = append(parts, n+" taken back in")
+		}
+	}
+	sort.Strings(parts)
 	return strings.Join(parts, ", ")
 }
 
@@ -1438,6 +1562,11 @@ func (t *Tier) Converged(members []heartbeat.Member) bool {
 	for _, m := range members {
 		if !m.Self && !servesVIP(m.Ext, 0) {
 			continue // takes no part in the VIPs
+		}
+		if m.Unheard {
+			// Its tables cannot be seen here first hand (a one-way
+			// fault); the members that hear it compare them.
+			continue
 		}
 		if !m.State.Down() && m.State != heartbeat.StateJoining && m.Ext[extInputs] != mine {
 			return false

@@ -29,20 +29,24 @@ const (
 	NodeRefused    EventType = "node_refused"
 	PathDown       EventType = "path_down"
 	PathUp         EventType = "path_up"
+	// A member (or this node) left out of the cluster by agreement: it and
+	// another live member cannot hear each other (a one-way fault).
+	NodeUnreachable EventType = "node_unreachable"
+	NodeReachable   EventType = "node_reachable"
 )
 
 // Events lists every event type, in the MIB's order, then the ones that
 // are not notifications.
 var Events = []EventType{NodeJoined, NodeFailed, NodeLeft, NodeDraining, NodeDrained, NodeResumed,
 	NodeUnhealthy, NodeHealthy, ConfigMismatch, Converged, GroupFailover, QuorumLost, QuorumRegained,
-	Operator, NodeRefused, PathDown, PathUp}
+	Operator, NodeUnreachable, NodeReachable, NodeRefused, PathDown, PathUp}
 
 // Notification is the number of each trapped event type's notification
 // in CLUSTERD-MIB (cdNotifications.N).
 var Notification = map[EventType]int{
 	NodeJoined: 1, NodeFailed: 2, NodeLeft: 3, NodeDraining: 4, NodeDrained: 5, NodeResumed: 6,
 	NodeUnhealthy: 7, NodeHealthy: 8, ConfigMismatch: 9, Converged: 10, GroupFailover: 11,
-	QuorumLost: 12, QuorumRegained: 13, Operator: 14,
+	QuorumLost: 12, QuorumRegained: 13, Operator: 14, NodeUnreachable: 15, NodeReachable: 16,
 }
 
 // NotTrapped are the event types that are not sent as SNMP notifications,

@@ -17,7 +17,7 @@ import (
 // previousRelease is the last release before this tree (the last stop
 // whose CI passed): the rolling-upgrade test starts the cluster on it.
 // Move it forward when a release lands.
-const previousRelease = "a556678"
+const previousRelease = "7b83264"
 
 // vipPoller opens a new connection to the load-balanced VIP every
 // `every` and keeps every result. Concurrent: each request in its own
