@@ -61,8 +61,7 @@ func main() {
 		case "kill":
 			v.Kill()
 		case "cable":
-			v.Cable(testnet.Private, false)
-			v.Cable(testnet.Public, false)
+			v.Cables(false, testnet.Private, testnet.Public)
 		default:
 			p.Fatalf("unknown -fault %q", *fault)
 		}
@@ -92,8 +91,7 @@ func main() {
 		if *fault == "kill" {
 			v.Start()
 		} else {
-			v.Cable(testnet.Private, true)
-			v.Cable(testnet.Public, true)
+			v.Cables(true, testnet.Private, testnet.Public)
 		}
 		n.WaitConverged(30 * time.Second)
 		time.Sleep(200 * time.Millisecond)

@@ -100,11 +100,18 @@ func printStatus(w io.Writer, s *api.Status) {
 		if len(m.ConfigMismatch) > 0 {
 			paths = append(paths, "CONFIG MISMATCH: "+strings.Join(m.ConfigMismatch, ","))
 		}
+		state := string(m.State)
+		switch {
+		case m.Cut:
+			state += " (CUT)" // left out: it and a live member cannot hear each other
+		case m.Unheard:
+			state += " (UNHEARD)" // not heard here, heard by others
+		}
 		healthy := yesNo(m.Healthy)
 		if m.State == vocab.Failed || m.State == vocab.Left {
 			healthy = "unknown" // not heard: its last word says nothing now
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", name, m.Priority, m.Address, m.State, healthy,
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", name, m.Priority, m.Address, state, healthy,
 			m.Buckets, dash(m.Version), strings.Join(paths, " "), ago(m.Since))
 	}
 	tw.Flush()

@@ -427,9 +427,10 @@ func (a *Agent) Status() api.Status {
 			Version: m.Version, Protocol: m.Proto,
 			Connections: atoiOr0(m.Ext["cn"]),
 			Since:       m.Since, StateChanges: m.Changes, Self: m.Self,
+			Unheard: m.Unheard, Cut: m.Cut,
 		})
 		for p, up := range m.Paths {
-			if !up && !m.Self && !m.State.Down() {
+			if !up && !m.Self && !m.State.Down() && !m.Unheard {
 				s.Problems = append(s.Problems, fmt.Sprintf("%s: the %s heartbeat path is down; the node is reached over its other path", m.Name, p))
 			}
 		}

@@ -47,6 +47,12 @@ type Member struct {
 	// release before these fields shows "" and protocol 1).
 	Version  string `json:"version"`
 	Protocol int    `json:"protocol"`
+	// Reachability (added to SPEC's fields): Unheard, this node hears
+	// nothing from the member but another member does, so it stays; Cut,
+	// it and another live member cannot hear each other and it is left
+	// out (it takes no new flows), the same one on every node.
+	Unheard bool `json:"unheard,omitempty"`
+	Cut     bool `json:"cut,omitempty"`
 }
 
 // VIP is one load-balanced virtual IP.

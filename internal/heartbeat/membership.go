@@ -149,7 +149,7 @@ type peer struct {
 	deaf      bool
 	deafSince time.Time
 	unheard   map[string]time.Time
-	down      map[string]bool
+	down      map[string]time.Time
 }
 
 // setMeta takes new metadata and what derives from it.
@@ -201,10 +201,10 @@ type Membership struct {
 	started      context.Context // set by Start: handlers added later start at once
 
 	// Reachability (reach.go): the members left out by agreement (this
-	// node among them when it is), and when this node's own lists last
-	// changed.
-	cut          map[string]bool
-	reachChanged time.Time
+	// node among them when it is); reachAll: this node's lists changed.
+	cut      map[string]bool
+	reachAll bool            // the next round goes to every member
+	tell     map[string]bool // members the next round goes to whatever their rate
 
 	events     chan Event
 	gossipMeta chan struct{} // kicks metaLoop
@@ -244,6 +244,7 @@ func New(o Options) (*Membership, error) {
 		events:      make(chan Event, 1024),
 		gossipMeta:  make(chan struct{}, 1),
 		sendNow:     make(chan struct{}, 1),
+		tell:        map[string]bool{},
 		since:       now,
 		metaChanged: now.Add(time.Second), // full heartbeats for the first 2 s
 		meta: Meta{

@@ -151,10 +151,12 @@ func (m *Membership) sendHeartbeats(now time.Time) {
 	}
 	hb.Failed = append(hb.Failed, m.verdicts...)
 	hb.Unheard, hb.Down = m.unheardListsLocked()
-	// Slow members get this round if it is theirs, or to hear a verdict,
-	// metadata or reachability that just changed (a leave, a drain, a
-	// planned switch, a member this node stopped hearing).
-	slowRound := m.seq%every == 0 || len(hb.Failed) > 0 || metaFresh || now.Sub(m.reachChanged) < verdictFor
+	// Slow members get this round if it is theirs, or to hear a verdict or
+	// metadata that just changed (a leave, a drain, a planned switch), or
+	// once when this node's reachability lists changed.
+	slowRound := m.seq%every == 0 || len(hb.Failed) > 0 || metaFresh || m.reachAll
+	m.reachAll = false
+	defer clear(m.tell)
 	var dsts []dst
 	anySlow := false
 	for _, p := range m.peers {
@@ -163,7 +165,7 @@ func (m *Membership) sendHeartbeats(now time.Time) {
 			continue
 		}
 		slow := every > 1 && !watchers[p.name]
-		if slow && !slowRound {
+		if slow && !slowRound && !m.tell[p.name] {
 			continue
 		}
 		anySlow = anySlow || slow
@@ -333,7 +335,9 @@ func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now 
 	if hb.Interval > 0 {
 		p.interval = time.Duration(hb.Interval) * time.Millisecond
 	}
-	m.takeReachLocked(p, hb.Unheard, hb.Down, now)
+	if news := m.takeReachLocked(p, hb.Unheard, hb.Down, now); len(news) > 0 {
+		m.rejudgeLocked(news, now)
+	}
 	for _, v := range hb.Failed {
 		m.takeVerdictLocked(hb.Name, v, now)
 	}
@@ -419,6 +423,14 @@ func (m *Membership) setPeerStateLocked(p *peer, s State, now time.Time, detail 
 	switch {
 	case s == StateFailed:
 		m.emit(EventFailed, p.name, detail)
+		// If it is alive and hears this node (a one-way fault), it must
+		// stop serving before this node takes its buckets: tell it now
+		// (this node's Down list names it), not an interval later.
+		m.tell[p.name] = true
+		select {
+		case m.sendNow <- struct{}{}:
+		default:
+		}
 	case s == StateLeft:
 		p.leftBoot = p.boot
 		m.emit(EventLeft, p.name, "left the cluster")
@@ -461,6 +473,17 @@ func (m *Membership) check(now time.Time) {
 		}
 	}
 	m.lastCheck = now
+	type silence struct {
+		p    *peer
+		last time.Duration
+	}
+	var silent []silence
+	live := []string{m.opts.Name}
+	for _, p := range m.peers {
+		if !p.state.Down() {
+			live = append(live, p.name)
+		}
+	}
 	for _, p := range m.peers {
 		if p.state.Down() {
 			p.pathUp = [2]bool{}
@@ -489,28 +512,43 @@ func (m *Membership) check(now time.Time) {
 			}
 		}
 		if !anyUp && now.After(m.pauseTill) {
-			first := !p.deaf
-			m.deafLocked(p, now)
-			if by := m.voucherLocked(p); by != "" {
-				// Silent here only: another member hears it (a
-				// one-way fault, or one between these two). It stays;
-				// agreement settles the pair (reach.go). When it died,
-				// the others time it out too within moments, and it
-				// is failed then.
-				if first {
-					m.log.Warn("no heartbeat from a member on any path, but another member hears it: kept in the cluster",
-						slog.String("member", p.name), slog.String("heard_by", by), slog.Duration("silent", last.Round(time.Millisecond)))
-				}
-				continue
-			}
-			m.setPeerStateLocked(p, StateFailed, now,
-				fmt.Sprintf("no heartbeat on any path for %s", last.Round(time.Millisecond)))
-			if p.interval <= prof.Interval && m.interval > prof.Interval {
-				// It sent to this node every Interval, to most others
-				// less often: tell them.
-				m.verdicts = append(m.verdicts, verdict{Name: p.name, Boot: p.boot, Seq: p.maxSeq, Age: last.Milliseconds(), until: now.Add(verdictFor)})
-			}
+			silent = append(silent, silence{p, last})
 		}
 	}
+	// Every silent member is marked first, then each is judged: a node
+	// that hears nobody (its own cables pulled) must not take one silent
+	// member's word for another's.
+	first := map[*peer]bool{}
+	for _, s := range silent {
+		first[s.p] = !s.p.deaf
+		m.deafLocked(s.p, now)
+	}
+	for _, s := range silent {
+		m.judgeLocked(s.p, s.last, live, now, first[s.p])
+	}
 	m.agreeLocked(now)
+}
+
+// judgeLocked fails a member silent on every path for last, unless the
+// vote keeps it (voucherLocked). first: it has just gone silent.
+func (m *Membership) judgeLocked(p *peer, last time.Duration, live []string, now time.Time, first bool) {
+	prof := m.opts.Profile
+	if by := m.voucherLocked(p, live); by != "" {
+		// Silent here only: another member hears it (a one-way fault,
+		// or one between these two). It stays; agreement settles the
+		// pair (reach.go). When it died, the others time it out too
+		// within moments, and it is failed then.
+		if first {
+			m.log.Warn("no heartbeat from a member on any path, but another member hears it: kept in the cluster",
+				slog.String("member", p.name), slog.String("heard_by", by), slog.Duration("silent", last.Round(time.Millisecond)))
+		}
+		return
+	}
+	m.setPeerStateLocked(p, StateFailed, now,
+		fmt.Sprintf("no heartbeat on any path for %s", last.Round(time.Millisecond)))
+	if p.interval <= prof.Interval && m.interval > prof.Interval {
+		// It sent to this node every Interval, to most others less
+		// often: tell them.
+		m.verdicts = append(m.verdicts, verdict{Name: p.name, Boot: p.boot, Seq: p.maxSeq, Age: last.Milliseconds(), until: now.Add(verdictFor)})
+	}
 }

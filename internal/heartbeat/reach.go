@@ -3,20 +3,21 @@ package heartbeat
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 )
 
 // Reachability is mutual. Every heartbeat names the members its sender
-// does not hear: Unheard (silent for a timeout, but another member still
-// hears them, so the sender keeps them in the cluster: a one-way fault or
-// a fault between two nodes only) and Down (members it failed). From the
-// lists of the members it hears, every node knows the same pairs that
-// cannot talk, and agreeReach leaves the same nodes out on every node:
-// a pair that cannot talk never both serve, whatever the direction of the
-// fault. A node that a member it hears has failed (its Down list names
-// this node) stops serving at once: that member takes its buckets.
+// does not hear: Unheard (silent for a timeout, but kept in the cluster
+// because the members that hear it often still do: voucherLocked) and
+// Down (members it failed). From the lists of the members it hears,
+// every node knows the same pairs of live members that cannot talk, and
+// agreeReach leaves out the same one of each pair on every node: a pair
+// that cannot talk never both serve, whatever the direction of the fault.
+// A node that a member it hears has failed (its Down list names this
+// node) leaves itself out at once: that member takes its buckets.
 
 // reachMember is what this node knows of one member's reachability.
 type reachMember struct {
@@ -117,36 +118,70 @@ func (m *Membership) unheardListsLocked() (unheard, down []string) {
 	return unheard, down
 }
 
-// takeReachLocked records a fresh heartbeat's lists.
-func (m *Membership) takeReachLocked(p *peer, unheard, down []string, now time.Time) {
-	if len(unheard) == 0 {
-		p.unheard = nil
-	} else {
-		next := make(map[string]time.Time, len(unheard))
-		for _, n := range unheard {
-			if since, ok := p.unheard[n]; ok {
-				next[n] = since
-			} else {
-				next[n] = now
+// takeReachLocked records a fresh heartbeat's lists, each name with when
+// this node first saw it there, and returns the names new in them.
+func (m *Membership) takeReachLocked(p *peer, unheard, down []string, now time.Time) (news []string) {
+	for _, n := range unheard {
+		if _, ok := p.unheard[n]; !ok {
+			news = append(news, n)
+		}
+	}
+	for _, n := range down {
+		if _, ok := p.down[n]; !ok {
+			news = append(news, n)
+		}
+	}
+	p.unheard = sinceMap(p.unheard, unheard, now)
+	p.down = sinceMap(p.down, down, now)
+	return news
+}
+
+// rejudgeLocked: a member's list newly names these; those this node keeps
+// while silent are judged again at once, not at the next check (the vote
+// that fails a dead member has just changed).
+func (m *Membership) rejudgeLocked(names []string, now time.Time) {
+	var live []string
+	for _, n := range names {
+		q, ok := m.peers[n]
+		if !ok || !q.deaf || q.state.Down() {
+			continue
+		}
+		if live == nil {
+			live = []string{m.opts.Name}
+			for _, x := range m.peers {
+				if !x.state.Down() {
+					live = append(live, x.name)
+				}
 			}
 		}
-		p.unheard = next
+		last := now.Sub(q.seen[0])
+		if b := now.Sub(q.seen[1]); b < last {
+			last = b
+		}
+		m.judgeLocked(q, last, live, now, false)
 	}
-	if len(down) == 0 {
-		p.down = nil
-		return
+}
+
+func sinceMap(old map[string]time.Time, names []string, now time.Time) map[string]time.Time {
+	if len(names) == 0 {
+		return nil
 	}
-	p.down = make(map[string]bool, len(down))
-	for _, n := range down {
-		p.down[n] = true
+	next := make(map[string]time.Time, len(names))
+	for _, n := range names {
+		if since, ok := old[n]; ok {
+			next[n] = since
+		} else {
+			next[n] = now
+		}
 	}
+	return next
 }
 
 // heardLocked marks a member heard again (any authentic heartbeat).
 func (m *Membership) heardLocked(p *peer, now time.Time) {
 	if p.deaf {
 		p.deaf = false
-		m.reachChangedLocked(now)
+		m.reachChangedLocked()
 	}
 }
 
@@ -154,44 +189,52 @@ func (m *Membership) heardLocked(p *peer, now time.Time) {
 func (m *Membership) deafLocked(p *peer, now time.Time) {
 	if !p.deaf {
 		p.deaf, p.deafSince = true, now
-		m.reachChangedLocked(now)
+		m.reachChangedLocked()
 	}
 }
 
 // reachChangedLocked: this node's lists changed; every member hears it at
-// once (a round out of turn), not an interval later.
-func (m *Membership) reachChangedLocked(now time.Time) {
-	m.reachChanged = now
+// once (one round out of turn, to every member), not an interval later.
+func (m *Membership) reachChangedLocked() {
+	m.reachAll = true
 	select {
 	case m.sendNow <- struct{}{}:
 	default:
 	}
 }
 
-// voucherLocked names a member that still hears p (its current lists do
-// not name p), or "": p is silent here only, so it stays in the cluster
-// and the pair is settled by agreement, not by failing p. Above
-// ScaleAbove members only p's watchers hear it often enough to say.
-func (m *Membership) voucherLocked(p *peer) string {
+// voucherLocked names a member that still hears p, or "" when p is to be
+// failed. The members that hear p often (all, up to ScaleAbove members;
+// above, p's watchers) vote with their current lists, this node with its
+// silence: p is failed when more of them do not hear it than do. Else it
+// is silent here only (a one-way fault, or one between these two): it
+// stays, and agreement settles the pair. A member that died is failed
+// once the second of three (or both of two) survivors times it out: the
+// median of their timeouts, not the first, but not the last either.
+// live: the members this node counted in when the check began.
+func (m *Membership) voucherLocked(p *peer, live []string) string {
 	var watchers map[string]bool
-	live := []string{m.opts.Name}
-	for _, q := range m.peers {
-		if !q.state.Down() {
-			live = append(live, q.name)
-		}
-	}
 	if m.opts.Profile.IntervalFor(len(live)) > m.opts.Profile.Interval {
 		watchers = watchersOf(p.name, live, m.opts.Profile.Watchers)
 	}
+	deaf, hear, by := 1, 0, ""
 	for _, q := range m.peers {
 		if q == p || !m.reports(q) || watchers != nil && !watchers[q.name] {
 			continue
 		}
-		if _, un := q.unheard[p.name]; !un && !q.down[p.name] {
-			return q.name
+		_, un := q.unheard[p.name]
+		_, down := q.down[p.name]
+		if un || down {
+			deaf++
+		} else {
+			hear++
+			by = q.name
 		}
 	}
-	return ""
+	if deaf > hear {
+		return ""
+	}
+	return by
 }
 
 // agreeLocked works out who is left out (agreeReach) and says what changed.
@@ -204,8 +247,13 @@ func (m *Membership) agreeLocked(now time.Time) {
 			pairs = true
 		}
 		if m.reports(p) {
-			if p.down[self] {
+			if _, ok := p.down[self]; ok {
 				downBy = p.name
+			}
+			for n := range p.down {
+				if q, ok := m.peers[n]; ok && !q.state.Down() {
+					pairs = true // it failed a member this node counts in
+				}
 			}
 			if len(p.unheard) > 0 {
 				pairs = true
@@ -224,7 +272,17 @@ func (m *Membership) agreeLocked(now time.Time) {
 			}
 			rm := reachMember{Name: p.name, Rank: p.meta.Priority}
 			if m.reports(p) {
+				// A member it failed that this node still counts in
+				// (a fault between the two that the others outvoted)
+				// is a pair too.
 				rm.Unheard = p.unheard
+				if len(p.down) > 0 {
+					rm.Unheard = maps.Clone(p.unheard)
+					if rm.Unheard == nil {
+						rm.Unheard = map[string]time.Time{}
+					}
+					maps.Copy(rm.Unheard, p.down)
+				}
 			}
 			members = append(members, rm)
 		}
@@ -263,7 +321,9 @@ func (m *Membership) cutReasonLocked(name, downBy string) string {
 		if !m.reports(q) {
 			continue
 		}
-		if _, un := q.unheard[name]; un {
+		_, un := q.unheard[name]
+		_, down := q.down[name]
+		if un || down {
 			why = append(why, q.name+" does not hear it")
 		}
 		if p, ok := m.peers[name]; ok && q.name == name {

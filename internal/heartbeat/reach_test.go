@@ -80,3 +80,119 @@ func BenchmarkAgreeReach(b *testing.B) {
 		agreeReach(ms, now, time.Millisecond)
 	}
 }
+
+// reachRig: this node n01 and peers n02..nN that speak ReachProto, all
+// heard at start.
+func reachRig(t *testing.T, n int, start time.Time) *Membership {
+	m, _ := watchRig(t, n)
+	m.lastCheck = time.Time{}
+	for _, p := range m.peers {
+		p.meta.Proto = ProtocolVersion
+		p.seen = [2]time.Time{start, start}
+	}
+	return m
+}
+
+func (m *Membership) member(name string) Member {
+	for _, x := range m.Members() {
+		if x.Name == name {
+			return x
+		}
+	}
+	return Member{}
+}
+
+// The membership's side of mutual reachability, one check at a time: who
+// is failed, who is kept while another member hears it, who is cut.
+func TestReachDecisions(t *testing.T) {
+	t0 := time.Now()
+	silent := t0.Add(ProfileLAN.Timeout + 20*time.Millisecond) // a check after n02's timeout
+	later := silent.Add(ProfileLAN.Timeout + 20*time.Millisecond)
+	// heard refreshes every peer but the silent ones, at now.
+	heard := func(m *Membership, now time.Time, except ...string) {
+		for _, p := range m.peers {
+			if !slices.Contains(except, p.name) {
+				p.seen = [2]time.Time{now, now}
+				m.heardLocked(p, now)
+			}
+		}
+	}
+	t.Run("one-way: kept while another hears it, then the pair is settled by rank", func(t *testing.T) {
+		m := reachRig(t, 3, t0)
+		heard(m, silent, "n02")
+		m.check(silent)
+		if x := m.member("n02"); x.State != StateActive || !x.Unheard || x.Cut {
+			t.Fatalf("n02 right after its timeout: %+v; want active, unheard, not cut (n03 hears it)", x)
+		}
+		heard(m, later, "n02")
+		m.check(later)
+		// n01 (priority 1) and n02 (2) cannot talk: n02 goes, here and
+		// on n03 (which reads n01's list).
+		if x := m.member("n02"); x.State != StateActive || !x.Cut {
+			t.Fatalf("n02 after the hold: %+v; want active and cut", x)
+		}
+		if m.member("n01").Cut {
+			t.Fatal("this node (priority 1) was cut; the pair's larger priority goes")
+		}
+		u, _ := m.unheardListsLocked()
+		if !slices.Equal(u, []string{"n02"}) {
+			t.Fatalf("this node's heartbeats name %v as unheard", u)
+		}
+		// Healed: heard again, no longer cut.
+		heard(m, later.Add(time.Millisecond))
+		m.check(later.Add(time.Millisecond))
+		if x := m.member("n02"); x.Unheard || x.Cut {
+			t.Fatalf("after the heal: %+v", x)
+		}
+	})
+	t.Run("dead: failed once the other survivor does not hear it either", func(t *testing.T) {
+		m := reachRig(t, 3, t0)
+		heard(m, silent, "n02")
+		m.check(silent)
+		m.takeReachLocked(m.peers["n03"], []string{"n02"}, nil, silent)
+		m.check(silent.Add(10 * time.Millisecond))
+		if x := m.member("n02"); x.State != StateFailed || x.Cut {
+			t.Fatalf("n02: %+v; want failed", x)
+		}
+		_, d := m.unheardListsLocked()
+		if !slices.Equal(d, []string{"n02"}) {
+			t.Fatalf("Down list %v", d)
+		}
+	})
+	t.Run("majority: of three survivors two suffice", func(t *testing.T) {
+		m := reachRig(t, 4, t0)
+		m.takeReachLocked(m.peers["n03"], []string{"n02"}, nil, silent)
+		heard(m, silent, "n02")
+		m.check(silent)
+		if x := m.member("n02"); x.State != StateFailed {
+			t.Fatalf("n02: %+v; want failed (this node and n03 do not hear it, n04 does)", x)
+		}
+	})
+	t.Run("a member that failed this node: cut at once", func(t *testing.T) {
+		m := reachRig(t, 3, t0)
+		heard(m, silent)
+		m.takeReachLocked(m.peers["n03"], nil, []string{"n01"}, silent)
+		m.check(silent)
+		if !m.member("n01").Cut {
+			t.Fatal("n03 failed this node, which still serves")
+		}
+	})
+	t.Run("hearing nobody: every peer failed, nobody vouched for by a silent one", func(t *testing.T) {
+		m := reachRig(t, 4, t0)
+		m.check(silent)
+		for _, n := range []string{"n02", "n03", "n04"} {
+			if x := m.member(n); x.State != StateFailed {
+				t.Errorf("%s: %+v; want failed", n, x)
+			}
+		}
+	})
+	t.Run("a member of protocol 3 neither vouches nor reports", func(t *testing.T) {
+		m := reachRig(t, 3, t0)
+		m.peers["n03"].meta.Proto = 3
+		heard(m, silent, "n02")
+		m.check(silent)
+		if x := m.member("n02"); x.State != StateFailed {
+			t.Fatalf("n02: %+v; want failed as before protocol 4", x)
+		}
+	})
+}

@@ -569,6 +569,25 @@ func (nd *Node) Cable(nic string, up bool) {
 	nd.net.mustRun("ip", "-n", nd.net.sw, "link", "set", nd.port(nic), state)
 }
 
+// Cables pulls (up false) or plugs back the cables of several NICs in one
+// step (one ip -batch): a fault that hits both heartbeat paths at once,
+// not ~100 ms apart as two commands are on a loaded machine.
+func (nd *Node) Cables(up bool, nics ...string) {
+	state := "down"
+	if up {
+		state = "up"
+	}
+	var batch strings.Builder
+	for _, nic := range nics {
+		fmt.Fprintf(&batch, "link set %s %s\n", nd.port(nic), state)
+	}
+	cmd := exec.Command("ip", "-n", nd.net.sw, "-batch", "-")
+	cmd.Stdin = strings.NewReader(batch.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		nd.net.t.Fatalf("ip -batch %q: %v\n%s", batch.String(), err, out)
+	}
+}
+
 // NIC sets a NIC down or up inside the node (an administrator's ifdown).
 func (nd *Node) NIC(nic string, up bool) {
 	state := "down"
