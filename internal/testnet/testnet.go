@@ -27,6 +27,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
 	"github.com/clusterd/clusterd/internal/api"
 	"github.com/clusterd/clusterd/internal/config"
 )
@@ -570,22 +573,39 @@ func (nd *Node) Cable(nic string, up bool) {
 }
 
 // Cables pulls (up false) or plugs back the cables of several NICs in one
-// step (one ip -batch): a fault that hits both heartbeat paths at once,
-// not ~100 ms apart as two commands are on a loaded machine.
-func (nd *Node) Cables(up bool, nics ...string) {
-	state := "down"
-	if up {
-		state = "up"
+// step, over netlink in the switch's namespace, and returns when the first
+// link changed: a fault that hits both heartbeat paths at once (two ip
+// commands are ~100 ms apart on a loaded machine), timed exactly.
+func (nd *Node) Cables(up bool, nics ...string) time.Time {
+	ns, err := netns.GetFromName(nd.net.sw)
+	if err != nil {
+		nd.net.t.Fatalf("opening namespace %s: %v", nd.net.sw, err)
 	}
-	var batch strings.Builder
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		nd.net.t.Fatalf("netlink in %s: %v", nd.net.sw, err)
+	}
+	defer h.Close()
+	var links []netlink.Link
 	for _, nic := range nics {
-		fmt.Fprintf(&batch, "link set %s %s\n", nd.port(nic), state)
+		l, err := h.LinkByName(nd.port(nic))
+		if err != nil {
+			nd.net.t.Fatalf("link %s: %v", nd.port(nic), err)
+		}
+		links = append(links, l)
 	}
-	cmd := exec.Command("ip", "-n", nd.net.sw, "-batch", "-")
-	cmd.Stdin = strings.NewReader(batch.String())
-	if out, err := cmd.CombinedOutput(); err != nil {
-		nd.net.t.Fatalf("ip -batch %q: %v\n%s", batch.String(), err, out)
+	at := time.Now()
+	for _, l := range links {
+		set := h.LinkSetDown
+		if up {
+			set = h.LinkSetUp
+		}
+		if err := set(l); err != nil {
+			nd.net.t.Fatalf("link %s up=%v: %v", l.Attrs().Name, up, err)
+		}
 	}
+	return at
 }
 
 // NIC sets a NIC down or up inside the node (an administrator's ifdown).
