@@ -108,6 +108,11 @@ type Member struct {
 	// when a member it hears has failed it). A cut member takes no new
 	// flows; its buckets go to the others once it has let go.
 	Cut bool
+	// Contested: failed by a vote in which another member still heard
+	// it. It may be alive (cut off from the majority one way) and stops
+	// serving only once it reads that it was failed, a packet later: its
+	// buckets are taken a Settle later, not at once.
+	Contested bool
 }
 
 const (
@@ -148,6 +153,7 @@ type peer struct {
 	// heartbeat, unheard with when this node first saw each name in it.
 	deaf      bool
 	deafSince time.Time
+	contested bool // failed by a vote in which a member still heard it
 	unheard   map[string]time.Time
 	down      map[string]time.Time
 }
@@ -584,7 +590,7 @@ func (m *Membership) Members() []Member {
 			Version: p.meta.Version, Proto: p.meta.proto(),
 			Since: p.since, Changes: p.changes, Ext: maps.Clone(p.meta.Ext),
 			Mismatch: append([]string(nil), p.mismatch...), Paths: map[string]bool{}, MetaAt: p.metaAt,
-			Unheard: p.deaf && !p.state.Down(), Cut: m.cut[p.name],
+			Unheard: p.deaf && !p.state.Down(), Cut: m.cut[p.name], Contested: p.state == StateFailed && p.contested,
 		}
 		for i := range m.conns {
 			if m.hasPath(p, i) {

@@ -420,6 +420,7 @@ func (m *Membership) setPeerStateLocked(p *peer, s State, now time.Time, detail 
 	}
 	p.state, p.since = s, now
 	p.changes++
+	p.contested = false // judgeLocked sets it for a failure it outvoted
 	switch {
 	case s == StateFailed:
 		m.emit(EventFailed, p.name, detail)
@@ -533,7 +534,8 @@ func (m *Membership) check(now time.Time) {
 // vote keeps it (voucherLocked). first: it has just gone silent.
 func (m *Membership) judgeLocked(p *peer, last time.Duration, live []string, now time.Time, first bool) {
 	prof := m.opts.Profile
-	if by := m.voucherLocked(p, live); by != "" {
+	by, outvoted := m.voucherLocked(p, live)
+	if by != "" {
 		// Silent here only: another member hears it (a one-way fault,
 		// or one between these two). It stays; agreement settles the
 		// pair (reach.go). When it died, the others time it out too
@@ -544,8 +546,12 @@ func (m *Membership) judgeLocked(p *peer, last time.Duration, live []string, now
 		}
 		return
 	}
-	m.setPeerStateLocked(p, StateFailed, now,
-		fmt.Sprintf("no heartbeat on any path for %s", last.Round(time.Millisecond)))
+	detail := fmt.Sprintf("no heartbeat on any path for %s", last.Round(time.Millisecond))
+	if outvoted {
+		detail += " (another member still hears it: outvoted)"
+	}
+	m.setPeerStateLocked(p, StateFailed, now, detail)
+	p.contested = outvoted
 	if p.interval <= prof.Interval && m.interval > prof.Interval {
 		// It sent to this node every Interval, to most others less
 		// often: tell them.

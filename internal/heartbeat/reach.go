@@ -212,7 +212,10 @@ func (m *Membership) reachChangedLocked() {
 // once the second of three (or both of two) survivors times it out: the
 // median of their timeouts, not the first, but not the last either.
 // live: the members this node counted in when the check began.
-func (m *Membership) voucherLocked(p *peer, live []string) string {
+//
+// outvoted: p is failed although a member still hears it (it may well be
+// alive, cut off from the majority one way: see Member.Contested).
+func (m *Membership) voucherLocked(p *peer, live []string) (by string, outvoted bool) {
 	var watchers map[string]bool
 	if m.opts.Profile.IntervalFor(len(live)) > m.opts.Profile.Interval {
 		watchers = watchersOf(p.name, live, m.opts.Profile.Watchers)
@@ -232,9 +235,9 @@ func (m *Membership) voucherLocked(p *peer, live []string) string {
 		}
 	}
 	if deaf > hear {
-		return ""
+		return "", hear > 0
 	}
-	return by
+	return by, false
 }
 
 // agreeLocked works out who is left out (agreeReach) and says what changed.

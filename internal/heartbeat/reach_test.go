@@ -151,8 +151,8 @@ func TestReachDecisions(t *testing.T) {
 		m.check(silent)
 		m.takeReachLocked(m.peers["n03"], []string{"n02"}, nil, silent)
 		m.check(silent.Add(10 * time.Millisecond))
-		if x := m.member("n02"); x.State != StateFailed || x.Cut {
-			t.Fatalf("n02: %+v; want failed", x)
+		if x := m.member("n02"); x.State != StateFailed || x.Cut || x.Contested {
+			t.Fatalf("n02: %+v; want failed, not contested (nobody hears it)", x)
 		}
 		_, d := m.unheardListsLocked()
 		if !slices.Equal(d, []string{"n02"}) {
@@ -164,8 +164,8 @@ func TestReachDecisions(t *testing.T) {
 		m.takeReachLocked(m.peers["n03"], []string{"n02"}, nil, silent)
 		heard(m, silent, "n02")
 		m.check(silent)
-		if x := m.member("n02"); x.State != StateFailed {
-			t.Fatalf("n02: %+v; want failed (this node and n03 do not hear it, n04 does)", x)
+		if x := m.member("n02"); x.State != StateFailed || !x.Contested {
+			t.Fatalf("n02: %+v; want failed (this node and n03 do not hear it), contested (n04 does)", x)
 		}
 	})
 	t.Run("a member that failed this node: cut at once", func(t *testing.T) {

@@ -578,10 +578,14 @@ func (t *Tier) converge(now time.Time) {
 	defer t.publishView()
 	states := map[string]heartbeat.State{}
 	cut := map[string]bool{}
+	contested := map[string]bool{} // failed, but a member still heard it
 	for _, m := range members {
 		states[m.Name] = m.State
 		if m.Cut {
 			cut[m.Name] = true
+		}
+		if m.Contested {
+			contested[m.Name] = true
 		}
 	}
 	t.takeReady(members, now)
@@ -714,7 +718,7 @@ func (t *Tier) converge(now time.Time) {
 	for vi := range tables {
 		want.Default[vi] = defaults[vi] == t.o.Node
 		prevDef := t.defaults[vi]
-		now2.Default[vi] = want.Default[vi] && (t.applied.Default[vi] || prevDef == "" || prevDef == t.o.Node || !alive(states, prevDef) ||
+		now2.Default[vi] = want.Default[vi] && (t.applied.Default[vi] || prevDef == "" || prevDef == t.o.Node || !alive(states, prevDef) && !contested[prevDef] ||
 			planned && lettingGo(members, map[string]bool{prevDef: true}, in.sig) == "")
 		if want.Default[vi] && !now2.Default[vi] {
 			from[prevDef] = true
@@ -738,7 +742,11 @@ func (t *Tier) converge(now time.Time) {
 					prev = t.tables[vi][ri].Owner(int(b))
 				}
 				switch {
-				case prev == "" || !alive(states, prev):
+				case prev == "" || !alive(states, prev) && !contested[prev]:
+					// A failed owner's buckets are taken at once; a
+					// contested one (failed although a member still
+					// heard it: alive, cut off one way) stops when it
+					// reads that, so they come a Settle later.
 					now2.Owned[key] = append(now2.Owned[key], b)
 				case planned && letGo[prev]:
 					// The planned instant: the previous owner lets go
