@@ -1,8 +1,10 @@
 package heartbeat
 
 import (
+	"encoding/json"
 	"maps"
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -195,4 +197,39 @@ func TestReachDecisions(t *testing.T) {
 			t.Fatalf("n02: %+v; want failed as before protocol 4", x)
 		}
 	})
+}
+
+// A sender memberlist did not report (a restart that joined through a
+// peer whose memberlist had the others dead) is taken as a member from
+// its first full heartbeat; one whose priority or address is taken, a
+// liveness-only heartbeat and the backup path are not enough.
+func TestAdoptFromHeartbeat(t *testing.T) {
+	m, _ := watchRig(t, 3)
+	now := time.Now()
+	send := func(path int, name string, prio int, from string, meta bool) error {
+		hb := heartbeat{Name: name, Boot: 9, Seq: 1, Interval: 50, V: 1}
+		if meta {
+			hb.Meta = &Meta{Priority: prio, State: StateActive, Boot: 9, ProbePort: 1, Proto: ProtocolVersion}
+		}
+		b, _ := json.Marshal(hb)
+		return m.handleHeartbeat(path, m.sealer.seal(b), netip.MustParseAddr(from), now)
+	}
+	if err := send(pathPrivate, "n09", 9, "127.0.0.9", false); err == nil {
+		t.Error("a liveness-only heartbeat adopted a member")
+	}
+	if err := send(pathBackup, "n09", 9, "127.0.0.9", true); err == nil {
+		t.Error("a heartbeat on the backup path adopted a member")
+	}
+	if err := send(pathPrivate, "n08", 2, "127.0.0.8", true); err == nil {
+		t.Error("a member with n02's priority was adopted")
+	}
+	if err := send(pathPrivate, "n07", 7, "127.0.0.2", true); err == nil {
+		t.Error("a member at n02's address was adopted")
+	}
+	if err := send(pathPrivate, "n09", 9, "127.0.0.9", true); err != nil {
+		t.Fatalf("not adopted: %v", err)
+	}
+	if x := m.member("n09"); x.State != StateActive || x.Priority != 9 {
+		t.Fatalf("adopted as %+v", x)
+	}
 }
