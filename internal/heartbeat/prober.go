@@ -156,7 +156,6 @@ func (m *Membership) sendHeartbeats(now time.Time) {
 	// once when this node's reachability lists changed.
 	slowRound := m.seq%every == 0 || len(hb.Failed) > 0 || metaFresh || m.reachAll
 	m.reachAll = false
-	defer clear(m.tell)
 	var dsts []dst
 	anySlow := false
 	for _, p := range m.peers {
@@ -174,6 +173,7 @@ func (m *Membership) sendHeartbeats(now time.Time) {
 			dsts = append(dsts, dst{pathBackup, netip.AddrPortFrom(p.backup, port), slow})
 		}
 	}
+	clear(m.tell) // under the lock: setPeerStateLocked adds to it
 	m.mu.Unlock()
 	if len(dsts) == 0 {
 		return
