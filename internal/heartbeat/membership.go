@@ -211,6 +211,10 @@ type Membership struct {
 	cut      map[string]bool
 	reachAll bool            // the next round goes to every member
 	tell     map[string]bool // members the next round goes to whatever their rate
+	// strangers: addresses of unknown senders of sealed heartbeats, for
+	// memberlist to join (noteStrangerLocked); joinNow kicks joinLoop.
+	strangers map[netip.Addr]*stranger
+	joinNow   chan struct{}
 
 	events     chan Event
 	gossipMeta chan struct{} // kicks metaLoop
@@ -251,6 +255,8 @@ func New(o Options) (*Membership, error) {
 		gossipMeta:  make(chan struct{}, 1),
 		sendNow:     make(chan struct{}, 1),
 		tell:        map[string]bool{},
+		strangers:   map[netip.Addr]*stranger{},
+		joinNow:     make(chan struct{}, 1),
 		since:       now,
 		metaChanged: now.Add(time.Second), // full heartbeats for the first 2 s
 		meta: Meta{
@@ -816,6 +822,7 @@ func (m *Membership) joinLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-m.joinNow:
 		case <-t.C:
 		}
 	}
@@ -836,8 +843,33 @@ func (m *Membership) join(addrs []string) (int, error) {
 	return n, err
 }
 
+// strangerTargetsLocked: the strangers' memberlist addresses to join now
+// (each every 2 s, for strangerFor); a stranger that became a member, or
+// was tried long enough, is dropped.
+func (m *Membership) strangerTargetsLocked(now time.Time) []string {
+	var out []string
+	for a, st := range m.strangers {
+		known := false
+		for _, p := range m.peers {
+			if p.addr == a {
+				known = true
+			}
+		}
+		if known || now.Sub(st.first) > strangerFor {
+			delete(m.strangers, a)
+			continue
+		}
+		if now.Sub(st.tried) > 2*time.Second {
+			st.tried = now
+			out = append(out, net.JoinHostPort(a.String(), strconv.Itoa(m.opts.Port)))
+		}
+	}
+	return out
+}
+
 // rejoinHeard re-joins, through memberlist, members that the heartbeat
-// hears but memberlist has dropped, and reaps long-gone members.
+// hears but memberlist has dropped, and the senders of sealed heartbeats
+// it does not know; and reaps long-gone members.
 func (m *Membership) rejoinHeard() {
 	alive := map[string]bool{}
 	for _, n := range m.ml.Members() {
@@ -858,6 +890,7 @@ func (m *Membership) rejoinHeard() {
 			addrs = append(addrs, net.JoinHostPort(p.addr.String(), strconv.Itoa(p.mlPort)))
 		}
 	}
+	addrs = append(addrs, m.strangerTargetsLocked(now)...)
 	m.mu.Unlock()
 	for _, a := range addrs {
 		if _, err := m.join([]string{a}); err != nil {

@@ -129,12 +129,7 @@ func (m *Membership) sendHeartbeats(now time.Time) {
 	prof := m.opts.Profile
 	m.mu.Lock()
 	m.seq++
-	live := []string{m.opts.Name}
-	for _, p := range m.peers {
-		if !p.state.Down() {
-			live = append(live, p.name)
-		}
-	}
+	live := m.liveLocked()
 	m.interval = prof.IntervalFor(len(live))
 	slowIv := m.interval
 	every := uint64(slowIv / prof.Interval)
@@ -301,9 +296,8 @@ func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now 
 	defer m.mu.Unlock()
 	p, ok := m.peers[hb.Name]
 	if !ok {
-		if p = m.adoptLocked(path, hb, from, now); p == nil {
-			return fmt.Errorf("heartbeat from %q, not a member (yet)", hb.Name)
-		}
+		m.noteStrangerLocked(path, hb, from, now)
+		return fmt.Errorf("heartbeat from %q, not a member (yet)", hb.Name)
 	}
 	want := p.addr
 	if path == pathBackup {
@@ -324,7 +318,7 @@ func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now 
 		return err
 	}
 	p.seen[path] = now
-	m.heardLocked(p, now)
+	m.heardLocked(p)
 	if !p.pathUp[path] {
 		p.pathUp[path] = true
 		if m.hasPath(p, pathBackup) && !p.state.Down() && !p.since.Equal(now) {
@@ -358,40 +352,42 @@ func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now 
 	return nil
 }
 
-// maxAdopted bounds the members a node learns of from heartbeats alone
-// (adoptLocked): a key holder inventing names must not grow the list
+// maxStrangers bounds the unknown senders a node remembers to join
+// (noteStrangerLocked): a key holder inventing names must not grow it
 // without end. Twice the 32 servers a cluster is made for.
-const maxAdopted = 64
+const maxStrangers = 64
 
-// adoptLocked takes a sender this node does not know as a member, from a
-// full heartbeat on the private path: memberlist can leave a node that
-// restarts with part of the cluster (it joins through a peer whose
-// memberlist marked the others dead during a fault, and memberlist never
-// retries the dead), and that node then served every bucket while the
-// others, which still send to it, were unknown to it (a chaos run: 250
-// resets over 4.6 s). The heartbeat is sealed with the cluster key, so
-// the sender is a member; memberlist is re-joined through it
-// (rejoinHeard). A name or priority already taken is not adopted.
-func (m *Membership) adoptLocked(path int, hb heartbeat, from netip.Addr, now time.Time) *peer {
-	if path != pathPrivate || hb.Meta == nil || hb.Name == m.opts.Name || len(m.peers) >= maxAdopted || hb.Meta.State == StateLeft {
-		return nil
+// stranger: an unknown sender's address, to join through memberlist.
+type stranger struct {
+	first, tried time.Time
+}
+
+// strangerFor: how long a stranger is tried (every 2 s) before it is
+// dropped; it is noted again by its next heartbeat.
+const strangerFor = 30 * time.Second
+
+// noteStrangerLocked remembers the address of a sender this node does not
+// know, from a full heartbeat on the private path, and has memberlist join
+// it at once (rejoinHeard). memberlist can leave a node that restarts with
+// part of the cluster (it joins through a peer whose memberlist marked
+// the others dead during a fault, and memberlist never retries the dead),
+// and that node then served every bucket while the others, which still
+// send to it, were unknown to it (a chaos run: 250 resets over 4.6 s).
+// The heartbeat itself is not trusted to make a member: it may be a
+// capture of a member since forgotten, replayed; memberlist's join is a
+// live exchange under the cluster key, and its NotifyJoin adds the member.
+func (m *Membership) noteStrangerLocked(path int, hb heartbeat, from netip.Addr, now time.Time) {
+	if path != pathPrivate || hb.Meta == nil || hb.Name == m.opts.Name || hb.Meta.State == StateLeft {
+		return
 	}
-	if hb.Meta.Priority == m.meta.Priority || m.refused[hb.Name+"@"+from.String()] != "" || protocolClash(hb.Name, hb.Meta.proto()) != "" {
-		return nil
+	if _, known := m.strangers[from]; known || len(m.strangers) >= maxStrangers {
+		return
 	}
-	for _, q := range m.peers {
-		if q.meta.Priority == hb.Meta.Priority || q.addr == from {
-			return nil
-		}
+	m.strangers[from] = &stranger{first: now}
+	select {
+	case m.joinNow <- struct{}{}:
+	default:
 	}
-	p := &peer{name: hb.Name, addr: from, mlPort: m.opts.Port, state: hb.Meta.State, since: now}
-	p.setMeta(*hb.Meta)
-	p.seen = [2]time.Time{now, now}
-	p.pathUp = [2]bool{true, true}
-	m.peers[hb.Name] = p
-	m.emit(EventJoined, hb.Name, fmt.Sprintf("state %s, priority %d, address %s (heard before memberlist knew it)", hb.Meta.State, hb.Meta.Priority, from))
-	m.checkMismatchLocked(p)
-	return p
 }
 
 // takeVerdictLocked fails a member on a watcher's verdict, unless this
@@ -466,10 +462,7 @@ func (m *Membership) setPeerStateLocked(p *peer, s State, now time.Time, detail 
 		// stop serving before this node takes its buckets: tell it now
 		// (this node's Down list names it), not an interval later.
 		m.tell[p.name] = true
-		select {
-		case m.sendNow <- struct{}{}:
-		default:
-		}
+		m.sendSoon()
 	case s == StateLeft:
 		p.leftBoot = p.boot
 		m.emit(EventLeft, p.name, "left the cluster")
@@ -517,12 +510,6 @@ func (m *Membership) check(now time.Time) {
 		last time.Duration
 	}
 	var silent []silence
-	live := []string{m.opts.Name}
-	for _, p := range m.peers {
-		if !p.state.Down() {
-			live = append(live, p.name)
-		}
-	}
 	for _, p := range m.peers {
 		if p.state.Down() {
 			p.pathUp = [2]bool{}
@@ -554,16 +541,20 @@ func (m *Membership) check(now time.Time) {
 			silent = append(silent, silence{p, last})
 		}
 	}
-	// Every silent member is marked first, then each is judged: a node
-	// that hears nobody (its own cables pulled) must not take one silent
-	// member's word for another's.
-	first := map[*peer]bool{}
-	for _, s := range silent {
-		first[s.p] = !s.p.deaf
-		m.deafLocked(s.p, now)
-	}
-	for _, s := range silent {
-		m.judgeLocked(s.p, s.last, live, now, first[s.p])
+	// Every silent member is marked first, then each is judged, against
+	// the members counted in before any was failed: a node that hears
+	// nobody (its own cables pulled) must not take one silent member's
+	// word for another's.
+	if len(silent) > 0 {
+		live := m.liveLocked()
+		first := make([]bool, len(silent))
+		for i, s := range silent {
+			first[i] = !s.p.deaf
+			m.deafLocked(s.p, now)
+		}
+		for i, s := range silent {
+			m.judgeLocked(s.p, s.last, live, now, first[i])
+		}
 	}
 	m.agreeLocked(now)
 }

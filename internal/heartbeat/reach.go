@@ -121,18 +121,8 @@ func (m *Membership) unheardListsLocked() (unheard, down []string) {
 // takeReachLocked records a fresh heartbeat's lists, each name with when
 // this node first saw it there, and returns the names new in them.
 func (m *Membership) takeReachLocked(p *peer, unheard, down []string, now time.Time) (news []string) {
-	for _, n := range unheard {
-		if _, ok := p.unheard[n]; !ok {
-			news = append(news, n)
-		}
-	}
-	for _, n := range down {
-		if _, ok := p.down[n]; !ok {
-			news = append(news, n)
-		}
-	}
-	p.unheard = sinceMap(p.unheard, unheard, now)
-	p.down = sinceMap(p.down, down, now)
+	p.unheard, news = sinceMap(p.unheard, unheard, now, news)
+	p.down, news = sinceMap(p.down, down, now, news)
 	return news
 }
 
@@ -147,12 +137,7 @@ func (m *Membership) rejudgeLocked(names []string, now time.Time) {
 			continue
 		}
 		if live == nil {
-			live = []string{m.opts.Name}
-			for _, x := range m.peers {
-				if !x.state.Down() {
-					live = append(live, x.name)
-				}
-			}
+			live = m.liveLocked()
 		}
 		last := now.Sub(q.seen[0])
 		if b := now.Sub(q.seen[1]); b < last {
@@ -162,9 +147,23 @@ func (m *Membership) rejudgeLocked(names []string, now time.Time) {
 	}
 }
 
-func sinceMap(old map[string]time.Time, names []string, now time.Time) map[string]time.Time {
+// sinceMap is names with when each was first seen (old keeps its times;
+// a new one is seen now and appended to news). An unchanged list keeps
+// old itself: every heartbeat carries the lists, and a member that died
+// stays in them, so this is the common case on the receive path.
+func sinceMap(old map[string]time.Time, names []string, now time.Time, news []string) (map[string]time.Time, []string) {
 	if len(names) == 0 {
-		return nil
+		return nil, news
+	}
+	same := len(names) == len(old)
+	for _, n := range names {
+		if _, ok := old[n]; !ok {
+			same = false
+			news = append(news, n)
+		}
+	}
+	if same {
+		return old, news
 	}
 	next := make(map[string]time.Time, len(names))
 	for _, n := range names {
@@ -174,11 +173,22 @@ func sinceMap(old map[string]time.Time, names []string, now time.Time) map[strin
 			next[n] = now
 		}
 	}
-	return next
+	return next, news
+}
+
+// liveLocked: this node and the members it counts in.
+func (m *Membership) liveLocked() []string {
+	live := []string{m.opts.Name}
+	for _, p := range m.peers {
+		if !p.state.Down() {
+			live = append(live, p.name)
+		}
+	}
+	return live
 }
 
 // heardLocked marks a member heard again (any authentic heartbeat).
-func (m *Membership) heardLocked(p *peer, now time.Time) {
+func (m *Membership) heardLocked(p *peer) {
 	if p.deaf {
 		p.deaf = false
 		m.reachChangedLocked()
@@ -197,6 +207,11 @@ func (m *Membership) deafLocked(p *peer, now time.Time) {
 // once (one round out of turn, to every member), not an interval later.
 func (m *Membership) reachChangedLocked() {
 	m.reachAll = true
+	m.sendSoon()
+}
+
+// sendSoon has sendLoop send a round now, out of turn.
+func (m *Membership) sendSoon() {
 	select {
 	case m.sendNow <- struct{}{}:
 	default:
@@ -264,8 +279,9 @@ func (m *Membership) agreeLocked(now time.Time) {
 		}
 	}
 	var cut map[string]bool
+	var members []reachMember
 	if pairs {
-		members := []reachMember{{Name: self, Rank: m.meta.Priority, Unheard: map[string]time.Time{}}}
+		members = []reachMember{{Name: self, Rank: m.meta.Priority, Unheard: map[string]time.Time{}}}
 		for _, p := range m.peers {
 			if p.state.Down() {
 				continue
@@ -299,7 +315,7 @@ func (m *Membership) agreeLocked(now time.Time) {
 	}
 	for name := range cut {
 		if !m.cut[name] {
-			m.emit(EventUnreachable, name, m.cutReasonLocked(name, downBy))
+			m.emit(EventUnreachable, name, cutReason(self, name, downBy, members))
 		}
 	}
 	for name := range m.cut {
@@ -310,35 +326,20 @@ func (m *Membership) agreeLocked(now time.Time) {
 	m.cut = cut
 }
 
-// cutReasonLocked says why a member is left out.
-func (m *Membership) cutReasonLocked(name, downBy string) string {
-	self := m.opts.Name
+// cutReason says why a member is left out, from the lists agreement read
+// (members, as agreeReach got them).
+func cutReason(self, name, downBy string, members []reachMember) string {
 	if name == self && downBy != "" {
 		return fmt.Sprintf("%s failed this node (it does not hear it): this node takes no new flows until it is heard again", downBy)
 	}
 	var why []string
-	if p, ok := m.peers[name]; ok && p.deaf {
-		why = append(why, self+" does not hear it")
-	}
-	for _, q := range m.peers {
-		if !m.reports(q) {
-			continue
-		}
-		_, un := q.unheard[name]
-		_, down := q.down[name]
-		if un || down {
-			why = append(why, q.name+" does not hear it")
-		}
-		if p, ok := m.peers[name]; ok && q.name == name {
-			for other := range p.unheard {
+	for _, rm := range members {
+		for other := range rm.Unheard {
+			switch {
+			case rm.Name == name:
 				why = append(why, "it does not hear "+other)
-			}
-		}
-	}
-	if name == self {
-		for _, q := range m.peers {
-			if q.deaf && !q.state.Down() {
-				why = append(why, "it does not hear "+q.name)
+			case other == name:
+				why = append(why, rm.Name+" does not hear it")
 			}
 		}
 	}

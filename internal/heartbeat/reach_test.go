@@ -2,10 +2,14 @@ package heartbeat
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -115,7 +119,7 @@ func TestReachDecisions(t *testing.T) {
 		for _, p := range m.peers {
 			if !slices.Contains(except, p.name) {
 				p.seen = [2]time.Time{now, now}
-				m.heardLocked(p, now)
+				m.heardLocked(p)
 			}
 		}
 	}
@@ -200,36 +204,64 @@ func TestReachDecisions(t *testing.T) {
 }
 
 // A sender memberlist did not report (a restart that joined through a
-// peer whose memberlist had the others dead) is taken as a member from
-// its first full heartbeat; one whose priority or address is taken, a
-// liveness-only heartbeat and the backup path are not enough.
-func TestAdoptFromHeartbeat(t *testing.T) {
+// peer whose memberlist had the others dead) is joined through memberlist
+// from its first full heartbeat; the heartbeat alone makes no member (it
+// may be a replayed capture of a member since forgotten). A
+// liveness-only heartbeat and the backup path note nobody; the list is
+// bounded, and a stranger that became a member is dropped from it.
+func TestStrangerIsJoined(t *testing.T) {
 	m, _ := watchRig(t, 3)
 	now := time.Now()
-	send := func(path int, name string, prio int, from string, meta bool) error {
+	send := func(path int, name string, from string, meta bool) {
 		hb := heartbeat{Name: name, Boot: 9, Seq: 1, Interval: 50, V: 1}
 		if meta {
-			hb.Meta = &Meta{Priority: prio, State: StateActive, Boot: 9, ProbePort: 1, Proto: ProtocolVersion}
+			hb.Meta = &Meta{Priority: 9, State: StateActive, Boot: 9, ProbePort: 1, Proto: ProtocolVersion}
 		}
 		b, _ := json.Marshal(hb)
-		return m.handleHeartbeat(path, m.sealer.seal(b), netip.MustParseAddr(from), now)
+		if err := m.handleHeartbeat(path, m.sealer.seal(b), netip.MustParseAddr(from), now); err == nil {
+			t.Errorf("a heartbeat from stranger %s was taken", name)
+		}
 	}
-	if err := send(pathPrivate, "n09", 9, "127.0.0.9", false); err == nil {
-		t.Error("a liveness-only heartbeat adopted a member")
+	send(pathPrivate, "n09", "127.0.0.9", false)
+	send(pathBackup, "n09", "127.0.0.9", true)
+	if len(m.strangers) != 0 {
+		t.Fatalf("noted from a liveness-only or backup-path heartbeat: %v", m.strangers)
 	}
-	if err := send(pathBackup, "n09", 9, "127.0.0.9", true); err == nil {
-		t.Error("a heartbeat on the backup path adopted a member")
+	send(pathPrivate, "n09", "127.0.0.9", true)
+	if x := m.member("n09"); x.Name != "" {
+		t.Fatalf("a heartbeat alone made a member: %+v", x)
 	}
-	if err := send(pathPrivate, "n08", 2, "127.0.0.8", true); err == nil {
-		t.Error("a member with n02's priority was adopted")
+	got := m.strangerTargetsLocked(now)
+	if want := net.JoinHostPort("127.0.0.9", strconv.Itoa(m.opts.Port)); !slices.Equal(got, []string{want}) {
+		t.Fatalf("join targets %v, want [%s]", got, want)
 	}
-	if err := send(pathPrivate, "n07", 7, "127.0.0.2", true); err == nil {
-		t.Error("a member at n02's address was adopted")
+	if again := m.strangerTargetsLocked(now.Add(time.Second)); len(again) != 0 {
+		t.Errorf("tried again within 2 s: %v", again)
 	}
-	if err := send(pathPrivate, "n09", 9, "127.0.0.9", true); err != nil {
-		t.Fatalf("not adopted: %v", err)
+	for i := range maxStrangers + 10 {
+		send(pathPrivate, fmt.Sprintf("x%d", i), fmt.Sprintf("127.0.1.%d", i), true)
 	}
-	if x := m.member("n09"); x.State != StateActive || x.Priority != 9 {
-		t.Fatalf("adopted as %+v", x)
+	if len(m.strangers) > maxStrangers {
+		t.Errorf("%d strangers kept, bound %d", len(m.strangers), maxStrangers)
+	}
+	// memberlist joined it: it is a member now, no longer a stranger.
+	m.peers["n09"] = &peer{name: "n09", addr: netip.MustParseAddr("127.0.0.9"), state: StateActive}
+	m.strangerTargetsLocked(now.Add(3 * time.Second))
+	if _, still := m.strangers[netip.MustParseAddr("127.0.0.9")]; still {
+		t.Error("a stranger that became a member is still tried")
+	}
+}
+
+// The reason names the pair from the lists agreement read, whichever side
+// reported it (an empty "()" was seen for a pair from a Down list).
+func TestCutReason(t *testing.T) {
+	ms := []reachMember{{Name: "n1", Unheard: map[string]time.Time{"n2": {}}}, {Name: "n2"}, {Name: "n3", Unheard: map[string]time.Time{"n1": {}}}}
+	for name, want := range map[string]string{"n2": "(n1 does not hear it)", "n1": "(it does not hear n2, n3 does not hear it)"} {
+		if got := cutReason("n3", name, "", ms); !strings.Contains(got, want) {
+			t.Errorf("%s: %q, want %q in it", name, got, want)
+		}
+	}
+	if got := cutReason("n3", "n3", "n1", nil); !strings.HasPrefix(got, "n1 failed this node") {
+		t.Errorf("self failed by n1: %q", got)
 	}
 }

@@ -564,13 +564,7 @@ func (nd *Node) port(nic string) string {
 
 // Cable pulls (up=false) or mends the cable of one NIC: the switch port
 // goes down, so both directions stop.
-func (nd *Node) Cable(nic string, up bool) {
-	state := "down"
-	if up {
-		state = "up"
-	}
-	nd.net.mustRun("ip", "-n", nd.net.sw, "link", "set", nd.port(nic), state)
-}
+func (nd *Node) Cable(nic string, up bool) { nd.Cables(up, nic) }
 
 // Cables pulls (up false) or plugs back the cables of several NICs in one
 // step, over netlink in the switch's namespace, and returns when the first

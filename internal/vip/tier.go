@@ -773,7 +773,7 @@ func (t *Tier) converge(now time.Time) {
 		return
 	}
 	t.applied = now2
-	t.pending, t.pendingFrom, t.pendingPrev, t.pendingDefPrev, t.pendingReady = nil, nil, nil, nil, nil
+	t.clearPending()
 	if len(from) > 0 {
 		// Buckets of a live previous owner come after it has let go: at
 		// least Settle, and not before it computed the same tables. A
@@ -783,12 +783,12 @@ func (t *Tier) converge(now time.Time) {
 		// would be nobody's meanwhile).
 		t.pending, t.pendingAt, t.pendingFrom = &want, now.Add(t.o.Settle), from
 		t.pendingPrev, t.pendingDefPrev, t.pendingReady = prevOf, defPrev, map[string]time.Time{}
+		for owner := range from {
+			t.pendingReady[owner] = t.pendingAt
+		}
 		for _, m := range members {
-			if from[m.Name] {
-				t.pendingReady[m.Name] = t.pendingAt
-				if m.Cut && !m.Unheard {
-					t.pendingReady[m.Name] = now
-				}
+			if from[m.Name] && m.Cut && !m.Unheard {
+				t.pendingReady[m.Name] = now
 			}
 		}
 	}
@@ -1050,6 +1050,11 @@ func describeChange(old, cur map[string]heartbeat.State) string {
 	return strings.Join(parts, ", ")
 }
 
+// clearPending: no hand-off waits.
+func (t *Tier) clearPending() {
+	t.pending, t.pendingFrom, t.pendingPrev, t.pendingDefPrev, t.pendingReady = nil, nil, nil, nil, nil
+}
+
 // takeReady takes the pending buckets of each previous owner that has let
 // go (one slow owner does not hold up the buckets of the others).
 func (t *Tier) takeReady(members []heartbeat.Member, now time.Time) {
@@ -1058,11 +1063,7 @@ func (t *Tier) takeReady(members []heartbeat.Member, now time.Time) {
 	}
 	ready := map[string]bool{}
 	for owner := range t.pendingFrom {
-		at, ok := t.pendingReady[owner]
-		if !ok {
-			at = t.pendingAt
-		}
-		if now.After(at) && lettingGo(members, map[string]bool{owner: true}, t.sig) == "" {
+		if now.After(t.pendingReady[owner]) && lettingGo(members, map[string]bool{owner: true}, t.sig) == "" {
 			ready[owner] = true
 		}
 	}
@@ -1093,7 +1094,7 @@ func (t *Tier) takeReady(members []heartbeat.Member, now time.Time) {
 		}
 	}
 	if len(rest) == 0 {
-		t.pending, t.pendingFrom, t.pendingPrev, t.pendingDefPrev, t.pendingReady = nil, nil, nil, nil, nil
+		t.clearPending()
 		return
 	}
 	// What is taken is no longer waiting.

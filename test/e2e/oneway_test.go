@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -85,21 +84,11 @@ func TestNLBOneWayPartition(t *testing.T) {
 			x.waitOwners(3)
 			time.Sleep(time.Second)
 			res := poll.halt()
-			resets, dropped, lateDrops := 0, 0, 0
-			by := map[string]int{}
-			for _, r := range res {
-				switch {
-				case r.Err == nil:
-					by[r.Node]++
-				case strings.Contains(r.Err.Error(), "reset"):
-					resets++
-					t.Logf("a new connection at +%s was reset (answered by two nodes): %v", r.At.Sub(cut).Round(time.Millisecond), r.Err)
-				default:
-					dropped++
-					t.Logf("a new connection at +%s lost its first SYN: %v", r.At.Sub(cut).Round(time.Millisecond), r.Err)
-					if r.At.After(agreed) && r.At.Before(healed) {
-						lateDrops++
-					}
+			v := tallyVIP(t, res, cut)
+			resets, dropped, lateDrops, by := len(v.resets), len(v.lost), 0, v.by
+			for _, r := range v.lost {
+				if r.At.After(agreed) && r.At.Before(healed) {
+					lateDrops++
 				}
 			}
 			t.Logf("%d new connections: %d reset, %d lost their first SYN (%d between agreement and heal); answered by %v; agreed +%s, healed +%s",

@@ -31,6 +31,7 @@ func TestPlannedStopLosesNothing(t *testing.T) {
 			time.Sleep(time.Second)
 
 			poll := startVIPPoller(n, 5*time.Millisecond, true)
+			start := time.Now()
 			// The node that serves (with single: the one with every bucket).
 			target := n.Nodes[0]
 			time.Sleep(500 * time.Millisecond)
@@ -54,20 +55,8 @@ func TestPlannedStopLosesNothing(t *testing.T) {
 			// A reset means two nodes answered (an overlap). A SYN that
 			// falls into a gap is dropped and retransmitted by the client
 			// 1 s later, which this client's 1 s timeout counts as failed.
-			resets, dropped := 0, 0
-			by := map[string]int{}
-			for _, r := range res {
-				switch {
-				case r.Err == nil:
-					by[r.Node]++
-				case strings.Contains(r.Err.Error(), "reset"):
-					resets++
-					t.Logf("a new connection at %s was reset (answered by two nodes): %v", r.At.Format("15:04:05.000"), r.Err)
-				default:
-					dropped++
-					t.Logf("a new connection at %s lost its first SYN: %v", r.At.Format("15:04:05.000"), r.Err)
-				}
-			}
+			v := tallyVIP(t, res, start)
+			resets, dropped, by := len(v.resets), len(v.lost), v.by
 			t.Logf("filtering %s: %d new connections over drain, resume and SIGTERM of %s: %d reset, %d with the first SYN lost; answered by %v",
 				filtering, len(res), target.Name, resets, dropped, by)
 			// Every node's kernel switches at the same instant of the same

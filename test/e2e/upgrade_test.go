@@ -64,6 +64,33 @@ func startVIPPoller(n *testnet.Net, every time.Duration, concurrent bool) *vipPo
 	return p
 }
 
+// vipTally sorts a poller's results: answered (by node), reset (two nodes
+// answered: an overlap) and lost (the first SYN dropped, retransmitted
+// past the client's 1 s timeout: a gap).
+type vipTally struct {
+	by           map[string]int
+	resets, lost []testnet.Result
+}
+
+// tallyVIP sorts res and logs each failure with its time after origin.
+func tallyVIP(t *testing.T, res []testnet.Result, origin time.Time) vipTally {
+	t.Helper()
+	v := vipTally{by: map[string]int{}}
+	for _, r := range res {
+		switch {
+		case r.Err == nil:
+			v.by[r.Node]++
+		case strings.Contains(r.Err.Error(), "reset"):
+			v.resets = append(v.resets, r)
+			t.Logf("a new connection at +%s was reset (answered by two nodes): %v", r.At.Sub(origin).Round(time.Millisecond), r.Err)
+		default:
+			v.lost = append(v.lost, r)
+			t.Logf("a new connection at +%s lost its first SYN: %v", r.At.Sub(origin).Round(time.Millisecond), r.Err)
+		}
+	}
+	return v
+}
+
 // halt stops polling and returns every result once the last request ended.
 func (p *vipPoller) halt() []testnet.Result {
 	close(p.stop)
