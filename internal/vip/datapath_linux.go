@@ -519,29 +519,36 @@ func (d *nftDatapath) StageAt(at time.Time, o Ownership) error {
 		return err
 	}
 	stages := append(keep, stagedOwner{o, idx, at})
+	d.dispatch(d.active, stages)
+	if err := d.nft.Flush(); err != nil {
+		return fmt.Errorf("staging the switch at %s: %w", at.Format("15:04:05.000"), err)
+	}
+	d.queue = stages
+	return nil
+}
+
+// dispatch queues the rules of every dispatch chain: to buffer from
+// until the first timed stage's instant, to each stage's buffer from its
+// instant on (d.mu held; the caller flushes). goto, not jump: a flow the
+// buffer in force does not accept must not come back here and be tried
+// against a later one; it returns to the VIP's chain, whose next rule
+// drops it.
+func (d *nftDatapath) dispatch(from int, stages []stagedOwner) {
 	c := d.nft
 	for k, disp := range d.own {
-		// goto, not jump: a flow the buffer in force does not accept must
-		// not come back here and be tried against a later one; it returns
-		// to the VIP's chain, whose next rule drops it.
 		c.FlushChain(disp)
-		from := d.active
+		cur := from
 		for _, st := range stages {
 			c.AddRule(&nftables.Rule{Table: d.table, Chain: disp, Exprs: []expr.Any{
 				&expr.Meta{Key: metaTimeNS, Register: reg1},
 				&expr.Byteorder{SourceRegister: reg1, DestRegister: reg1, Op: expr.ByteorderHton, Len: 8, Size: 8},
 				&expr.Cmp{Op: expr.CmpOpLt, Register: reg1, Data: binaryutil.BigEndian.PutUint64(uint64(st.at.UnixNano()))},
-				&expr.Verdict{Kind: expr.VerdictGoto, Chain: d.buf[k][from].Name},
+				&expr.Verdict{Kind: expr.VerdictGoto, Chain: d.buf[k][cur].Name},
 			}})
-			from = st.idx
+			cur = st.idx
 		}
-		c.AddRule(&nftables.Rule{Table: d.table, Chain: disp, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictGoto, Chain: d.buf[k][idx].Name}}})
+		c.AddRule(&nftables.Rule{Table: d.table, Chain: disp, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictGoto, Chain: d.buf[k][cur].Name}}})
 	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("staging the switch at %s: %w", at.Format("15:04:05.000"), err)
-	}
-	d.queue = stages
-	return nil
 }
 
 // keepCounts adds the packets a buffer's rule accepted to the VIP's base
@@ -561,23 +568,34 @@ func (d *nftDatapath) keepCounts(vi int, ch *nftables.Chain) {
 }
 
 // Commit points every rule at the next staged buffer and sets the default
-// host, in one small transaction.
+// host, in one small transaction. Of timed stages (StageAt), the kernel
+// has switched through those whose instants have passed: the last of them
+// becomes the one in force, and those still ahead stay timed (a second
+// planned switch announced before the first one's instant).
 func (d *nftDatapath) Commit() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(d.queue) == 0 {
 		return errors.New("nothing staged")
 	}
-	next := d.queue[0]
+	next, rest := d.queue[0], d.queue[1:]
 	if !next.at.IsZero() {
-		// Timed stages: the kernel has switched through them; the last
-		// is the one in force.
-		next = d.queue[len(d.queue)-1]
+		now := time.Now()
+		for i, q := range d.queue {
+			if i > 0 && q.at.After(now) {
+				break
+			}
+			next, rest = q, d.queue[i+1:]
+		}
 	}
 	c := d.nft
-	for k, disp := range d.own {
-		c.FlushChain(disp)
-		c.AddRule(&nftables.Rule{Table: d.table, Chain: disp, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: d.buf[k][next.idx].Name}}})
+	if next.at.IsZero() || len(rest) == 0 {
+		for k, disp := range d.own {
+			c.FlushChain(disp)
+			c.AddRule(&nftables.Rule{Table: d.table, Chain: disp, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: d.buf[k][next.idx].Name}}})
+		}
+	} else {
+		d.dispatch(next.idx, rest)
 	}
 	for vi, s := range d.def {
 		c.FlushSet(s)
@@ -590,11 +608,7 @@ func (d *nftDatapath) Commit() error {
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("updating bucket ownership: %w", err)
 	}
-	if next.at.IsZero() {
-		d.active, d.queue = next.idx, d.queue[1:]
-	} else {
-		d.active, d.queue = next.idx, nil
-	}
+	d.active, d.queue = next.idx, rest
 	return nil
 }
 

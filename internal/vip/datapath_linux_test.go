@@ -728,6 +728,35 @@ func TestDatapathSwitchesAtTheInstant(t *testing.T) {
 	if got := x.probe(plan.MAC, testVIP.Addr(), []uint16{43023}); len(got) != 0 {
 		t.Errorf("committed: answered %v", keys(got))
 	}
+	// A Commit between the two instants makes the first the one in force
+	// and keeps the second timed (the agent commits each step at its
+	// instant; before, it jumped to the last one at once).
+	now = time.Now()
+	t1, t2 = now.Add(250*time.Millisecond), now.Add(700*time.Millisecond)
+	if err := dp.StageAt(t1, everything); err != nil {
+		t.Fatal(err)
+	}
+	if err := dp.StageAt(t2, nothing); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(t1) + 10*time.Millisecond)
+	if err := dp.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := x.probe(plan.MAC, testVIP.Addr(), []uint16{43025}); len(got) != 1 {
+		t.Errorf("committed between the instants: answered %v of 1", keys(got))
+	}
+	time.Sleep(time.Until(t2) + 10*time.Millisecond)
+	if got := x.probe(plan.MAC, testVIP.Addr(), []uint16{43026}); len(got) != 0 {
+		t.Errorf("after the second instant, the first committed: answered %v (the later stage was lost)", keys(got))
+	}
+	if err := dp.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := x.probe(plan.MAC, testVIP.Addr(), []uint16{43027}); len(got) != 0 {
+		t.Errorf("both committed: answered %v", keys(got))
+	}
+
 	t1 = time.Now().Add(150 * time.Millisecond)
 	if err := dp.StageAt(t1, everything); err != nil {
 		t.Fatal(err)

@@ -15,31 +15,91 @@ import (
 	"github.com/clusterd/clusterd/internal/vocab"
 )
 
-// fakeDP is a datapath that records the applied ownership.
+// fakeDP is a datapath that records the applied ownership. Its timed
+// stages (StageAt) behave as the kernel's: with a clock, each takes effect
+// at its instant by itself (owns reads what is in force then); without,
+// at Commit.
 type fakeDP struct {
 	applied Ownership
-	staged  []Ownership
+	staged  []Ownership // Stage: switched to by Commit, in turn
+	timed   []fakeStage // StageAt, in instant order
 	// noTimed: a kernel without nft meta time (StageAt fails).
 	noTimed bool
+	clock   *time.Time
+}
+
+type fakeStage struct {
+	at time.Time
+	o  Ownership
 }
 
 func (d *fakeDP) Setup([]VIPPlan, time.Duration) error { return nil }
-func (d *fakeDP) Apply(o Ownership) error              { d.applied = o; return nil }
-func (d *fakeDP) Stage(os ...Ownership) error          { d.staged = os; return nil }
-func (d *fakeDP) StageAt(_ time.Time, o Ownership) error {
+func (d *fakeDP) Apply(o Ownership) error {
+	d.applied, d.staged, d.timed = o, nil, nil
+	return nil
+}
+func (d *fakeDP) Stage(os ...Ownership) error { d.staged, d.timed = os, nil; return nil }
+func (d *fakeDP) passed(at time.Time) bool    { return d.clock != nil && !at.After(*d.clock) }
+
+// StageAt keeps, as the kernel's does, the one stage still ahead of at
+// (a stage whose instant has passed is in force).
+func (d *fakeDP) StageAt(at time.Time, o Ownership) error {
 	if d.noTimed {
 		return errors.New("no meta time")
 	}
-	d.staged = []Ownership{o}
+	var keep []fakeStage
+	for _, q := range d.timed {
+		switch {
+		case d.passed(q.at):
+			d.applied, keep = q.o, nil
+		case q.at.Before(at):
+			keep = append(keep, q)
+		}
+	}
+	if len(keep) > 1 {
+		keep = keep[len(keep)-1:]
+	}
+	d.staged, d.timed = nil, append(keep, fakeStage{at, o})
 	return nil
 }
-func (d *fakeDP) Commit() error                       { d.applied, d.staged = d.staged[0], d.staged[1:]; return nil }
+func (d *fakeDP) Commit() error {
+	if len(d.timed) > 0 {
+		i := len(d.timed) - 1
+		if d.clock != nil {
+			i = 0
+			for j, q := range d.timed {
+				if j > 0 && !d.passed(q.at) {
+					break
+				}
+				i = j
+			}
+		}
+		d.applied, d.timed = d.timed[i].o, d.timed[i+1:]
+		return nil
+	}
+	if len(d.staged) == 0 {
+		return errors.New("nothing staged")
+	}
+	d.applied, d.staged = d.staged[0], d.staged[1:]
+	return nil
+}
+
+// inForce is what the kernel accepts now.
+func (d *fakeDP) inForce() Ownership {
+	o := d.applied
+	for _, q := range d.timed {
+		if d.passed(q.at) {
+			o = q.o
+		}
+	}
+	return o
+}
 func (d *fakeDP) Refresh() error                      { return nil }
 func (d *fakeDP) StopNew() error                      { return nil }
 func (d *fakeDP) Counters() (map[int]Counters, error) { return nil, nil }
 func (d *fakeDP) Connections() (int, error)           { return 0, nil }
 func (d *fakeDP) Close() error                        { return nil }
-func (d *fakeDP) owns(key [2]int) map[uint32]bool     { return set(d.applied.Owned[key]) }
+func (d *fakeDP) owns(key [2]int) map[uint32]bool     { return set(d.inForce().Owned[key]) }
 func set(bs []uint32) map[uint32]bool {
 	m := map[uint32]bool{}
 	for _, b := range bs {

@@ -108,18 +108,18 @@ type Tier struct {
 	pendingPrev    map[[2]int]map[uint32]string
 	pendingDefPrev map[int]string
 	pendingReady   map[string]time.Time
-	// A planned switch (plannedSwitch): the tables of nextSig take effect
-	// at switchAt on every node at once.
-	nextSig  string
+	// Planned switches (inForce): held is each member's inputs as last in
+	// force (a member that announced an instant still ahead counts as it
+	// was until then); ahead is the planned steps staged in the datapath,
+	// in time order; switchAt is when the first is due (its instant, a
+	// taker's takeLag later when switching by timer).
+	held     map[string]heldInputs
+	ahead    []stagedStep
 	switchAt time.Time
-	// staged: what this node will own after the planned switch, installed
-	// ahead in the datapath (Stage) with the tables it comes from, so
-	// that at the instant only a Commit remains.
-	staged       *Ownership
-	stagedTables [][]Table
-	// dropAt: the planned switch's first step, when a node that also takes
-	// buckets lets go of those it gives (staged first); it takes them
-	// takeLag later, at switchAt. Zero when there is no such step.
+	// dropAt: by timer, the planned switch's first step, when a node that
+	// also takes buckets lets go of those it gives (staged first); it
+	// takes them takeLag later, at switchAt. Zero when there is no such
+	// step.
 	dropAt time.Time
 	// timerSwitchSaid: the warning that planned switches go by timer (no
 	// StageAt) was logged.
@@ -570,6 +570,37 @@ func (t *Tier) build(c convergence) [][]Table {
 	return tables
 }
 
+// stagedStep is a planned switch staged in the datapath: from at on, the
+// tables of sig (own: what this node then owns).
+type stagedStep struct {
+	at       time.Time
+	sig      string
+	tables   [][]Table
+	defaults map[int]string
+	own      Ownership
+}
+
+// planStep is a planned change's inputs from its instant on.
+type planStep struct {
+	at time.Time
+	in convergence
+}
+
+// plan turns the views ahead into the inputs of each step, leaving out
+// the steps that change no table (the same signature as the one before).
+func (t *Tier) plan(ahead []aheadView, sig string) []planStep {
+	var steps []planStep
+	for _, a := range ahead {
+		in := t.inputs(a.members)
+		if in.sig == sig {
+			continue
+		}
+		steps = append(steps, planStep{a.at, in})
+		sig = in.sig
+	}
+	return steps
+}
+
 func (t *Tier) converge(now time.Time) {
 	start := time.Now()
 	members := t.o.Members.Members()
@@ -589,98 +620,56 @@ func (t *Tier) converge(now time.Time) {
 		}
 	}
 	t.takeReady(members, now)
-	in := t.inputs(members)
+	cur, ahead, held := inForce(members, t.held, now, 2*switchAhead(t.o.Settle))
+	t.held = held
+	in := t.inputs(cur)
+	steps := t.plan(ahead, in.sig)
+	final := in.sig // what this node publishes: the tables after every planned step
+	if len(steps) > 0 {
+		final = steps[len(steps)-1].in.sig
+	}
+	// A planned step whose instant has come: the tables in force are the
+	// ones it staged.
+	due := -1
+	if in.sig != t.sig {
+		for i, st := range t.ahead {
+			if st.sig == in.sig {
+				due = i
+			}
+		}
+	}
 	planned := false
 	switch {
-	case !t.switchAt.IsZero() && in.sig == t.nextSig:
+	case due >= 0:
 		if !t.dropAt.IsZero() && !now.Before(t.dropAt) {
-			// First step: let go of what this node gives.
+			// By timer, first step: let go of what this node gives.
 			t.dropAt = time.Time{}
 			if err := t.dp.Commit(); err != nil {
 				t.log.Warn("letting go at the planned switch", slog.Any("error", err))
 			} else {
-				t.applied = kept(t.applied, *t.staged)
+				t.applied = kept(t.applied, t.ahead[due].own)
 				// What is applied no longer matches the old tables: if the
 				// change is called off before the second step, the next
 				// converge must rebuild rather than see "nothing changed".
 				t.sig = ""
 			}
 		}
-		if now.Before(t.switchAt) {
-			return // every node changes at the instant (a taker takeLag later)
+		if due == 0 && now.Before(t.switchAt) {
+			return // a taker switches takeLag after the instant
 		}
 		planned = true
 	case in.sig == t.sig:
-		if t.staged != nil {
-			// A planned switch called off (the change went back before
-			// its instant): the kernel must not switch at it.
-			if err := t.dp.Apply(t.applied); err != nil {
-				t.log.Warn("calling off the planned switch", slog.Any("error", err))
-			}
-			t.staged, t.stagedTables = nil, nil
-		}
-		t.nextSig, t.switchAt, t.dropAt = "", time.Time{}, time.Time{}
 		t.lastMembers = states
+		t.stageAhead(members, steps, final)
 		return
-	case t.tables != nil:
-		if at := plannedSwitch(members, now, t.o.Settle); !at.IsZero() {
-			// A planned change (a drain, a resume, a leave): keep what
-			// this node has until `at`, when every node switches. Its
-			// new signature goes out now, so that the nodes taking its
-			// buckets know it lets go of them at `at`.
-			t.nextSig, t.switchAt = in.sig, at
-			t.publishSig(in.sig)
-			tables := t.build(in)
-			next := ownershipOf(tables, in.defaults, t.o.Node)
-			stage := []Ownership{next}
-			t.dropAt = time.Time{}
-			t.staged, t.stagedTables = nil, nil
-			// The kernel switches at the instant by its own clock: every
-			// node gives and takes at once, no gap and no overlap. Not
-			// while a member of the previous protocol is in the cluster:
-			// it gives by its timer, a few ms late, and a taker exactly
-			// on time would overlap it.
-			err := errPreviousProtocol
-			if timedSwitches(members) {
-				err = t.dp.StageAt(at, next)
-			}
-			if err == nil {
-				t.staged, t.stagedTables = &next, tables
-				return
-			}
-			if !t.timerSwitchSaid && err != errPreviousProtocol {
-				t.timerSwitchSaid = true
-				t.log.Warn("the kernel cannot switch buckets at an instant (nft meta time, Linux 5.4): planned switches go by the agent's timer, with a short gap", slog.Any("error", err))
-			}
-			if takes(t.applied, next) {
-				// Every node lets go of what it gives at the instant and
-				// takes what it gets takeLag later: the timers of two
-				// nodes are never exactly together, and a short gap (a
-				// SYN retransmitted) is better than an overlap (a SYN
-				// answered by two nodes: a reset).
-				t.switchAt = at.Add(takeLag)
-				if k := kept(t.applied, next); !sameOwnership(k, t.applied) {
-					t.dropAt = at
-					stage = []Ownership{k, next}
-				}
-			}
-			t.staged, t.stagedTables = nil, nil
-			if err := t.dp.Stage(stage...); err != nil {
-				t.log.Warn("staging the planned switch (it is applied at the instant instead)", slog.Any("error", err))
-			} else {
-				t.staged, t.stagedTables = &next, tables
-			}
-			return
-		}
 	}
-	t.nextSig, t.switchAt, t.dropAt = "", time.Time{}, time.Time{}
-	staged, stagedTables := t.staged, t.stagedTables
-	t.staged, t.stagedTables = nil, nil
 	var tables [][]Table
-	if planned && stagedTables != nil {
-		tables = stagedTables // built when the switch was announced
+	var staged *Ownership
+	if planned {
+		st := t.ahead[due]
+		tables, staged = st.tables, &st.own // built when the switch was staged
 	} else {
-		tables, staged = t.build(in), nil
+		tables = t.build(in)
 	}
 	failOpen, defaults := in.failOpen, in.defaults
 	cause := describeChange(t.lastMembers, states)
@@ -709,8 +698,10 @@ func (t *Tier) converge(now time.Time) {
 	defPrev := map[int]string{}
 	letGo := map[string]bool{} // at a planned switch: previous owners that switch now too
 	if planned {
+		// Those that publish what this node does heard the same planned
+		// changes and switch at the same instants.
 		for _, m := range members {
-			if !m.Self && lettingGo(members, map[string]bool{m.Name: true}, in.sig) == "" {
+			if !m.Self && lettingGo(members, map[string]bool{m.Name: true}, final) == "" {
 				letGo[m.Name] = true
 			}
 		}
@@ -719,7 +710,7 @@ func (t *Tier) converge(now time.Time) {
 		want.Default[vi] = defaults[vi] == t.o.Node
 		prevDef := t.defaults[vi]
 		now2.Default[vi] = want.Default[vi] && (t.applied.Default[vi] || prevDef == "" || prevDef == t.o.Node || !alive(states, prevDef) && !contested[prevDef] ||
-			planned && lettingGo(members, map[string]bool{prevDef: true}, in.sig) == "")
+			planned && letGo[prevDef])
 		if want.Default[vi] && !now2.Default[vi] {
 			from[prevDef] = true
 			defPrev[vi] = prevDef
@@ -764,9 +755,19 @@ func (t *Tier) converge(now time.Time) {
 	}
 	var err error
 	if staged != nil && sameOwnership(*staged, now2) {
-		err = t.dp.Commit() // prepared ahead: every node flips at the instant
+		// Prepared ahead: the kernel switched at the instant (or every
+		// node flips now, by timer); later steps stay staged.
+		err = t.dp.Commit()
+		if err == nil {
+			t.ahead = t.ahead[due+1:]
+		}
 	} else {
 		err = t.dp.Apply(now2)
+		t.ahead = nil // Apply calls off whatever was staged
+	}
+	t.switchAt, t.dropAt = time.Time{}, time.Time{}
+	if len(t.ahead) > 0 {
+		t.switchAt = t.ahead[0].at
 	}
 	if err != nil {
 		t.log.Error("applying bucket ownership", slog.Any("error", err))
@@ -780,28 +781,124 @@ func (t *Tier) converge(now time.Time) {
 		// cut owner that this node hears is let go of by agreement: it
 		// drops its buckets in the step that publishes the tables
 		// without it, so seeing them is enough (no Settle: its buckets
-		// would be nobody's meanwhile).
+		// would be nobody's meanwhile). An owner that announced a
+		// planned instant keeps its buckets until then: not before it.
 		t.pending, t.pendingAt, t.pendingFrom = &want, now.Add(t.o.Settle), from
 		t.pendingPrev, t.pendingDefPrev, t.pendingReady = prevOf, defPrev, map[string]time.Time{}
 		for owner := range from {
 			t.pendingReady[owner] = t.pendingAt
 		}
 		for _, m := range members {
-			if from[m.Name] && m.Cut && !m.Unheard {
+			if !from[m.Name] {
+				continue
+			}
+			if m.Cut && !m.Unheard {
 				t.pendingReady[m.Name] = now
+			}
+			if at := announced(m); at.After(t.pendingReady[m.Name]) && at.Before(now.Add(2*switchAhead(t.o.Settle))) {
+				t.pendingReady[m.Name] = at
 			}
 		}
 	}
 	t.recordMoves(tables, now)
 	t.tables, t.sig, t.defaults = tables, in.sig, defaults
 	t.generation++
-	t.publishSig(in.sig)
+	t.stageAhead(members, steps, final)
 	counts := 0
 	for _, tb := range want.Owned {
 		counts += len(tb)
 	}
 	t.o.Event(vocab.Converged, t.o.Node, fmt.Sprintf("generation %d: %s; this node owns %d buckets; computed in %s",
 		t.generation, cause, counts, time.Since(start).Round(time.Microsecond)))
+}
+
+// stageAhead has the datapath switch at each planned step's instant (what
+// is already staged stays; a step that changed is staged anew; steps no
+// longer planned are called off) and publishes final, the signature of
+// the tables after the last step.
+func (t *Tier) stageAhead(members []heartbeat.Member, steps []planStep, final string) {
+	defer func() {
+		if t.pubSig != final {
+			t.publishSig(final)
+		}
+	}()
+	// The kernel holds two steps ahead (three buffers); a third is
+	// staged once the first has passed.
+	if len(steps) > 2 {
+		steps = steps[:2]
+	}
+	same := 0 // steps already staged as they are
+	for same < len(steps) && same < len(t.ahead) && steps[same].at.Equal(t.ahead[same].at) && steps[same].in.sig == t.ahead[same].sig {
+		same++
+	}
+	if same == len(steps) && same == len(t.ahead) {
+		return
+	}
+	if len(steps) == 0 {
+		// Called off (the change went back before its instant): the
+		// kernel must not switch at it.
+		if err := t.dp.Apply(t.applied); err != nil {
+			t.log.Warn("calling off the planned switch", slog.Any("error", err))
+		}
+		t.ahead, t.switchAt, t.dropAt = nil, time.Time{}, time.Time{}
+		return
+	}
+	if same < len(t.ahead) || !t.dropAt.IsZero() {
+		same = 0 // a staged step changed: stage from the first on
+	}
+	t.ahead = t.ahead[:same]
+	// The kernel switches at each instant by its own clock: every node
+	// gives and takes at once, no gap and no overlap. Not while a member
+	// of the previous protocol is in the cluster: it gives by its timer,
+	// a few ms late, and a taker exactly on time would overlap it.
+	timed := timedSwitches(members)
+	var err error = errPreviousProtocol
+	for _, ps := range steps[same:] {
+		if !timed {
+			break
+		}
+		st := t.stepOf(ps)
+		if err = t.dp.StageAt(st.at, st.own); err != nil {
+			break
+		}
+		t.ahead = append(t.ahead, st)
+	}
+	if err == nil {
+		t.switchAt, t.dropAt = t.ahead[0].at, time.Time{}
+		return
+	}
+	if !t.timerSwitchSaid && err != errPreviousProtocol {
+		t.timerSwitchSaid = true
+		t.log.Warn("the kernel cannot switch buckets at an instant (nft meta time, Linux 5.4): planned switches go by the agent's timer, with a short gap", slog.Any("error", err))
+	}
+	// By timer, one step at a time: every node lets go of what it gives
+	// at the instant and takes what it gets takeLag later (the timers of
+	// two nodes are never exactly together, and a short gap, a SYN
+	// retransmitted, is better than an overlap, a SYN answered by two
+	// nodes: a reset).
+	st := t.stepOf(steps[0])
+	stage := []Ownership{st.own}
+	t.ahead, t.switchAt, t.dropAt = nil, st.at, time.Time{}
+	if takes(t.applied, st.own) {
+		t.switchAt = st.at.Add(takeLag)
+		if k := kept(t.applied, st.own); !sameOwnership(k, t.applied) {
+			t.dropAt = st.at
+			stage = []Ownership{k, st.own}
+		}
+	}
+	if err := t.dp.Stage(stage...); err != nil {
+		t.log.Warn("staging the planned switch (it is applied at the instant instead)", slog.Any("error", err))
+		t.switchAt, t.dropAt = time.Time{}, time.Time{}
+		return
+	}
+	t.ahead = []stagedStep{st}
+}
+
+// stepOf builds a planned step's tables and what this node then owns.
+func (t *Tier) stepOf(ps planStep) stagedStep {
+	tables := t.build(ps.in)
+	return stagedStep{at: ps.at, sig: ps.in.sig, tables: tables, defaults: ps.in.defaults,
+		own: ownershipOf(tables, ps.in.defaults, t.o.Node)}
 }
 
 // handoffSlow: a hand-off waiting longer than this is shown as a problem
@@ -962,36 +1059,6 @@ func sameOwnership(a, b Ownership) bool {
 // node has the announcement (a heartbeat carries it) before the instant:
 // three Settle periods (330 ms lan, 135 ms fast).
 func switchAhead(settle time.Duration) time.Duration { return 3 * settle }
-
-// plannedSwitch is the instant of the latest planned switch a member
-// announced that is still ahead (zero if none): every node applies the
-// tables of that change at the same instant, so the leaving owner stops
-// taking a bucket's new flows when the new one starts. An instant further
-// ahead than a member may announce is ignored (a clock far off).
-func plannedSwitch(members []heartbeat.Member, now time.Time, settle time.Duration) time.Time {
-	var at time.Time
-	limit := now.Add(2 * switchAhead(settle))
-	for _, m := range members {
-		if m.State.Down() {
-			continue
-		}
-		if m.Proto < 2 {
-			// A member of the release before planned switches (a rolling
-			// upgrade) changes at once whatever was announced: switch as
-			// it does, or its buckets would wait for the instant unowned.
-			return time.Time{}
-		}
-		ms, err := strconv.ParseInt(m.Ext[extSwitch], 10, 64)
-		if err != nil {
-			continue
-		}
-		t := time.UnixMilli(ms)
-		if t.After(now) && t.Before(limit) && t.After(at) {
-			at = t
-		}
-	}
-	return at
-}
 
 // announceSwitch publishes the instant at which this node's next change
 // takes effect everywhere and returns it; call it before the change.
