@@ -131,3 +131,67 @@ func overlappingRun(t *testing.T, rng *rand.Rand, names []string, late, resuming
 		t.Fatalf("the resumed node owns only %d buckets", n)
 	}
 }
+
+// A failure just before, at or just after a planned drain's instant is
+// not planned: it counts at once, and the hand-off starts from what the
+// kernel switched to at the instant. Among the survivors no bucket is
+// owned twice at any millisecond; the few that the failure moves between
+// live survivors (Maglev) wait a Settle for their previous owner, as after
+// any failure, and then every bucket has one owner.
+func TestFailureAroundAPlannedSwitch(t *testing.T) {
+	names := []string{"web1", "web2", "web3", "web4"}
+	for _, off := range []time.Duration{-50 * time.Millisecond, -time.Millisecond, 0, time.Millisecond, 20 * time.Millisecond} {
+		t.Run(fmt.Sprint(off), func(t *testing.T) {
+			rng := rand.New(rand.NewSource(int64(off)))
+			nodes := simCluster(t, names)
+			t0 := time.Unix(2000, 0)
+			now := t0
+			for _, nd := range nodes {
+				nd.dp.clock = &now
+			}
+			step := func() {
+				o := slices.Clone(names)
+				rng.Shuffle(len(o), func(i, j int) { o[i], o[j] = o[j], o[i] })
+				for _, n := range o {
+					nodes[n].tier.converge(now)
+				}
+				gossipAll(nodes)
+			}
+			for range 60 {
+				now = now.Add(5 * time.Millisecond)
+				step()
+			}
+			at := now.Add(switchAhead(nodes["web2"].tier.o.Settle)).Truncate(time.Millisecond)
+			nodes["web2"].view.SetExt(extSwitch, strconv.FormatInt(at.UnixMilli(), 10))
+			gossipAll(nodes)
+			for _, nd := range nodes {
+				nd.view.find("web2").State = heartbeat.StateDraining
+			}
+			survivors := []string{"web1", "web2", "web3"}
+			failed := false
+			for now.Before(at.Add(200 * time.Millisecond)) {
+				now = now.Add(time.Millisecond)
+				if !failed && !now.Before(at.Add(off)) {
+					failed = true
+					for _, n := range survivors {
+						nodes[n].view.find("web4").State = heartbeat.StateFailed
+					}
+				}
+				step()
+				who := names
+				if failed {
+					who = survivors
+				}
+				if _, d := everyBucketOnce(nodes, who...); d != 0 {
+					t.Fatalf("at +%v (instant +%v, failure +%v): %d buckets owned twice", now.Sub(t0), at.Sub(t0), at.Add(off).Sub(t0), d)
+				}
+			}
+			if u, _ := everyBucketOnce(nodes, survivors...); u != 0 {
+				t.Fatalf("%d buckets unowned at the end", u)
+			}
+			if n := len(nodes["web2"].dp.owns([2]int{0, 0})); n != 0 {
+				t.Fatalf("the drained node still owns %d buckets", n)
+			}
+		})
+	}
+}

@@ -578,6 +578,7 @@ type stagedStep struct {
 	tables   [][]Table
 	defaults map[int]string
 	own      Ownership
+	timed    bool // the kernel switches at the instant by itself (StageAt)
 }
 
 // planStep is a planned change's inputs from its instant on.
@@ -669,6 +670,7 @@ func (t *Tier) converge(now time.Time) {
 		st := t.ahead[due]
 		tables, staged = st.tables, &st.own // built when the switch was staged
 	} else {
+		t.passStaged(now)
 		tables = t.build(in)
 	}
 	failOpen, defaults := in.failOpen, in.defaults
@@ -812,6 +814,27 @@ func (t *Tier) converge(now time.Time) {
 		t.generation, cause, counts, time.Since(start).Round(time.Microsecond)))
 }
 
+// passStaged: before a change that was not planned, the timed steps whose
+// instants have passed are what the kernel does now, so the hand-off
+// starts from them (a failure at the instant of a drain must not give
+// back what the kernel took at the instant, nor take again what it gave).
+func (t *Tier) passStaged(now time.Time) {
+	passed := 0
+	for passed < len(t.ahead) && t.ahead[passed].timed && !t.ahead[passed].at.After(now) {
+		passed++
+	}
+	if passed == 0 {
+		return
+	}
+	if err := t.dp.Commit(); err != nil {
+		t.log.Warn("committing the planned switch the kernel made", slog.Any("error", err))
+		return
+	}
+	st := t.ahead[passed-1]
+	t.applied, t.tables, t.defaults = st.own, st.tables, st.defaults
+	t.ahead = t.ahead[passed:]
+}
+
 // stageAhead has the datapath switch at each planned step's instant (what
 // is already staged stays; a step that changed is staged anew; steps no
 // longer planned are called off) and publishes final, the signature of
@@ -861,6 +884,7 @@ func (t *Tier) stageAhead(members []heartbeat.Member, steps []planStep, final st
 		if err = t.dp.StageAt(st.at, st.own); err != nil {
 			break
 		}
+		st.timed = true
 		t.ahead = append(t.ahead, st)
 	}
 	if err == nil {
