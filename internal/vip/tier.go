@@ -570,6 +570,78 @@ func (t *Tier) build(c convergence) [][]Table {
 	return tables
 }
 
+// handOffInput is what a hand-off is decided from.
+type handOffInput struct {
+	node                   string
+	tables, prevTables     [][]Table // new and current tables (prevTables nil: the first)
+	defaults, prevDefaults map[int]string
+	applied                Ownership // what this node accepts now
+	states                 map[string]heartbeat.State
+	contested              map[string]bool // failed, but a member still heard it
+	letGo                  map[string]bool // at a planned instant: owners that switch now too
+}
+
+// handOffResult: want is what this node owns in the new tables; now what
+// it may take at once; the rest waits for its live previous owners
+// (from), each bucket's in prevOf and each default host's in defPrev.
+type handOffResult struct {
+	want, now Ownership
+	from      map[string]bool
+	prevOf    map[[2]int]map[uint32]string
+	defPrev   map[int]string
+}
+
+// handOff decides what this node takes now when the tables change: never
+// a bucket (or the default host) that a live previous owner may still
+// accept new flows in. What it had and keeps, what nobody had, and what a
+// failed owner had are taken at once; a contested owner's (failed although
+// a member still heard it: alive, cut off one way) and a live owner's wait
+// until it has let go, unless it switches at this planned instant too.
+func handOff(in handOffInput) handOffResult {
+	r := handOffResult{
+		want:    Ownership{Owned: map[[2]int][]uint32{}, Default: map[int]bool{}},
+		now:     Ownership{Owned: map[[2]int][]uint32{}, Default: map[int]bool{}},
+		from:    map[string]bool{},
+		prevOf:  map[[2]int]map[uint32]string{},
+		defPrev: map[int]string{},
+	}
+	gone := func(owner string) bool { return !alive(in.states, owner) && !in.contested[owner] }
+	for vi := range in.tables {
+		r.want.Default[vi] = in.defaults[vi] == in.node
+		prevDef := in.prevDefaults[vi]
+		r.now.Default[vi] = r.want.Default[vi] && (in.applied.Default[vi] || prevDef == "" || prevDef == in.node || gone(prevDef) || in.letGo[prevDef])
+		if r.want.Default[vi] && !r.now.Default[vi] {
+			r.from[prevDef] = true
+			r.defPrev[vi] = prevDef
+		}
+		for ri, tb := range in.tables[vi] {
+			key := [2]int{vi, ri}
+			mine := tb.Buckets(in.node)
+			r.want.Owned[key] = mine
+			had := map[uint32]bool{}
+			for _, b := range in.applied.Owned[key] {
+				had[b] = true
+			}
+			for _, b := range mine {
+				prev := ""
+				if in.prevTables != nil {
+					prev = in.prevTables[vi][ri].Owner(int(b))
+				}
+				if had[b] || prev == "" || gone(prev) || in.letGo[prev] {
+					r.now.Owned[key] = append(r.now.Owned[key], b)
+					continue
+				}
+				r.from[prev] = true
+				if r.prevOf[key] == nil {
+					r.prevOf[key] = map[uint32]string{}
+				}
+				r.prevOf[key][b] = prev
+			}
+		}
+	}
+	return r
+}
+
 // stagedStep is a planned switch staged in the datapath: from at on, the
 // tables of sig (own: what this node then owns).
 type stagedStep struct {
@@ -693,11 +765,6 @@ func (t *Tier) converge(now time.Time) {
 		}
 	}
 	t.failOpen = failOpen
-	want := Ownership{Owned: map[[2]int][]uint32{}, Default: map[int]bool{}}
-	now2 := Ownership{Owned: map[[2]int][]uint32{}, Default: map[int]bool{}}
-	from := map[string]bool{}
-	prevOf := map[[2]int]map[uint32]string{} // waiting buckets' live previous owners
-	defPrev := map[int]string{}
 	letGo := map[string]bool{} // at a planned switch: previous owners that switch now too
 	if planned {
 		// Those that publish what this node does heard the same planned
@@ -708,53 +775,9 @@ func (t *Tier) converge(now time.Time) {
 			}
 		}
 	}
-	for vi := range tables {
-		want.Default[vi] = defaults[vi] == t.o.Node
-		prevDef := t.defaults[vi]
-		now2.Default[vi] = want.Default[vi] && (t.applied.Default[vi] || prevDef == "" || prevDef == t.o.Node || !alive(states, prevDef) && !contested[prevDef] ||
-			planned && letGo[prevDef])
-		if want.Default[vi] && !now2.Default[vi] {
-			from[prevDef] = true
-			defPrev[vi] = prevDef
-		}
-		for ri, tb := range tables[vi] {
-			key := [2]int{vi, ri}
-			mine := tb.Buckets(t.o.Node)
-			want.Owned[key] = mine
-			had := map[uint32]bool{}
-			for _, b := range t.applied.Owned[key] {
-				had[b] = true
-			}
-			for _, b := range mine {
-				if had[b] {
-					now2.Owned[key] = append(now2.Owned[key], b)
-					continue
-				}
-				prev := ""
-				if t.tables != nil {
-					prev = t.tables[vi][ri].Owner(int(b))
-				}
-				switch {
-				case prev == "" || !alive(states, prev) && !contested[prev]:
-					// A failed owner's buckets are taken at once; a
-					// contested one (failed although a member still
-					// heard it: alive, cut off one way) stops when it
-					// reads that, so they come a Settle later.
-					now2.Owned[key] = append(now2.Owned[key], b)
-				case planned && letGo[prev]:
-					// The planned instant: the previous owner lets go
-					// now too.
-					now2.Owned[key] = append(now2.Owned[key], b)
-				default:
-					from[prev] = true
-					if prevOf[key] == nil {
-						prevOf[key] = map[uint32]string{}
-					}
-					prevOf[key][b] = prev
-				}
-			}
-		}
-	}
+	h := handOff(handOffInput{node: t.o.Node, tables: tables, defaults: defaults, prevTables: t.tables, prevDefaults: t.defaults,
+		applied: t.applied, states: states, contested: contested, letGo: letGo})
+	want, now2, from, prevOf, defPrev := h.want, h.now, h.from, h.prevOf, h.defPrev
 	var err error
 	if staged != nil && sameOwnership(*staged, now2) {
 		// Prepared ahead: the kernel switched at the instant (or every
