@@ -195,3 +195,68 @@ func TestFailureAroundAPlannedSwitch(t *testing.T) {
 		})
 	}
 }
+
+// A hand-off still waiting for a live owner (a member came back: the
+// table moves a few buckets between those that stayed) completes while a
+// planned drain is staged. Taking the waiting buckets must not undo the
+// staged switch: before, it replaced what the kernel was to switch to, and
+// at the instant the draining node kept its buckets while the others took
+// them (the chaos campaign's reset with overlapping drains and restarts).
+func TestPendingHandOffDuringPlannedSwitch(t *testing.T) {
+	names := []string{"web1", "web2", "web3", "web4"}
+	for run := range 8 {
+		rng := rand.New(rand.NewSource(int64(run)))
+		o := slices.Clone(names)
+		rng.Shuffle(len(o), func(i, j int) { o[i], o[j] = o[j], o[i] })
+		back, draining := o[0], o[1]
+		t.Run(fmt.Sprintf("%d/%s-back/%s-drains", run, back, draining), func(t *testing.T) {
+			nodes := simCluster(t, names)
+			t0 := time.Unix(2000, 0)
+			now := t0
+			for _, nd := range nodes {
+				nd.dp.clock = &now
+			}
+			step := func() {
+				o := slices.Clone(names)
+				rng.Shuffle(len(o), func(i, j int) { o[i], o[j] = o[j], o[i] })
+				for _, n := range o {
+					nodes[n].tier.converge(now)
+				}
+				gossipAll(nodes)
+			}
+			for _, nd := range nodes {
+				nd.view.find(back).State = heartbeat.StateFailed
+			}
+			for range 60 {
+				now = now.Add(5 * time.Millisecond)
+				step()
+			}
+			for _, nd := range nodes {
+				nd.view.find(back).State = heartbeat.StateActive
+			}
+			for range 10 {
+				now = now.Add(time.Millisecond)
+				step()
+			}
+			at := now.Add(switchAhead(nodes[draining].tier.o.Settle)).Truncate(time.Millisecond)
+			nodes[draining].view.SetExt(extSwitch, strconv.FormatInt(at.UnixMilli(), 10))
+			gossipAll(nodes)
+			for _, nd := range nodes {
+				nd.view.find(draining).State = heartbeat.StateDraining
+			}
+			for now.Before(at.Add(300 * time.Millisecond)) {
+				now = now.Add(time.Millisecond)
+				step()
+				if _, d := everyBucketOnce(nodes, names...); d != 0 {
+					t.Fatalf("at +%v (instant +%v): %d buckets owned twice", now.Sub(t0), at.Sub(t0), d)
+				}
+			}
+			if u, _ := everyBucketOnce(nodes, names...); u != 0 {
+				t.Fatalf("%d buckets unowned at the end", u)
+			}
+			if n := len(nodes[draining].dp.owns([2]int{0, 0})); n != 0 {
+				t.Fatalf("the drained node still owns %d buckets", n)
+			}
+		})
+	}
+}

@@ -1171,8 +1171,12 @@ func (t *Tier) clearPending() {
 
 // takeReady takes the pending buckets of each previous owner that has let
 // go (one slow owner does not hold up the buckets of the others).
+//
+// Not while a planned switch is staged: applying would replace what the
+// kernel is to switch to at the instant (the node would keep, after it,
+// buckets it gives). The waiting buckets are decided anew at the instant.
 func (t *Tier) takeReady(members []heartbeat.Member, now time.Time) {
-	if t.pending == nil {
+	if t.pending == nil || len(t.ahead) > 0 {
 		return
 	}
 	ready := map[string]bool{}
