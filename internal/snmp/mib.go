@@ -183,6 +183,7 @@ func Build(s api.Status, start time.Time) Tree {
 		t.add(e+".8"+i, gosnmp.Counter32, uint(m.StateChanges))
 		t.add(e+".9"+i, gosnmp.TimeTicks, ticks(start, m.Since))
 		t.add(e+".10"+i, gosnmp.OctetString, dateAndTime(m.Since))
+		t.add(e+".11"+i, gosnmp.Integer, reachability(m))
 	}
 	for vi, v := range s.VIPs {
 		i := "." + strconv.Itoa(vi+1)
@@ -236,4 +237,16 @@ func (t Tree) Next(oid []int) (Var, bool) {
 		return t[i], true
 	}
 	return Var{}, false
+}
+
+// reachability numbers cdMemberReachability: reachable(1), unheard(2),
+// cut(3) (cut wins: a cut member may also be unheard).
+func reachability(m api.Member) int {
+	switch {
+	case m.Cut:
+		return 3
+	case m.Unheard:
+		return 2
+	}
+	return 1
 }

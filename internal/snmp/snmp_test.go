@@ -240,3 +240,18 @@ func TestUntrappedEventsTakeNoSlot(t *testing.T) {
 		t.Fatalf("queue holds %d, dropped %d; want only the node_failed", len(tr.q), tr.Dropped.Load())
 	}
 }
+
+// TestMemberReachability: cdMemberReachability shows a member this node
+// does not hear (unheard) and one left out by agreement (cut).
+func TestMemberReachability(t *testing.T) {
+	s := testStatus()
+	s.Members[1].Unheard = true
+	s.Members[2].Unheard, s.Members[2].Cut = true, true
+	tree := Build(s, start)
+	for prio, want := range map[int]int{1: 1, 2: 2, 3: 3} {
+		v, ok := tree.Get(parseOID(fmt.Sprintf("%s.11.%d", oidMemberEntry, prio)))
+		if !ok || v.PDU.Value != want {
+			t.Errorf("member %d: cdMemberReachability %v (found %v), want %d", prio, v.PDU.Value, ok, want)
+		}
+	}
+}

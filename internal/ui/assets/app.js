@@ -69,6 +69,15 @@ async function act(what, body, label) {
   refresh();
 }
 
+// reach marks a member left out by agreement (cut: it and a live member
+// cannot hear each other, it takes no new flows) or silent to this node
+// only (unheard: another member hears it, so it stays).
+function reach(m) {
+  if (m.cut) return el("span", { class: "badge st-cut", title: "left out: it and a live member cannot hear each other; it takes no new flows" }, "cut");
+  if (m.unheard) return el("span", { class: "badge st-unheard", title: "this node does not hear it; another member does, so it stays" }, "unheard");
+  return "";
+}
+
 function renderMembers(s) {
   const tb = $("#members tbody");
   tb.replaceChildren();
@@ -77,7 +86,7 @@ function renderMembers(s) {
     const paths = Object.entries(m.paths || {}).map(([p, up]) => p + (up ? " ✓" : " ✗")).join(", ");
     const tr = el("tr", { "data-node": m.name },
       el("td", { class: "name" }, m.name + (m.self ? " (this node)" : "")),
-      el("td", { class: "state" }, badge(m.state)),
+      el("td", { class: "state" }, badge(m.state), reach(m)),
       el("td", { class: "health" }, down ? "unknown" : (m.healthy ? "yes" : "no")),
       el("td", { class: "version" }, m.version || "—"),
       el("td", { class: "buckets" }, m.buckets),
