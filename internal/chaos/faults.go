@@ -26,7 +26,7 @@ const (
 	PGKill    Kind = "pgkill"    // kill -9 of the PostgreSQL postmaster on the group's owner
 	WebKill   Kind = "webkill"   // the web server of a web node stops; started again at heal
 	Cable     Kind = "cable"     // a node's private, public or both cables pulled
-	Partition Kind = "partition" // a set of nodes cut off from the rest on both networks
+	Partition Kind = "partition" // a set of nodes cut off from the rest and the clients on both networks (a switch split)
 	OneWay    Kind = "oneway"    // frames from one node set to another dropped, the other way flows
 	Loss      Kind = "loss"      // 10-50 % of a node's frames dropped on both NICs
 	Flap      Kind = "flap"      // a node's private cable flaps every 100-500 ms
@@ -197,7 +197,12 @@ func (c *cluster) apply(f *fault, r *rand.Rand) error {
 			}
 		}
 	case Partition:
-		c.Partition(f.Targets, f.Others)
+		// A switch split: the minority loses the clients too. A filter
+		// that cuts nodes from each other while clients still reach
+		// both sides is not this fault: the NLB tier is not
+		// quorum-gated (design.md, "Partitions"), and both sides would
+		// answer the VIP.
+		c.SplitSwitch(f.Targets, f.Others)
 		f.undo = c.Heal
 	case OneWay:
 		c.OneWay(f.Targets, f.Others)

@@ -618,6 +618,24 @@ func (n *Net) Partition(a, b []*Node) {
 	n.PartitionNIC(Private, a, b)
 }
 
+// SplitSwitch cuts the node set a off from everyone else, the client
+// namespace included, on both networks until Heal: what a switch split
+// does (the clients and the router stay on b's side). Partition cuts the
+// nodes from each other only (a filter between them), so the client
+// still reaches both sides.
+func (n *Net) SplitSwitch(a, b []*Node) {
+	n.Partition(a, b)
+	var rules strings.Builder
+	for _, x := range a {
+		fmt.Fprintf(&rules, "add rule bridge cdpart cut iifname %s oifname %s drop\n", x.port(Public), clientPort)
+		fmt.Fprintf(&rules, "add rule bridge cdpart cut iifname %s oifname %s drop\n", clientPort, x.port(Public))
+	}
+	n.nft(rules.String())
+}
+
+// clientPort is the client namespace's switch-side port (addHost tag "c").
+const clientPort = "cp"
+
 // PartitionNIC drops traffic between the two node sets on one network
 // only (Public or Private), until Heal.
 func (n *Net) PartitionNIC(nic string, a, b []*Node) {

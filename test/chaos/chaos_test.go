@@ -20,8 +20,11 @@ import (
 // the acknowledged writes it lost (seeds 1 and 2) came from a primary
 // that waited for no standby after regaining its lease, fixed and covered
 // by TestPostgresRegainedLeaseKeepsWaiting. OneWay is in since
-// reachability is mutual (heartbeat/reach.go; seed 2 draws two).
-var ciKinds = []chaos.Kind{chaos.Kill, chaos.Stop, chaos.Term, chaos.PGKill, chaos.WebKill, chaos.Cable, chaos.Loss, chaos.Move, chaos.Drain, chaos.OneWay}
+// reachability is mutual (heartbeat/reach.go; seed 2 draws two). Flap
+// and Storm are in since a campaign aimed at them (seed 21) and seeds 1
+// and 2 with them passed. Partition is not: the heal of a switch split
+// resets a few new connections (design.md, "Partitions").
+var ciKinds = []chaos.Kind{chaos.Kill, chaos.Stop, chaos.Term, chaos.PGKill, chaos.WebKill, chaos.Cable, chaos.Loss, chaos.Move, chaos.Drain, chaos.OneWay, chaos.Flap, chaos.Storm}
 
 // ciSeeds: each runs 90 s of faults.
 var ciSeeds = []int64{1, 2}
