@@ -21,6 +21,73 @@ import (
 // second instant and kept its old tables between the two (the chaos
 // campaign's resets with a resume and two drains within 310 ms); now
 // every node holds each member as it was until that member's instant.
+// kernelSim is a simulated cluster whose datapaths switch at their
+// staged instants by one shared clock, as the nodes' kernels do.
+type kernelSim struct {
+	nodes   map[string]*simNode
+	names   []string
+	rng     *rand.Rand
+	t0, now time.Time
+	blocked map[[2]string]bool // from, to: metadata not delivered
+}
+
+func newKernelSim(t *testing.T, names []string, rng *rand.Rand) *kernelSim {
+	s := &kernelSim{nodes: simCluster(t, names), names: names, rng: rng, t0: time.Unix(2000, 0), blocked: map[[2]string]bool{}}
+	s.now = s.t0
+	for _, nd := range s.nodes {
+		nd.dp.clock = &s.now
+	}
+	return s
+}
+
+// step converges every node, in a shuffled order, then delivers every
+// node's metadata to every other that is not blocked.
+func (s *kernelSim) step() {
+	o := slices.Clone(s.names)
+	s.rng.Shuffle(len(o), func(i, j int) { o[i], o[j] = o[j], o[i] })
+	for _, n := range o {
+		s.nodes[n].tier.converge(s.now)
+	}
+	for _, a := range s.names {
+		for _, b := range s.names {
+			if a != b && !s.blocked[[2]string{a, b}] {
+				gossip(s.nodes, a, b)
+			}
+		}
+	}
+}
+
+// steps advances the clock by d before each of n steps.
+func (s *kernelSim) steps(n int, d time.Duration) {
+	for range n {
+		s.now = s.now.Add(d)
+		s.step()
+	}
+}
+
+// announce has n announce a planned change's instant; the instant and the
+// state ride in one metadata record, so every node that is not blocked
+// has it before it sees the state (setState).
+func (s *kernelSim) announce(n string) time.Time {
+	at := s.now.Add(switchAhead(s.nodes[n].tier.o.Settle)).Truncate(time.Millisecond)
+	s.nodes[n].view.SetExt(extSwitch, strconv.FormatInt(at.UnixMilli(), 10))
+	for _, v := range s.names {
+		if v != n && !s.blocked[[2]string{n, v}] {
+			gossip(s.nodes, n, v)
+		}
+	}
+	return at
+}
+
+// setState sets n's state in the given views.
+func (s *kernelSim) setState(n string, st heartbeat.State, views ...string) {
+	for _, v := range views {
+		s.nodes[v].view.find(n).State = st
+	}
+}
+
+func (s *kernelSim) since() time.Duration { return s.now.Sub(s.t0) }
+
 func TestOverlappingPlannedChanges(t *testing.T) {
 	names := []string{"web1", "web2", "web3", "web4"}
 	for run := range 6 {
@@ -37,97 +104,49 @@ func TestOverlappingPlannedChanges(t *testing.T) {
 }
 
 func overlappingRun(t *testing.T, rng *rand.Rand, names []string, late, resuming, draining string) {
-	nodes := simCluster(t, names)
-	t0 := time.Unix(2000, 0)
-	now := t0
-	for _, nd := range nodes {
-		nd.dp.clock = &now
-	}
-	blocked := map[[2]string]bool{} // from, to: metadata not delivered
-	setState := func(n string, st heartbeat.State, views ...string) {
-		for _, v := range views {
-			nodes[v].view.find(n).State = st
-		}
-	}
-	step := func() {
-		o := slices.Clone(names)
-		rng.Shuffle(len(o), func(i, j int) { o[i], o[j] = o[j], o[i] })
-		for _, n := range o {
-			nodes[n].tier.converge(now)
-		}
-		for _, a := range names {
-			for _, b := range names {
-				if a != b && !blocked[[2]string{a, b}] {
-					gossip(nodes, a, b)
-				}
-			}
-		}
-	}
+	s := newKernelSim(t, names, rng)
 	check := func(what string) {
 		t.Helper()
-		if u, d := everyBucketOnce(nodes, names...); u != 0 || d != 0 {
-			for _, n := range names {
-				t.Logf("%s owns %d, applied %d, timed %d, staged %d, sig %s pub %s", n, len(nodes[n].dp.owns([2]int{0, 0})), len(nodes[n].dp.applied.Owned[[2]int{0, 0}]), len(nodes[n].dp.timed), len(nodes[n].dp.staged), nodes[n].tier.sig, nodes[n].tier.pubSig)
-			}
-			t.Fatalf("%s, at +%v: %d buckets unowned, %d owned twice", what, now.Sub(t0), u, d)
+		if u, d := everyBucketOnce(s.nodes, names...); u != 0 || d != 0 {
+			t.Fatalf("%s, at +%v: %d buckets unowned, %d owned twice", what, s.since(), u, d)
 		}
 	}
 	// The resuming node starts drained, in every view.
-	setState(resuming, heartbeat.StateDrained, names...)
-	for range 60 {
-		now = now.Add(5 * time.Millisecond)
-		step()
-	}
+	s.setState(resuming, heartbeat.StateDrained, names...)
+	s.steps(60, 5*time.Millisecond)
 	check("before the changes")
-	announce := func(n string) time.Time {
-		at := now.Add(switchAhead(nodes[n].tier.o.Settle)).Truncate(time.Millisecond)
-		nodes[n].view.SetExt(extSwitch, strconv.FormatInt(at.UnixMilli(), 10))
-		// The instant and the state ride in one metadata record: no node
-		// sees the change without the instant.
-		for _, v := range names {
-			if v != n && !blocked[[2]string{n, v}] {
-				gossip(nodes, n, v)
-			}
+	var others []string
+	for _, n := range names {
+		if n != late {
+			others = append(others, n)
 		}
-		return at
-	}
-	others := func(but ...string) []string {
-		var out []string
-		for _, n := range names {
-			if !slices.Contains(but, n) {
-				out = append(out, n)
-			}
-		}
-		return out
 	}
 	// The resume: every node but the late one hears it at once.
-	blocked[[2]string{resuming, late}] = true
-	a1 := announce(resuming)
-	setState(resuming, heartbeat.StateActive, others(late)...)
+	s.blocked[[2]string{resuming, late}] = true
+	a1 := s.announce(resuming)
+	s.setState(resuming, heartbeat.StateActive, others...)
 	for range 100 {
-		now = now.Add(time.Millisecond)
-		step()
+		s.steps(1, time.Millisecond)
 		check("after the resume was announced")
 	}
 	// The drain, 100 ms later, before the resume's instant; the late node
 	// now hears both.
-	a2 := announce(draining)
-	if !a1.Before(a2) || !now.Before(a1) {
-		t.Fatalf("the drain's instant (+%v) must follow the resume's (+%v), announced before it", a2.Sub(t0), a1.Sub(t0))
+	a2 := s.announce(draining)
+	if !a1.Before(a2) || !s.now.Before(a1) {
+		t.Fatalf("the drain's instant (+%v) must follow the resume's (+%v), announced before it", a2.Sub(s.t0), a1.Sub(s.t0))
 	}
-	setState(draining, heartbeat.StateDraining, names...)
-	delete(blocked, [2]string{resuming, late})
-	gossip(nodes, resuming, late)
-	setState(resuming, heartbeat.StateActive, late)
-	for now.Before(a2.Add(300 * time.Millisecond)) {
-		now = now.Add(time.Millisecond)
-		step()
+	s.setState(draining, heartbeat.StateDraining, names...)
+	delete(s.blocked, [2]string{resuming, late})
+	gossip(s.nodes, resuming, late)
+	s.setState(resuming, heartbeat.StateActive, late)
+	for s.now.Before(a2.Add(300 * time.Millisecond)) {
+		s.steps(1, time.Millisecond)
 		check("between the two instants and after")
 	}
-	if n := len(nodes[draining].dp.owns([2]int{0, 0})); n != 0 {
+	if n := len(s.nodes[draining].dp.owns([2]int{0, 0})); n != 0 {
 		t.Fatalf("the drained node still owns %d buckets", n)
 	}
-	if n := len(nodes[resuming].dp.owns([2]int{0, 0})); n < TableSize/4 {
+	if n := len(s.nodes[resuming].dp.owns([2]int{0, 0})); n < TableSize/4 {
 		t.Fatalf("the resumed node owns only %d buckets", n)
 	}
 }
@@ -142,54 +161,31 @@ func TestFailureAroundAPlannedSwitch(t *testing.T) {
 	names := []string{"web1", "web2", "web3", "web4"}
 	for _, off := range []time.Duration{-50 * time.Millisecond, -time.Millisecond, 0, time.Millisecond, 20 * time.Millisecond} {
 		t.Run(fmt.Sprint(off), func(t *testing.T) {
-			rng := rand.New(rand.NewSource(int64(off)))
-			nodes := simCluster(t, names)
-			t0 := time.Unix(2000, 0)
-			now := t0
-			for _, nd := range nodes {
-				nd.dp.clock = &now
-			}
-			step := func() {
-				o := slices.Clone(names)
-				rng.Shuffle(len(o), func(i, j int) { o[i], o[j] = o[j], o[i] })
-				for _, n := range o {
-					nodes[n].tier.converge(now)
-				}
-				gossipAll(nodes)
-			}
-			for range 60 {
-				now = now.Add(5 * time.Millisecond)
-				step()
-			}
-			at := now.Add(switchAhead(nodes["web2"].tier.o.Settle)).Truncate(time.Millisecond)
-			nodes["web2"].view.SetExt(extSwitch, strconv.FormatInt(at.UnixMilli(), 10))
-			gossipAll(nodes)
-			for _, nd := range nodes {
-				nd.view.find("web2").State = heartbeat.StateDraining
-			}
+			s := newKernelSim(t, names, rand.New(rand.NewSource(int64(off))))
+			s.steps(60, 5*time.Millisecond)
+			at := s.announce("web2")
+			s.setState("web2", heartbeat.StateDraining, names...)
 			survivors := []string{"web1", "web2", "web3"}
 			failed := false
-			for now.Before(at.Add(200 * time.Millisecond)) {
-				now = now.Add(time.Millisecond)
-				if !failed && !now.Before(at.Add(off)) {
+			for s.now.Before(at.Add(200 * time.Millisecond)) {
+				s.now = s.now.Add(time.Millisecond)
+				if !failed && !s.now.Before(at.Add(off)) {
 					failed = true
-					for _, n := range survivors {
-						nodes[n].view.find("web4").State = heartbeat.StateFailed
-					}
+					s.setState("web4", heartbeat.StateFailed, survivors...)
 				}
-				step()
+				s.step()
 				who := names
 				if failed {
 					who = survivors
 				}
-				if _, d := everyBucketOnce(nodes, who...); d != 0 {
-					t.Fatalf("at +%v (instant +%v, failure +%v): %d buckets owned twice", now.Sub(t0), at.Sub(t0), at.Add(off).Sub(t0), d)
+				if _, d := everyBucketOnce(s.nodes, who...); d != 0 {
+					t.Fatalf("at +%v (instant +%v, failure +%v): %d buckets owned twice", s.since(), at.Sub(s.t0), at.Add(off).Sub(s.t0), d)
 				}
 			}
-			if u, _ := everyBucketOnce(nodes, survivors...); u != 0 {
+			if u, _ := everyBucketOnce(s.nodes, survivors...); u != 0 {
 				t.Fatalf("%d buckets unowned at the end", u)
 			}
-			if n := len(nodes["web2"].dp.owns([2]int{0, 0})); n != 0 {
+			if n := len(s.nodes["web2"].dp.owns([2]int{0, 0})); n != 0 {
 				t.Fatalf("the drained node still owns %d buckets", n)
 			}
 		})
@@ -210,51 +206,23 @@ func TestPendingHandOffDuringPlannedSwitch(t *testing.T) {
 		rng.Shuffle(len(o), func(i, j int) { o[i], o[j] = o[j], o[i] })
 		back, draining := o[0], o[1]
 		t.Run(fmt.Sprintf("%d/%s-back/%s-drains", run, back, draining), func(t *testing.T) {
-			nodes := simCluster(t, names)
-			t0 := time.Unix(2000, 0)
-			now := t0
-			for _, nd := range nodes {
-				nd.dp.clock = &now
-			}
-			step := func() {
-				o := slices.Clone(names)
-				rng.Shuffle(len(o), func(i, j int) { o[i], o[j] = o[j], o[i] })
-				for _, n := range o {
-					nodes[n].tier.converge(now)
-				}
-				gossipAll(nodes)
-			}
-			for _, nd := range nodes {
-				nd.view.find(back).State = heartbeat.StateFailed
-			}
-			for range 60 {
-				now = now.Add(5 * time.Millisecond)
-				step()
-			}
-			for _, nd := range nodes {
-				nd.view.find(back).State = heartbeat.StateActive
-			}
-			for range 10 {
-				now = now.Add(time.Millisecond)
-				step()
-			}
-			at := now.Add(switchAhead(nodes[draining].tier.o.Settle)).Truncate(time.Millisecond)
-			nodes[draining].view.SetExt(extSwitch, strconv.FormatInt(at.UnixMilli(), 10))
-			gossipAll(nodes)
-			for _, nd := range nodes {
-				nd.view.find(draining).State = heartbeat.StateDraining
-			}
-			for now.Before(at.Add(300 * time.Millisecond)) {
-				now = now.Add(time.Millisecond)
-				step()
-				if _, d := everyBucketOnce(nodes, names...); d != 0 {
-					t.Fatalf("at +%v (instant +%v): %d buckets owned twice", now.Sub(t0), at.Sub(t0), d)
+			s := newKernelSim(t, names, rng)
+			s.setState(back, heartbeat.StateFailed, names...)
+			s.steps(60, 5*time.Millisecond)
+			s.setState(back, heartbeat.StateActive, names...)
+			s.steps(10, time.Millisecond)
+			at := s.announce(draining)
+			s.setState(draining, heartbeat.StateDraining, names...)
+			for s.now.Before(at.Add(300 * time.Millisecond)) {
+				s.steps(1, time.Millisecond)
+				if _, d := everyBucketOnce(s.nodes, names...); d != 0 {
+					t.Fatalf("at +%v (instant +%v): %d buckets owned twice", s.since(), at.Sub(s.t0), d)
 				}
 			}
-			if u, _ := everyBucketOnce(nodes, names...); u != 0 {
+			if u, _ := everyBucketOnce(s.nodes, names...); u != 0 {
 				t.Fatalf("%d buckets unowned at the end", u)
 			}
-			if n := len(nodes[draining].dp.owns([2]int{0, 0})); n != 0 {
+			if n := len(s.nodes[draining].dp.owns([2]int{0, 0})); n != 0 {
 				t.Fatalf("the drained node still owns %d buckets", n)
 			}
 		})
