@@ -46,6 +46,11 @@ type aheadView struct {
 // (it changes at once whatever was announced). held is what was in force
 // at the last call; next is what is in force now, for the next call.
 func inForce(members []heartbeat.Member, held map[string]heldInputs, now time.Time, limit time.Duration) (cur []heartbeat.Member, ahead []aheadView, next map[string]heldInputs) {
+	if steady(members, held) {
+		// Nothing changed since the last call (every tick, mostly): no
+		// allocation.
+		return members, nil, held
+	}
 	next = make(map[string]heldInputs, len(members))
 	holds := true
 	for _, m := range members {
@@ -86,6 +91,20 @@ func inForce(members []heartbeat.Member, held map[string]heldInputs, now time.Ti
 		ahead[len(ahead)-1].members = view
 	}
 	return cur, ahead, next
+}
+
+// steady says whether every member's inputs are the ones held (then none
+// is held back and the record stays as it is).
+func steady(members []heartbeat.Member, held map[string]heldInputs) bool {
+	if len(members) != len(held) {
+		return false
+	}
+	for _, m := range members {
+		if h, ok := held[m.Name]; !ok || h != inputsOf(m) {
+			return false
+		}
+	}
+	return true
 }
 
 // announced is the planned instant a member announced (zero if none).

@@ -154,3 +154,31 @@ func stripAll(ss []string) []string {
 	}
 	return out
 }
+
+// BenchmarkInForce: 32 members, every converge tick (10 ms): steady (no
+// change since the last tick) and with one drain announced ahead.
+func BenchmarkInForce(b *testing.B) {
+	now := time.Unix(5000, 0)
+	var members []heartbeat.Member
+	held := map[string]heldInputs{}
+	for i := range 32 {
+		m := heartbeat.Member{Name: fmt.Sprintf("web%02d", i), State: heartbeat.StateActive, Proto: 4, Ext: map[string]string{extRules: "50/1", extHealth: "1"}}
+		members = append(members, m)
+		held[m.Name] = inputsOf(m)
+	}
+	b.Run("steady", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			inForce(members, held, now, 660*time.Millisecond)
+		}
+	})
+	drain := slices.Clone(members)
+	drain[7].State = heartbeat.StateDraining
+	drain[7].Ext = map[string]string{extRules: "50/1", extHealth: "1", extSwitch: strconv.FormatInt(now.Add(300*time.Millisecond).UnixMilli(), 10)}
+	b.Run("drain-ahead", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			inForce(drain, held, now, 660*time.Millisecond)
+		}
+	})
+}
