@@ -14,14 +14,15 @@ import (
 func TestHandOffDecision(t *testing.T) {
 	act, drn, fld, lft := heartbeat.StateActive, heartbeat.StateDraining, heartbeat.StateFailed, heartbeat.StateLeft
 	cases := []struct {
-		name      string
-		before    []string // members of the current tables ("" : no tables yet)
-		after     []string // members of the new tables
-		defBefore string
-		defAfter  string
-		states    map[string]heartbeat.State
-		contested []string
-		letGo     []string
+		name       string
+		before     []string // members of the current tables ("" : no tables yet)
+		after      []string // members of the new tables
+		defBefore  string
+		defAfter   string
+		states     map[string]heartbeat.State
+		contested  []string
+		justFailed []string
+		letGo      []string
 		// previous owners some of whose buckets must wait
 		wait     []string
 		defWaits string // the default host waits for this owner
@@ -35,6 +36,9 @@ func TestHandOffDecision(t *testing.T) {
 			defBefore: "c", defAfter: "a", states: map[string]heartbeat.State{"a": act, "b": act, "c": lft}, applied: true},
 		{name: "a contested owner's wait (alive, cut off one way)", before: []string{"a", "b", "c"}, after: []string{"a", "b"},
 			defBefore: "c", defAfter: "a", states: map[string]heartbeat.State{"a": act, "b": act, "c": fld}, contested: []string{"c"},
+			wait: []string{"c"}, defWaits: "c", applied: true},
+		{name: "a just-failed owner's wait (alive, it may not have read it yet)", before: []string{"a", "b", "c"}, after: []string{"a", "b"},
+			defBefore: "c", defAfter: "a", states: map[string]heartbeat.State{"a": act, "b": act, "c": fld}, justFailed: []string{"c"},
 			wait: []string{"c"}, defWaits: "c", applied: true},
 		{name: "a draining owner's wait (it has not let go)", before: []string{"a", "b", "c"}, after: []string{"a", "b"},
 			defBefore: "a", defAfter: "a", states: map[string]heartbeat.State{"a": act, "b": act, "c": drn}, wait: []string{"c"}, applied: true},
@@ -65,7 +69,7 @@ func TestHandOffDecision(t *testing.T) {
 					return m
 				}
 				in := handOffInput{node: "a", tables: [][]Table{{table(c.after)}}, defaults: map[int]string{0: c.defAfter},
-					prevDefaults: map[int]string{}, states: c.states, contested: set(c.contested), letGo: set(c.letGo),
+					prevDefaults: map[int]string{}, states: c.states, contested: set(c.contested), justFailed: set(c.justFailed), letGo: set(c.letGo),
 					applied: Ownership{Owned: map[[2]int][]uint32{}, Default: map[int]bool{}}}
 				if c.before != nil {
 					in.prevTables = [][]Table{{table(c.before)}}
@@ -97,7 +101,7 @@ func TestHandOffDecision(t *testing.T) {
 						continue
 					}
 					waitsFor[prev] = true
-					if s := c.states[prev]; s.Down() && !set(c.contested)[prev] || set(c.letGo)[prev] {
+					if s := c.states[prev]; s.Down() && !set(c.contested)[prev] && !set(c.justFailed)[prev] || set(c.letGo)[prev] {
 						t.Fatalf("bucket %d waits for %s (%s) that has let go", b, prev, s)
 					}
 				}
@@ -110,7 +114,7 @@ func TestHandOffDecision(t *testing.T) {
 				// a few buckets between those that stay (Maglev), and
 				// those wait for their live owner.
 				for w := range waitsFor {
-					if c.states[w].Down() && !set(c.contested)[w] {
+					if c.states[w].Down() && !set(c.contested)[w] && !set(c.justFailed)[w] {
 						t.Errorf("buckets wait for %s (%s)", w, c.states[w])
 					}
 					if !r.from[w] {

@@ -141,7 +141,7 @@ type Tier struct {
 	backupOn    []bool // heartbeat.backup_bind is on the VIP's NIC (fixed at start)
 	lastMembers map[string]heartbeat.State
 	lastCut     map[string]bool // members left out (heartbeat.Member.Cut) at the last change
-	defaults    map[int]string
+	defaults  map[int]string
 
 	// view is what status readers see (Status, Owner, Generation,
 	// Converged, Problems), replaced whole at the end of every change made
@@ -570,6 +570,16 @@ func (t *Tier) build(c convergence) [][]Table {
 	return tables
 }
 
+// failedGrace: how long after a member is failed its buckets are taken.
+// Were it alive and hearing the others (a one-way fault that nobody
+// hears it through), it stops taking new flows when it reads that it was
+// failed: the heartbeat that says so is sent at once, and the member
+// reacts within one check and one converge tick. Taking its buckets
+// before that would answer a few new flows twice (seen in CI under load:
+// one reset). A dead or hung member's kernel stopped long before
+// (LiveTTL), so this only delays a takeover by as much.
+func (t *Tier) failedGrace() time.Duration { return 2*t.o.Tick + 5*time.Millisecond }
+
 // handOffInput is what a hand-off is decided from.
 type handOffInput struct {
 	node                   string
@@ -578,6 +588,7 @@ type handOffInput struct {
 	applied                Ownership // what this node accepts now
 	states                 map[string]heartbeat.State
 	contested              map[string]bool // failed, but a member still heard it
+	justFailed             map[string]bool // failed too recently to have read it, were it alive
 	letGo                  map[string]bool // at a planned instant: owners that switch now too
 }
 
@@ -595,8 +606,10 @@ type handOffResult struct {
 // a bucket (or the default host) that a live previous owner may still
 // accept new flows in. What it had and keeps, what nobody had, and what a
 // failed owner had are taken at once; a contested owner's (failed although
-// a member still heard it: alive, cut off one way) and a live owner's wait
-// until it has let go, unless it switches at this planned instant too.
+// a member still heard it: alive, cut off one way), a just-failed owner's
+// (it may be alive and hear the others, and stops only once it reads that
+// it was failed) and a live owner's wait until it has let go, unless it
+// switches at this planned instant too.
 func handOff(in handOffInput) handOffResult {
 	r := handOffResult{
 		want:    Ownership{Owned: map[[2]int][]uint32{}, Default: map[int]bool{}},
@@ -605,7 +618,9 @@ func handOff(in handOffInput) handOffResult {
 		prevOf:  map[[2]int]map[uint32]string{},
 		defPrev: map[int]string{},
 	}
-	gone := func(owner string) bool { return !alive(in.states, owner) && !in.contested[owner] }
+	gone := func(owner string) bool {
+		return !alive(in.states, owner) && !in.contested[owner] && !in.justFailed[owner]
+	}
 	for vi := range in.tables {
 		r.want.Default[vi] = in.defaults[vi] == in.node
 		prevDef := in.prevDefaults[vi]
@@ -683,6 +698,7 @@ func (t *Tier) converge(now time.Time) {
 	states := map[string]heartbeat.State{}
 	cut := map[string]bool{}
 	contested := map[string]bool{} // failed, but a member still heard it
+	justFailed := map[string]bool{}
 	for _, m := range members {
 		states[m.Name] = m.State
 		if m.Cut {
@@ -690,6 +706,9 @@ func (t *Tier) converge(now time.Time) {
 		}
 		if m.Contested {
 			contested[m.Name] = true
+		}
+		if m.State == heartbeat.StateFailed && now.Before(m.Since.Add(t.failedGrace())) {
+			justFailed[m.Name] = true
 		}
 	}
 	t.takeReady(members, now)
@@ -776,7 +795,7 @@ func (t *Tier) converge(now time.Time) {
 		}
 	}
 	h := handOff(handOffInput{node: t.o.Node, tables: tables, defaults: defaults, prevTables: t.tables, prevDefaults: t.defaults,
-		applied: t.applied, states: states, contested: contested, letGo: letGo})
+		applied: t.applied, states: states, contested: contested, justFailed: justFailed, letGo: letGo})
 	want, now2, from, prevOf, defPrev := h.want, h.now, h.from, h.prevOf, h.defPrev
 	var err error
 	if staged != nil && sameOwnership(*staged, now2) {
@@ -819,6 +838,9 @@ func (t *Tier) converge(now time.Time) {
 			}
 			if m.Cut && !m.Unheard {
 				t.pendingReady[m.Name] = now
+			}
+			if justFailed[m.Name] {
+				t.pendingReady[m.Name] = m.Since.Add(t.failedGrace())
 			}
 			if at := announced(m); at.After(t.pendingReady[m.Name]) && at.Before(now.Add(2*switchAhead(t.o.Settle))) {
 				t.pendingReady[m.Name] = at
