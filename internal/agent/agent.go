@@ -90,6 +90,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 		Realtime:       cfg.Heartbeat.Realtime != nil && *cfg.Heartbeat.Realtime,
 		Logger:         log.With(slog.String("component", "heartbeat")),
 		OnEvent: func(e heartbeat.Event) {
+			if a.tier != nil && (e.Type == vocab.NodeFailed || e.Type == vocab.NodeUnreachable) {
+				// The tables follow at once, not at the next tick.
+				a.tier.Wake()
+			}
 			a.record(api.Event{Time: e.Time, Type: e.Type, Node: e.Node, Detail: e.Detail})
 		},
 	})

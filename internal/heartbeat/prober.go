@@ -333,6 +333,14 @@ func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now 
 	}
 	if news := m.takeReachLocked(p, hb.Unheard, hb.Down, now); len(news) > 0 {
 		m.rejudgeLocked(news, now)
+		if slices.Contains(news, m.opts.Name) && m.reports(p) {
+			// A member it hears has failed this node (or no longer hears
+			// it): leave itself out now, not at the next check, so that
+			// it stops taking new flows before the others take its
+			// buckets (they wait only a little for that: vip's
+			// failedGrace).
+			m.agreeLocked(now)
+		}
 	}
 	for _, v := range hb.Failed {
 		m.takeVerdictLocked(hb.Name, v, now)

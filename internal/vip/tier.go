@@ -141,7 +141,7 @@ type Tier struct {
 	backupOn    []bool // heartbeat.backup_bind is on the VIP's NIC (fixed at start)
 	lastMembers map[string]heartbeat.State
 	lastCut     map[string]bool // members left out (heartbeat.Member.Cut) at the last change
-	defaults  map[int]string
+	defaults    map[int]string
 
 	// view is what status readers see (Status, Owner, Generation,
 	// Converged, Problems), replaced whole at the end of every change made
@@ -149,9 +149,25 @@ type Tier struct {
 	// callbacks; readers never wait for it.
 	view atomic.Pointer[statusView]
 
+	// wake has convergeLoop run now (Wake): a member failed, or this
+	// node was left out, and the tables must follow at once.
+	wake chan struct{}
+
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+}
+
+// Wake has the tier converge now rather than at its next tick: membership
+// calls it when a member fails or this node is left out, so that a node
+// failed while alive stops taking new flows before the others take its
+// buckets (they wait failedGrace for that), and those take them as soon
+// as they may.
+func (t *Tier) Wake() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
 }
 
 // statusView is a copy of the state status readers need; nothing in it
@@ -201,7 +217,7 @@ type drainState struct {
 
 // New prepares the tier; nothing touches the kernel before Start.
 func New(o Options) (*Tier, error) {
-	t := &Tier{o: o, log: o.Logger, failOpen: map[int]bool{}, drainRules: map[string]bool{}, newDP: newDatapath, linkUp: linkUp}
+	t := &Tier{o: o, log: o.Logger, failOpen: map[int]bool{}, drainRules: map[string]bool{}, newDP: newDatapath, linkUp: linkUp, wake: make(chan struct{}, 1)}
 	seed := Seed(o.Cluster)
 	for i, v := range o.VIPs {
 		pfx, err := netip.ParsePrefix(v.VIP)
@@ -436,6 +452,13 @@ func (t *Tier) convergeLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tm.C:
+		case <-t.wake:
+			if !tm.Stop() {
+				select {
+				case <-tm.C:
+				default:
+				}
+			}
 		}
 	}
 }
@@ -573,12 +596,16 @@ func (t *Tier) build(c convergence) [][]Table {
 // failedGrace: how long after a member is failed its buckets are taken.
 // Were it alive and hearing the others (a one-way fault that nobody
 // hears it through), it stops taking new flows when it reads that it was
-// failed: the heartbeat that says so is sent at once, and the member
-// reacts within one check and one converge tick. Taking its buckets
-// before that would answer a few new flows twice (seen in CI under load:
-// one reset). A dead or hung member's kernel stopped long before
-// (LiveTTL), so this only delays a takeover by as much.
-func (t *Tier) failedGrace() time.Duration { return 2*t.o.Tick + 5*time.Millisecond }
+// failed. Taking its buckets before that would answer a few new flows
+// twice (seen in CI under load: one reset). A dead or hung member's
+// kernel stopped long before (LiveTTL), so this only delays a takeover by
+// as much.
+func (t *Tier) failedGrace() time.Duration { return failedGrace }
+
+// failedGrace: see Tier.failedGrace. A member failed while alive reads it
+// from the heartbeat sent to it at once, leaves itself out on receipt and
+// wakes its converge (Wake): a few milliseconds, twice that as margin.
+const failedGrace = 10 * time.Millisecond
 
 // handOffInput is what a hand-off is decided from.
 type handOffInput struct {
@@ -1150,7 +1177,16 @@ func (t *Tier) nextSwitch() time.Time {
 	if !t.dropAt.IsZero() {
 		return t.dropAt
 	}
-	return t.switchAt
+	at := t.switchAt
+	// A failed owner's buckets, due failedGrace after its failure: taken
+	// then, not up to a tick later.
+	now := time.Now()
+	for owner, ready := range t.pendingReady {
+		if ready.After(now) && (at.IsZero() || ready.Before(at)) && t.lastMembers[owner] == heartbeat.StateFailed {
+			at = ready
+		}
+	}
+	return at
 }
 
 func alive(states map[string]heartbeat.State, name string) bool {
