@@ -619,34 +619,43 @@ func (n *Net) Partition(a, b []*Node) {
 }
 
 // SplitSwitch cuts the node set a off from everyone else, the client
-// namespace included, on both networks until Heal: what a switch split
-// does (the clients and the router stay on b's side). Partition cuts the
-// nodes from each other only (a filter between them), so the client
-// still reaches both sides.
+// namespace included, on both networks until Heal, in one step: what a
+// switch split does (the clients and the router stay on b's side).
+// Partition cuts the nodes from each other only (a filter between them),
+// so the client still reaches both sides.
 func (n *Net) SplitSwitch(a, b []*Node) {
-	n.Partition(a, b)
 	var rules strings.Builder
+	cutRules(&rules, Public, a, b)
+	cutRules(&rules, Private, a, b)
 	for _, x := range a {
 		fmt.Fprintf(&rules, "add rule bridge cdpart cut iifname %s oifname %s drop\n", x.port(Public), clientPort)
 		fmt.Fprintf(&rules, "add rule bridge cdpart cut iifname %s oifname %s drop\n", clientPort, x.port(Public))
 	}
-	n.nft(rules.String())
+	n.nft(partTable + rules.String())
 }
 
 // clientPort is the client namespace's switch-side port (addHost tag "c").
 const clientPort = "cp"
 
+// partTable is the switch's table of partition rules (Heal deletes it).
+const partTable = "add table bridge cdpart\nadd chain bridge cdpart cut { type filter hook forward priority 0; }\n"
+
 // PartitionNIC drops traffic between the two node sets on one network
 // only (Public or Private), until Heal.
 func (n *Net) PartitionNIC(nic string, a, b []*Node) {
 	var rules strings.Builder
+	cutRules(&rules, nic, a, b)
+	n.nft(partTable + rules.String())
+}
+
+// cutRules writes the rules that drop frames between a and b on nic.
+func cutRules(w *strings.Builder, nic string, a, b []*Node) {
 	for _, x := range a {
 		for _, y := range b {
-			fmt.Fprintf(&rules, "add rule bridge cdpart cut iifname %s oifname %s drop\n", x.port(nic), y.port(nic))
-			fmt.Fprintf(&rules, "add rule bridge cdpart cut iifname %s oifname %s drop\n", y.port(nic), x.port(nic))
+			fmt.Fprintf(w, "add rule bridge cdpart cut iifname %s oifname %s drop\n", x.port(nic), y.port(nic))
+			fmt.Fprintf(w, "add rule bridge cdpart cut iifname %s oifname %s drop\n", y.port(nic), x.port(nic))
 		}
 	}
-	n.nft("add table bridge cdpart\nadd chain bridge cdpart cut { type filter hook forward priority 0; }\n" + rules.String())
 }
 
 // Heal removes every partition.

@@ -594,18 +594,19 @@ func (t *Tier) build(c convergence) [][]Table {
 }
 
 // failedGrace: how long after a member is failed its buckets are taken.
-// Were it alive and hearing the others (a one-way fault that nobody
-// hears it through), it stops taking new flows when it reads that it was
-// failed. Taking its buckets before that would answer a few new flows
-// twice (seen in CI under load: one reset). A dead or hung member's
-// kernel stopped long before (LiveTTL), so this only delays a takeover by
-// as much.
-func (t *Tier) failedGrace() time.Duration { return failedGrace }
-
-// failedGrace: see Tier.failedGrace. A member failed while alive reads it
-// from the heartbeat sent to it at once, leaves itself out on receipt and
-// wakes its converge (Wake): a few milliseconds, twice that as margin.
+// Were it alive and hearing the others (a one-way fault that nobody hears
+// it through), it stops taking new flows when it reads that it was
+// failed; taking its buckets before that would answer a few new flows
+// twice (seen in CI under load: one reset). It reads it from the
+// heartbeat sent to it at once, leaves itself out on receipt and wakes its
+// converge (Wake): a few milliseconds, twice that as margin. A dead or hung
+// member's kernel stopped long before (LiveTTL), so for it this only
+// delays a takeover by as much.
 const failedGrace = 10 * time.Millisecond
+
+// announceLimit: an announced instant further ahead than this is not a
+// planned switch (a clock far off); see switchAhead.
+func (t *Tier) announceLimit() time.Duration { return 2 * switchAhead(t.o.Settle) }
 
 // handOffInput is what a hand-off is decided from.
 type handOffInput struct {
@@ -734,12 +735,12 @@ func (t *Tier) converge(now time.Time) {
 		if m.Contested {
 			contested[m.Name] = true
 		}
-		if m.State == heartbeat.StateFailed && now.Before(m.Since.Add(t.failedGrace())) {
+		if m.State == heartbeat.StateFailed && now.Before(m.Since.Add(failedGrace)) {
 			justFailed[m.Name] = true
 		}
 	}
 	t.takeReady(members, now)
-	cur, ahead, held := inForce(members, t.held, now, 2*switchAhead(t.o.Settle))
+	cur, ahead, held := inForce(members, t.held, now, t.announceLimit())
 	t.held = held
 	in := t.inputs(cur)
 	steps := t.plan(ahead, in.sig)
@@ -867,9 +868,9 @@ func (t *Tier) converge(now time.Time) {
 				t.pendingReady[m.Name] = now
 			}
 			if justFailed[m.Name] {
-				t.pendingReady[m.Name] = m.Since.Add(t.failedGrace())
+				t.pendingReady[m.Name] = m.Since.Add(failedGrace)
 			}
-			if at := announced(m); at.After(t.pendingReady[m.Name]) && at.Before(now.Add(2*switchAhead(t.o.Settle))) {
+			if at := announced(m); at.After(t.pendingReady[m.Name]) && at.Before(now.Add(t.announceLimit())) {
 				t.pendingReady[m.Name] = at
 			}
 		}
