@@ -44,7 +44,7 @@ func cmdCleanup(args []string, stdout, stderr io.Writer) int {
 	var addrs []vip.Leftover
 	for _, v := range cfg.LoadBalancing {
 		if p, err := netip.ParsePrefix(v.VIP); err == nil {
-			addrs = append(addrs, vip.Leftover{Interface: v.Interface, Prefix: netip.PrefixFrom(p.Addr(), p.Addr().BitLen())})
+			addrs = append(addrs, vip.Leftover{Interface: vip.VIPDevice(p.Addr(), v.Interface), Prefix: netip.PrefixFrom(p.Addr(), p.Addr().BitLen())})
 		}
 	}
 	for _, g := range cfg.Failover.Groups {

@@ -138,10 +138,10 @@ func TestControlGroupMustExist(t *testing.T) {
 	}
 }
 
-// TestIPv6VIPs: an IPv6 load-balanced VIP is refused by validate with the
-// reason (instead of an agent that dies at start); an IPv6 group VIP is
-// accepted on Linux (fence and neighbour advertisements: internal/vip's
-// TestGroupVIPFenceIPv6) and refused elsewhere.
+// TestIPv6VIPs: IPv6 load-balanced and group VIPs are accepted on Linux
+// (the datapath: internal/vip's TestDatapathIPv6, TestGroupVIPFenceIPv6;
+// e2e: TestNLBIPv6, TestGroupFailoverIPv6) and refused elsewhere with the
+// reason; igmp mode, IPv4 multicast, is refused for an IPv6 VIP.
 func TestIPv6VIPs(t *testing.T) {
 	p := copyWithKey(t, "spec.yaml")
 	data, _ := os.ReadFile(p)
@@ -151,15 +151,28 @@ func TestIPv6VIPs(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := Load(p)
-	if err == nil {
-		t.Fatal("an IPv6 load-balanced VIP accepted")
+	if runtime.GOOS == "linux" {
+		if err != nil {
+			t.Fatalf("IPv6 VIPs refused on Linux: %v", err)
+		}
+	} else {
+		lb := ":19: load_balancing[0].vip: \"fd00::1/64\": IPv6 load-balanced VIPs need a Linux node"
+		group := ":42: failover.groups[0].vip.address: \"fd00::2/64\": IPv6 group VIPs need a Linux node"
+		for _, w := range []string{lb, group} {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("on %s: missing %q in:\n%v", runtime.GOOS, w, err)
+			}
+		}
 	}
-	if w := ":19: load_balancing[0].vip: \"fd00::1/64\": IPv6 load-balanced VIPs are not supported yet"; !strings.Contains(err.Error(), w) {
-		t.Errorf("missing %q in:\n%v", w, err)
+	if runtime.GOOS != "linux" {
+		return
 	}
-	group := ":42: failover.groups[0].vip.address: \"fd00::2/64\": IPv6 group VIPs need a Linux node"
-	if got := strings.Contains(err.Error(), group); got != (runtime.GOOS != "linux") {
-		t.Errorf("on %s, refusal of the IPv6 group VIP %v:\n%v", runtime.GOOS, got, err)
+	s = strings.Replace(s, "mode: multicast", "mode: igmp", 1)
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "load_balancing[0].mode: igmp: IPv4 only") {
+		t.Errorf("igmp mode with an IPv6 VIP: %v", err)
 	}
 }
 

@@ -219,9 +219,13 @@ func (c *Config) validateLB(x v) {
 			x.bad(p+".vip", "required: the cluster IP with its prefix, e.g. 172.16.1.1/27")
 		} else if pfx, err := netip.ParsePrefix(lb.VIP); err != nil {
 			x.bad(p+".vip", "%q: want an IPv4 address with prefix length, e.g. 172.16.1.1/27", lb.VIP)
-		} else if !pfx.Addr().Is4() {
-			// The datapath (nftables rules, ARP) is IPv4-only so far.
-			x.bad(p+".vip", "%q: IPv6 load-balanced VIPs are not supported yet; use an IPv4 address", lb.VIP)
+		} else if !pfx.Addr().Is4() && runtime.GOOS != "linux" {
+			// The datapath (nftables, raw-socket ARP and ND) is Linux's.
+			x.bad(p+".vip", "%q: IPv6 load-balanced VIPs need a Linux node (this one is %s); use an IPv4 address", lb.VIP, runtime.GOOS)
+		} else if !pfx.Addr().Is4() && lb.Mode == "igmp" {
+			// igmp mode's MAC is an IPv4 multicast group's; its IPv6 form
+			// (MLD) is not implemented.
+			x.bad(p+".mode", "igmp: IPv4 only, and %s is IPv6; use multicast or unicast", pfx.Addr())
 		} else if other, dup := seenVIP[pfx.Addr()]; dup {
 			x.bad(p+".vip", "%s is already used by %s", pfx.Addr(), other)
 		} else {

@@ -42,6 +42,7 @@ func Cleanup(addrs []Leftover, stateDir string) ([]string, error) {
 		shown  string
 	}{
 		{nftTable, nftables.TableFamilyIPv4, "ip"},
+		{nftTable6, nftables.TableFamilyIPv6, "ip6"},
 		{nftARPTable, nftables.TableFamilyARP, "arp"},
 		{nftUnicastTable, nftables.TableFamilyNetdev, "netdev"},
 		{fenceTable, nftables.TableFamilyIPv4, "ip"},

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,12 +21,16 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
-// Table names: clusterd owns these two tables and touches nothing else.
+// Table names: clusterd owns these tables and touches nothing else.
 const (
-	nftTable    = "clusterd"
+	nftTable = "clusterd"
+	// nftTable6 (ip6 family) exists only with IPv6 VIPs: the same rules
+	// as nftTable's at IPv6 offsets.
+	nftTable6   = "clusterd6"
 	nftARPTable = "clusterd_arp"
 	// nftUnicastTable (netdev family) exists only with unicast VIPs: its
 	// ingress chains mark frames to a cluster MAC as this host's.
@@ -47,12 +52,12 @@ const (
 type nftDatapath struct {
 	log *slog.Logger
 
-	mu     sync.Mutex
-	nft    *nftables.Conn
-	table  *nftables.Table
+	mu  sync.Mutex
+	nft *nftables.Conn
+	// fams: the VIP tables, IPv4's always, IPv6's with IPv6 VIPs.
+	fams   []*famTable
 	arpTbl *nftables.Table
 	ucTbl  *nftables.Table // nil without unicast VIPs
-	live   *nftables.Set
 	def    map[int]*nftables.Set
 	own    map[ownKey]*nftables.Chain // dispatch chain: one jump to the active buffer
 	buf    map[ownKey][3]*nftables.Chain
@@ -61,10 +66,9 @@ type nftDatapath struct {
 	// accBase: accepted packets counted by buffer rules since replaced
 	// (per VIP), so that the accepted counter never goes back.
 	accBase map[int]uint64
-	chain   *nftables.Chain
 	vips    []VIPPlan
 	liveTTL time.Duration
-	arps    []*arpResponder
+	arps    []*neighResponder
 	sysctls map[string]string // path -> value to restore
 	// sysctlRecord: the file in node.state_dir that keeps the values to
 	// restore, so that clusterd cleanup can restore them after a kill -9.
@@ -78,6 +82,34 @@ type stagedOwner struct {
 	o   Ownership
 	idx int
 	at  time.Time
+}
+
+// famTable is one address family's table: its liveness set and the
+// prerouting chain every VIP's rules of that family are in.
+type famTable struct {
+	f     *family
+	table *nftables.Table
+	live  *nftables.Set
+	chain *nftables.Chain
+}
+
+// nftFamily is the nftables table family and the set key type of f.
+func nftFamily(f *family) (nftables.TableFamily, nftables.SetDatatype, string) {
+	if f == familyIPv6 {
+		return nftables.TableFamilyIPv6, nftables.TypeIP6Addr, nftTable6
+	}
+	return nftables.TableFamilyIPv4, nftables.TypeIPAddr, nftTable
+}
+
+// famOf is the table of v's family (d.mu held, after buildRuleset).
+func (d *nftDatapath) famOf(v VIPPlan) *famTable {
+	f := familyOf(v.Addr.Addr())
+	for _, ft := range d.fams {
+		if ft.f == f {
+			return ft
+		}
+	}
+	return nil
 }
 
 type netlinkAddr struct {
@@ -112,27 +144,42 @@ func (d *nftDatapath) Setup(vips []VIPPlan, liveTTL time.Duration) error {
 	defer d.mu.Unlock()
 	d.vips, d.liveTTL = vips, liveTTL
 	for _, v := range vips {
-		link, err := netlink.LinkByName(v.Interface)
-		if err != nil {
+		if _, err := netlink.LinkByName(v.Interface); err != nil {
 			return fmt.Errorf("VIP %s: interface %s: %w", v.Addr, v.Interface, err)
 		}
-		// The address goes on as /32: the prefix in the config describes
-		// the subnet, but a /32 leaves this node's routes and source
-		// address selection untouched.
-		a := &netlink.Addr{IPNet: &net.IPNet{IP: v.Addr.Addr().AsSlice(), Mask: net.CIDRMask(32, 32)}, Label: labelFor(v.Interface)}
+		dev := VIPDevice(v.Addr.Addr(), v.Interface)
+		link, err := netlink.LinkByName(dev)
+		if err != nil {
+			return fmt.Errorf("VIP %s: interface %s: %w", v.Addr, dev, err)
+		}
+		// The address goes on as a host address (/32, /128): the prefix in
+		// the config describes the subnet, but a host address leaves this
+		// node's routes and source address selection untouched.
+		bits := v.Addr.Addr().BitLen()
+		a := &netlink.Addr{IPNet: &net.IPNet{IP: v.Addr.Addr().AsSlice(), Mask: net.CIDRMask(bits, bits)}}
+		if familyOf(v.Addr.Addr()) == familyIPv4 {
+			a.Label = labelFor(dev)
+		} else {
+			// Every node holds the VIP: duplicate address detection
+			// would fail it (and delay it by a second when it does not).
+			a.Flags = unix.IFA_F_NODAD
+		}
 		if err := netlink.AddrReplace(link, a); err != nil {
-			return fmt.Errorf("adding VIP %s to %s: %w", v.Addr.Addr(), v.Interface, err)
+			return fmt.Errorf("adding VIP %s to %s: %w", v.Addr.Addr(), dev, err)
 		}
 		d.addrs = append(d.addrs, netlinkAddr{link, a})
-		// Our ARP requests must come from the NIC's own address, never the
-		// VIP, or clients and switches would learn VIP -> this node's MAC.
-		d.setSysctl(fmt.Sprintf("/proc/sys/net/ipv4/conf/%s/arp_announce", v.Interface), "2")
+		if familyOf(v.Addr.Addr()) == familyIPv4 {
+			// Our ARP requests must come from the NIC's own address, never
+			// the VIP, or clients and switches would learn VIP -> this
+			// node's MAC. (IPv6: the VIP is on lo, see VIPDevice.)
+			d.setSysctl(fmt.Sprintf("/proc/sys/net/ipv4/conf/%s/arp_announce", v.Interface), "2")
+		}
 	}
 	if err := d.buildRuleset(); err != nil {
 		return err
 	}
 	for _, v := range vips {
-		r, err := startARPResponder(v, d.log)
+		r, err := startNeighResponder(v, d.log)
 		if err != nil {
 			return err
 		}
@@ -172,8 +219,11 @@ func (d *nftDatapath) setSysctl(path, value string) {
 // buildRuleset replaces our tables in one transaction.
 func (d *nftDatapath) buildRuleset() error {
 	c := d.nft
-	if t, err := c.ListTableOfFamily(nftTable, nftables.TableFamilyIPv4); err == nil && t != nil {
-		c.DelTable(t)
+	for _, f := range []*family{familyIPv4, familyIPv6} {
+		tf, _, name := nftFamily(f)
+		if t, err := c.ListTableOfFamily(name, tf); err == nil && t != nil {
+			c.DelTable(t)
+		}
 	}
 	if t, err := c.ListTableOfFamily(nftARPTable, nftables.TableFamilyARP); err == nil && t != nil {
 		c.DelTable(t)
@@ -181,41 +231,40 @@ func (d *nftDatapath) buildRuleset() error {
 	if t, err := c.ListTableOfFamily(nftUnicastTable, nftables.TableFamilyNetdev); err == nil && t != nil {
 		c.DelTable(t)
 	}
-	d.table = c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: nftTable})
-	// Typed keys only (ipv4_addr; the buckets in anonymous sets whose
-	// type nft infers from the hash), so that `nft list ruleset` loads
-	// back with nft -f while clusterd runs.
-	d.live = &nftables.Set{Table: d.table, Name: "live", KeyType: nftables.TypeIPAddr, HasTimeout: true}
-	if err := c.AddSet(d.live, nil); err != nil {
-		return fmt.Errorf("adding the liveness set: %w", err)
-	}
-	// Conntrack runs at -200; at mangle priority (-150) its verdict is known.
-	prio := nftables.ChainPriorityMangle
-	d.chain = c.AddChain(&nftables.Chain{
-		Name: "prerouting", Table: d.table, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookPrerouting, Priority: prio,
-	})
-	for _, v := range d.vips {
-		ds := &nftables.Set{Table: d.table, Name: fmt.Sprintf("default_%d", v.Index), KeyType: nftables.TypeIPAddr}
-		if err := c.AddSet(ds, nil); err != nil {
+	d.fams = nil
+	for _, f := range []*family{familyIPv4, familyIPv6} {
+		if f == familyIPv6 && !slices.ContainsFunc(d.vips, func(v VIPPlan) bool { return familyOf(v.Addr.Addr()) == f }) {
+			continue
+		}
+		ft, err := addFamTable(c, f)
+		if err != nil {
 			return err
+		}
+		d.fams = append(d.fams, ft)
+	}
+	for _, v := range d.vips {
+		ft := d.famOf(v)
+		_, keyType, _ := nftFamily(ft.f)
+		ds := &nftables.Set{Table: ft.table, Name: fmt.Sprintf("default_%d", v.Index), KeyType: keyType}
+		if err := c.AddSet(ds, nil); err != nil {
+			return fmt.Errorf("adding the default host set of VIP %s: %w", v.Addr.Addr(), err)
 		}
 		d.def[v.Index] = ds
 		for ri, r := range v.Rules {
 			for _, proto := range r.Protos {
 				k := ownKey{v.Index, ri, proto}
-				d.own[k] = c.AddChain(&nftables.Chain{Name: k.chain(), Table: d.table})
+				d.own[k] = c.AddChain(&nftables.Chain{Name: k.chain(), Table: ft.table})
 				d.buf[k] = [3]*nftables.Chain{
-					c.AddChain(&nftables.Chain{Name: k.chain() + "_a", Table: d.table}),
-					c.AddChain(&nftables.Chain{Name: k.chain() + "_b", Table: d.table}),
-					c.AddChain(&nftables.Chain{Name: k.chain() + "_c", Table: d.table}),
+					c.AddChain(&nftables.Chain{Name: k.chain() + "_a", Table: ft.table}),
+					c.AddChain(&nftables.Chain{Name: k.chain() + "_b", Table: ft.table}),
+					c.AddChain(&nftables.Chain{Name: k.chain() + "_c", Table: ft.table}),
 				}
 				d.active = 0
-				c.AddRule(&nftables.Rule{Table: d.table, Chain: d.own[k], Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: d.buf[k][0].Name}}})
+				c.AddRule(&nftables.Rule{Table: ft.table, Chain: d.own[k], Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: d.buf[k][0].Name}}})
 			}
 		}
-		for _, r := range vipRules(v, d.live, ds, func(ri int, proto uint8) string { return ownKey{v.Index, ri, proto}.chain() }) {
-			r.Table, r.Chain = d.table, d.chain
+		for _, r := range vipRules(v, ft.live, ds, func(ri int, proto uint8) string { return ownKey{v.Index, ri, proto}.chain() }) {
+			r.Table, r.Chain = ft.table, ft.chain
 			c.AddRule(r)
 		}
 	}
@@ -224,6 +273,9 @@ func (d *nftDatapath) buildRuleset() error {
 	// ChainHookInput is the inet value, which would be NF_ARP_OUT here.
 	arpIn := c.AddChain(&nftables.Chain{Name: "input", Table: d.arpTbl, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookRef(nfARPIn), Priority: nftables.ChainPriorityFilter})
 	for _, v := range d.vips {
+		if familyOf(v.Addr.Addr()) != familyIPv4 {
+			continue // IPv6: the kernel does not speak for a VIP on lo
+		}
 		// The kernel must not answer ARP for the VIP with the NIC's MAC:
 		// the agent answers with the cluster MAC instead.
 		c.AddRule(&nftables.Rule{Table: d.arpTbl, Chain: arpIn, Exprs: []expr.Any{
@@ -237,6 +289,25 @@ func (d *nftDatapath) buildRuleset() error {
 		return fmt.Errorf("installing the nftables ruleset: %w", err)
 	}
 	return nil
+}
+
+// addFamTable queues f's table with its liveness set and prerouting chain.
+func addFamTable(c *nftables.Conn, f *family) (*famTable, error) {
+	tf, keyType, name := nftFamily(f)
+	ft := &famTable{f: f, table: c.AddTable(&nftables.Table{Family: tf, Name: name})}
+	// Typed keys only (ipv4_addr, ipv6_addr; the buckets in anonymous
+	// sets whose type nft infers from the hash), so that `nft list
+	// ruleset` loads back with nft -f while clusterd runs.
+	ft.live = &nftables.Set{Table: ft.table, Name: "live", KeyType: keyType, HasTimeout: true}
+	if err := c.AddSet(ft.live, nil); err != nil {
+		return nil, fmt.Errorf("adding the %s liveness set: %w", f.shown, err)
+	}
+	// Conntrack runs at -200; at mangle priority (-150) its verdict is known.
+	ft.chain = c.AddChain(&nftables.Chain{
+		Name: "prerouting", Table: ft.table, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityMangle,
+	})
+	return ft, nil
 }
 
 // unicastIngress adds the netdev table of the unicast VIPs (nil if there
@@ -296,8 +367,9 @@ func tag(kind string, vip int) []byte { return []byte(fmt.Sprintf("%s:%d", kind,
 //     host only;
 //  6. the rest is dropped.
 func vipRules(v VIPPlan, live, def *nftables.Set, own func(ri int, proto uint8) string) []*nftables.Rule {
+	f := familyOf(v.Addr.Addr())
 	daddr := []expr.Any{
-		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: f.daddrOff, Len: f.addrLen},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: v.Addr.Addr().AsSlice()},
 	}
 	with := func(parts ...[]expr.Any) []expr.Any {
@@ -311,7 +383,7 @@ func vipRules(v VIPPlan, live, def *nftables.Set, own func(ri int, proto uint8) 
 	// The VIP's element in the live set is alive (keyed by the VIP, so
 	// nft can print and load it).
 	isLive := []expr.Any{
-		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: f.daddrOff, Len: f.addrLen},
 		&expr.Lookup{SourceRegister: reg1, SetName: live.Name, SetID: live.ID},
 	}
 	accept := []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictAccept}}
@@ -364,20 +436,26 @@ func vipRules(v VIPPlan, live, def *nftables.Set, own func(ri int, proto uint8) 
 	return rules
 }
 
-// hashExprs put the flow's bucket into reg1, the way Bucket computes it.
-func hashExprs(affinity string, seed uint32) []expr.Any {
-	saddr := &expr.Payload{DestRegister: reg32a, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}
-	h := &expr.Hash{SourceRegister: reg32a, DestRegister: reg1, Length: 4, Modulus: TableSize, Seed: seed, Type: expr.HashTypeJenkins}
+// hashExprs put the flow's bucket into reg1, the way Bucket computes it
+// (hashKey's layout: the source address from the first 32-bit register
+// on, the source port in the one after it).
+func hashExprs(f *family, affinity string, seed uint32) []expr.Any {
+	saddr := &expr.Payload{DestRegister: reg32a, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOff, Len: f.addrLen}
+	h := &expr.Hash{SourceRegister: reg32a, DestRegister: reg1, Length: f.addrLen, Modulus: TableSize, Seed: seed, Type: expr.HashTypeJenkins}
 	switch affinity {
 	case "single":
 		return []expr.Any{saddr, h}
 	case "network":
+		mask := make([]byte, f.addrLen)
+		for i := 0; i < f.netBits/8; i++ {
+			mask[i] = 0xff
+		}
 		return []expr.Any{saddr,
-			&expr.Bitwise{SourceRegister: reg32a, DestRegister: reg32a, Len: 4, Mask: []byte{255, 255, 255, 0}, Xor: []byte{0, 0, 0, 0}}, h}
+			&expr.Bitwise{SourceRegister: reg32a, DestRegister: reg32a, Len: f.addrLen, Mask: mask, Xor: make([]byte, f.addrLen)}, h}
 	}
-	h.Length = 8
+	h.Length = f.addrLen + 4
 	return []expr.Any{saddr,
-		&expr.Payload{DestRegister: reg32b, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2}, h}
+		&expr.Payload{DestRegister: reg32a + f.addrLen/4, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2}, h}
 }
 
 // ownKey names the chain that holds one rule's owned buckets for one
@@ -408,7 +486,7 @@ func ownRule(c *nftables.Conn, table *nftables.Table, chain *nftables.Chain, pla
 	if err := c.AddSet(set, els); err != nil {
 		return err
 	}
-	exprs := hashExprs(plan.Rules[rule].Affinity, plan.Seed)
+	exprs := hashExprs(familyOf(plan.Addr.Addr()), plan.Rules[rule].Affinity, plan.Seed)
 	exprs = append(exprs,
 		&expr.Byteorder{SourceRegister: reg1, DestRegister: reg1, Op: expr.ByteorderHton, Len: 4, Size: 4},
 		&expr.Lookup{SourceRegister: reg1, SetName: set.Name, SetID: set.ID},
@@ -462,7 +540,7 @@ func (d *nftDatapath) fill(idx int, o Ownership) error {
 				if len(b) == 0 {
 					continue
 				}
-				if err := ownRule(d.nft, d.table, ch, v, ri, b); err != nil {
+				if err := ownRule(d.nft, ch.Table, ch, v, ri, b); err != nil {
 					return err
 				}
 			}
@@ -539,7 +617,7 @@ func (d *nftDatapath) dispatch(from int, stages []stagedOwner) {
 		c.FlushChain(disp)
 		cur := from
 		for _, st := range stages {
-			c.AddRule(&nftables.Rule{Table: d.table, Chain: disp, Exprs: []expr.Any{
+			c.AddRule(&nftables.Rule{Table: disp.Table, Chain: disp, Exprs: []expr.Any{
 				&expr.Meta{Key: metaTimeNS, Register: reg1},
 				&expr.Byteorder{SourceRegister: reg1, DestRegister: reg1, Op: expr.ByteorderHton, Len: 8, Size: 8},
 				&expr.Cmp{Op: expr.CmpOpLt, Register: reg1, Data: binaryutil.BigEndian.PutUint64(uint64(st.at.UnixNano()))},
@@ -547,14 +625,14 @@ func (d *nftDatapath) dispatch(from int, stages []stagedOwner) {
 			}})
 			cur = st.idx
 		}
-		c.AddRule(&nftables.Rule{Table: d.table, Chain: disp, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictGoto, Chain: d.buf[k][cur].Name}}})
+		c.AddRule(&nftables.Rule{Table: disp.Table, Chain: disp, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictGoto, Chain: d.buf[k][cur].Name}}})
 	}
 }
 
 // keepCounts adds the packets a buffer's rule accepted to the VIP's base
 // before the rule is replaced.
 func (d *nftDatapath) keepCounts(vi int, ch *nftables.Chain) {
-	rs, err := d.nft.GetRules(d.table, ch)
+	rs, err := d.nft.GetRules(ch.Table, ch)
 	if err != nil {
 		return
 	}
@@ -592,7 +670,7 @@ func (d *nftDatapath) Commit() error {
 	if next.at.IsZero() || len(rest) == 0 {
 		for k, disp := range d.own {
 			c.FlushChain(disp)
-			c.AddRule(&nftables.Rule{Table: d.table, Chain: disp, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: d.buf[k][next.idx].Name}}})
+			c.AddRule(&nftables.Rule{Table: disp.Table, Chain: disp, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: d.buf[k][next.idx].Name}}})
 		}
 	} else {
 		d.dispatch(next.idx, rest)
@@ -622,24 +700,31 @@ func (d *nftDatapath) vipKey(vi int) []byte {
 	return nil
 }
 
-// liveElements: every VIP's element, alive for liveTTL.
-func (d *nftDatapath) liveElements() []nftables.SetElement {
-	els := make([]nftables.SetElement, len(d.vips))
-	for i, v := range d.vips {
-		els[i] = nftables.SetElement{Key: v.Addr.Addr().AsSlice(), Timeout: d.liveTTL}
+// liveElements: every VIP of family f's element, alive for liveTTL.
+func (d *nftDatapath) liveElements(f *family) []nftables.SetElement {
+	var els []nftables.SetElement
+	for _, v := range d.vips {
+		if familyOf(v.Addr.Addr()) == f {
+			els = append(els, nftables.SetElement{Key: v.Addr.Addr().AsSlice(), Timeout: d.liveTTL})
+		}
 	}
 	return els
 }
 
+// Refresh renews every family's liveness in one transaction.
 func (d *nftDatapath) Refresh() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.live == nil {
+	if len(d.fams) == 0 {
 		return errors.New("datapath not set up")
 	}
-	d.nft.FlushSet(d.live)
-	if err := d.nft.SetAddElements(d.live, d.liveElements()); err != nil {
-		return err
+	for _, ft := range d.fams {
+		d.nft.FlushSet(ft.live)
+		if els := d.liveElements(ft.f); len(els) > 0 {
+			if err := d.nft.SetAddElements(ft.live, els); err != nil {
+				return fmt.Errorf("renewing the %s liveness: %w", ft.f.shown, err)
+			}
+		}
 	}
 	return d.nft.Flush()
 }
@@ -647,23 +732,29 @@ func (d *nftDatapath) Refresh() error {
 func (d *nftDatapath) StopNew() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.live == nil {
+	if len(d.fams) == 0 {
 		return nil
 	}
-	d.nft.FlushSet(d.live)
+	for _, ft := range d.fams {
+		d.nft.FlushSet(ft.live)
+	}
 	return d.nft.Flush()
 }
 
 func (d *nftDatapath) Counters() (map[int]Counters, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	rules, err := d.nft.GetRules(d.table, d.chain)
-	if err != nil {
-		return nil, err
+	var rules []*nftables.Rule
+	for _, ft := range d.fams {
+		rs, err := d.nft.GetRules(ft.table, ft.chain)
+		if err != nil {
+			return nil, err
+		}
+		rules = append(rules, rs...)
 	}
 	for _, pair := range d.buf {
 		for _, ch := range pair {
-			rs, err := d.nft.GetRules(d.table, ch)
+			rs, err := d.nft.GetRules(ch.Table, ch)
 			if err != nil {
 				return nil, err
 			}
@@ -698,18 +789,27 @@ func (d *nftDatapath) Counters() (map[int]Counters, error) {
 }
 
 func (d *nftDatapath) Connections() (int, error) {
+	vips := map[netip.Addr]bool{}
+	six := false
+	for _, v := range d.vips {
+		vips[v.Addr.Addr()] = true
+		six = six || familyOf(v.Addr.Addr()) == familyIPv6
+	}
 	flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, netlink.FAMILY_V4)
 	if err != nil {
 		return 0, fmt.Errorf("reading conntrack: %w", err)
 	}
-	vips := map[netip.Addr]bool{}
-	for _, v := range d.vips {
-		vips[v.Addr.Addr()] = true
+	if six {
+		f6, err := netlink.ConntrackTableList(netlink.ConntrackTable, netlink.FAMILY_V6)
+		if err != nil {
+			return 0, fmt.Errorf("reading IPv6 conntrack: %w", err)
+		}
+		flows = append(flows, f6...)
 	}
 	n := 0
 	for _, f := range flows {
-		dst, _ := netip.AddrFromSlice(f.Forward.DstIP.To4())
-		if !vips[dst] || f.Forward.Protocol != unix.IPPROTO_TCP {
+		dst, _ := netip.AddrFromSlice(f.Forward.DstIP)
+		if dst = dst.Unmap(); !vips[dst] || f.Forward.Protocol != unix.IPPROTO_TCP {
 			continue
 		}
 		if tcp, ok := f.ProtoInfo.(*netlink.ProtoInfoTCP); ok {
@@ -740,8 +840,10 @@ func (d *nftDatapath) Close() error {
 		r.Close()
 	}
 	d.arps = nil
-	if d.table != nil {
-		d.nft.DelTable(d.table)
+	if len(d.fams) > 0 {
+		for _, ft := range d.fams {
+			d.nft.DelTable(ft.table)
+		}
 		d.nft.DelTable(d.arpTbl)
 		if d.ucTbl != nil {
 			d.nft.DelTable(d.ucTbl)
@@ -750,7 +852,7 @@ func (d *nftDatapath) Close() error {
 		if err := d.nft.Flush(); err != nil {
 			errs = append(errs, fmt.Errorf("removing the nftables ruleset: %w", err))
 		}
-		d.table = nil
+		d.fams = nil
 	}
 	if err := restoreSysctls(d.sysctls); err != nil {
 		errs = append(errs, err)
@@ -765,37 +867,57 @@ func (d *nftDatapath) Close() error {
 	return errors.Join(errs...)
 }
 
-// arpResponder answers ARP requests for one VIP with the cluster MAC from
-// a raw socket, and keeps the NIC listening to the cluster MAC.
-type arpResponder struct {
+// neighResponder answers address resolution for one VIP with the cluster
+// MAC from a raw socket (ARP for IPv4, neighbour solicitations for IPv6),
+// and keeps the NIC listening to the cluster MAC.
+type neighResponder struct {
 	conn  *packet.Conn
 	igmp  *net.UDPConn
 	done  chan struct{}
 	wg    sync.WaitGroup
 	vip   netip.Addr
+	six   bool
 	cmac  net.HardwareAddr
 	nic   *net.Interface
 	log   *slog.Logger
-	stats struct{ requests, replies, malformed uint64 }
+	stats struct{ replies, malformed uint64 }
 }
 
-func startARPResponder(v VIPPlan, log *slog.Logger) (*arpResponder, error) {
+func startNeighResponder(v VIPPlan, log *slog.Logger) (*neighResponder, error) {
 	ifi, err := net.InterfaceByName(v.Interface)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := packet.Listen(ifi, packet.Raw, etherTypeARP, nil)
-	if err != nil {
+	r := &neighResponder{done: make(chan struct{}), vip: v.Addr.Addr(), six: familyOf(v.Addr.Addr()) == familyIPv6, cmac: v.MAC, nic: ifi, log: log}
+	if r.six {
+		// Only the solicitations for the VIP come up: an IPv6 raw socket
+		// without a filter would copy every packet of every flow.
+		f, err := ndFilter(r.vip)
+		if err != nil {
+			return nil, err
+		}
+		r.conn, err = packet.Listen(ifi, packet.Raw, etherTypeIPv6, &packet.Config{Filter: f})
+		if err != nil {
+			return nil, fmt.Errorf("opening a raw IPv6 socket on %s: %w", v.Interface, err)
+		}
+	} else if r.conn, err = packet.Listen(ifi, packet.Raw, etherTypeARP, nil); err != nil {
 		return nil, fmt.Errorf("opening a raw ARP socket on %s: %w", v.Interface, err)
 	}
-	r := &arpResponder{conn: conn, done: make(chan struct{}), vip: v.Addr.Addr(), cmac: v.MAC, nic: ifi, log: log}
 	// Tell the NIC to pass frames for the cluster MAC up: a multicast
 	// membership, or for unicast an entry in the NIC's unicast filter
 	// (promiscuous mode on NICs without one). The kernel drops either when
 	// the socket closes, also on kill -9.
-	if err := r.joinMAC(v.Mode == "unicast"); err != nil {
-		conn.Close()
+	if err := r.joinMAC(r.cmac, v.Mode == "unicast"); err != nil {
+		r.conn.Close()
 		return nil, err
+	}
+	if r.six {
+		// Solicitations go to the VIP's solicited-node group, which the
+		// kernel does not join for it (the VIP is on lo, see VIPDevice).
+		if err := r.joinMAC(solicitedNodeMAC(r.vip), false); err != nil {
+			r.conn.Close()
+			return nil, err
+		}
 	}
 	if v.Mode == "igmp" {
 		// Joining the IP group sends IGMP reports, so snooping switches
@@ -803,19 +925,47 @@ func startARPResponder(v VIPPlan, log *slog.Logger) (*arpResponder, error) {
 		g := IGMPGroup(v.Addr.Addr())
 		r.igmp, err = net.ListenMulticastUDP("udp4", ifi, &net.UDPAddr{IP: g.AsSlice(), Port: 9})
 		if err != nil {
-			conn.Close()
+			r.conn.Close()
 			return nil, fmt.Errorf("joining IGMP group %s on %s: %w", g, v.Interface, err)
 		}
 	}
 	r.wg.Add(1)
 	go r.serve()
 	for i := 0; i < 3; i++ {
-		r.send(net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, gratuitousARP(r.vip, r.cmac))
+		if r.six {
+			r.send(allNodesMAC, unsolicitedNA(r.vip, r.cmac))
+		} else {
+			r.send(net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, gratuitousARP(r.vip, r.cmac))
+		}
 	}
 	return r, nil
 }
 
-func (r *arpResponder) joinMAC(unicast bool) error {
+// ndFilter passes the frames of neighbour solicitations for vip (ICMPv6
+// type 135 right after the IPv6 header, target vip) and nothing else.
+func ndFilter(vip netip.Addr) ([]bpf.RawInstruction, error) {
+	const drop = 13 // the index of the final "ret 0"
+	t := vip.As16()
+	prog := []bpf.Instruction{
+		bpf.LoadAbsolute{Off: 14 + 6, Size: 1}, // next header
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 58, SkipTrue: drop - 2},
+		bpf.LoadAbsolute{Off: 14 + 40, Size: 1}, // ICMPv6 type
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 135, SkipTrue: drop - 4},
+	}
+	for i := 0; i < 4; i++ { // the target address, a word at a time
+		prog = append(prog,
+			bpf.LoadAbsolute{Off: uint32(14 + 40 + 8 + 4*i), Size: 4},
+			bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: binary.BigEndian.Uint32(t[4*i:]), SkipTrue: uint8(drop - len(prog) - 2)})
+	}
+	prog = append(prog, bpf.RetConstant{Val: 1600}, bpf.RetConstant{Val: 0})
+	raw, err := bpf.Assemble(prog)
+	if err != nil {
+		return nil, fmt.Errorf("assembling the neighbour solicitation filter: %w", err)
+	}
+	return raw, nil
+}
+
+func (r *neighResponder) joinMAC(mac net.HardwareAddr, unicast bool) error {
 	raw, err := r.conn.SyscallConn()
 	if err != nil {
 		return err
@@ -827,30 +977,37 @@ func (r *arpResponder) joinMAC(unicast bool) error {
 			typ = unix.PACKET_MR_UNICAST
 		}
 		mreq := &unix.PacketMreq{Ifindex: int32(r.nic.Index), Type: typ, Alen: 6}
-		copy(mreq.Address[:], r.cmac)
+		copy(mreq.Address[:], mac)
 		serr = unix.SetsockoptPacketMreq(int(fd), unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, mreq)
 	})
 	if err == nil {
 		err = serr
 	}
 	if err != nil {
-		return fmt.Errorf("joining cluster MAC %s on %s: %w", r.cmac, r.nic.Name, err)
+		return fmt.Errorf("joining MAC %s on %s: %w", mac, r.nic.Name, err)
 	}
 	return nil
 }
 
-func (r *arpResponder) send(dst net.HardwareAddr, arp []byte) {
-	f := make([]byte, 14+len(arp))
+// send frames payload (ARP or IPv6) from the NIC's own MAC: never from
+// the cluster MAC, which a switch would then learn (unicast mode) or drop
+// as a multicast source.
+func (r *neighResponder) send(dst net.HardwareAddr, payload []byte) {
+	f := make([]byte, 14+len(payload))
 	copy(f[0:], dst)
 	copy(f[6:], r.nic.HardwareAddr)
-	binary.BigEndian.PutUint16(f[12:], etherTypeARP)
-	copy(f[14:], arp)
+	et := uint16(etherTypeARP)
+	if r.six {
+		et = etherTypeIPv6
+	}
+	binary.BigEndian.PutUint16(f[12:], et)
+	copy(f[14:], payload)
 	if _, err := r.conn.WriteTo(f, &packet.Addr{HardwareAddr: dst}); err != nil {
-		r.log.Debug("sending ARP", slog.Any("error", err))
+		r.log.Debug("answering address resolution", slog.Any("error", err))
 	}
 }
 
-func (r *arpResponder) serve() {
+func (r *neighResponder) serve() {
 	defer r.wg.Done()
 	buf := make([]byte, 1600)
 	var backoff time.Duration
@@ -868,7 +1025,7 @@ func (r *arpResponder) serve() {
 			// A failing socket: back off rather than spin, and say so
 			// once per run of failures.
 			if backoff == 0 {
-				r.log.Warn("reading ARP requests", slog.String("interface", r.nic.Name), slog.Any("error", err))
+				r.log.Warn("reading address resolution requests", slog.String("interface", r.nic.Name), slog.Any("error", err))
 			}
 			backoff = min(max(2*backoff, time.Millisecond), 100*time.Millisecond)
 			select {
@@ -883,7 +1040,16 @@ func (r *arpResponder) serve() {
 			r.stats.malformed++
 			continue
 		}
-		dst, reply := arpReplyFor(buf[14:n], r.vip, r.cmac, r.nic.HardwareAddr)
+		var dst net.HardwareAddr
+		var reply []byte
+		if r.six {
+			var ok bool
+			if dst, reply, ok = naFor(buf[14:n], net.HardwareAddr(buf[6:12]), r.vip, r.cmac, r.nic.HardwareAddr); !ok {
+				r.stats.malformed++
+			}
+		} else {
+			dst, reply = arpReplyFor(buf[14:n], r.vip, r.cmac, r.nic.HardwareAddr)
+		}
 		if reply != nil {
 			r.stats.replies++
 			r.send(dst, reply)
@@ -891,7 +1057,7 @@ func (r *arpResponder) serve() {
 	}
 }
 
-func (r *arpResponder) Close() {
+func (r *neighResponder) Close() {
 	close(r.done)
 	r.conn.Close()
 	if r.igmp != nil {

@@ -76,20 +76,22 @@ func jhashFinal(a, b, c uint32) (uint32, uint32, uint32) {
 }
 
 // hashKey is what the datapath hashes for a flow, laid out as nftables'
-// registers hold it: the client address (masked to /24 for network
-// affinity) and, for affinity none, the client port in the next 32-bit
-// register (2 bytes, zero padded).
+// registers hold it: the client address (4 or 16 bytes; masked to the
+// family's network prefix for network affinity) and, for affinity none,
+// the client port in the next 32-bit register (2 bytes, zero padded).
 func hashKey(affinity string, client netip.AddrPort) []byte {
-	a := client.Addr().As4()
+	a := client.Addr().Unmap()
 	switch affinity {
 	case "single":
-		return a[:]
+		return a.AsSlice()
 	case "network":
-		return []byte{a[0], a[1], a[2], 0}
+		p, _ := a.Prefix(familyOf(a).netBits)
+		return p.Addr().AsSlice()
 	}
-	k := make([]byte, 8)
-	copy(k, a[:])
-	binary.BigEndian.PutUint16(k[4:], client.Port())
+	addr := a.AsSlice()
+	k := make([]byte, len(addr)+4)
+	copy(k, addr)
+	binary.BigEndian.PutUint16(k[len(addr):], client.Port())
 	return k
 }
 

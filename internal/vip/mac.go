@@ -16,12 +16,22 @@ import (
 // deliver the VIP's frames only to members.
 // unicast: 02:bf + the VIP's four bytes (locally administered), shared by
 // every node.
+//
+// An IPv6 VIP's MAC is made the same way from its last four bytes (igmp,
+// IPv4 multicast, has no IPv6 form: validate refuses it).
 func ClusterMAC(mode string, vip netip.Addr) (net.HardwareAddr, error) {
-	a := vip.As4()
+	b := vip.Unmap().AsSlice()
+	if len(b) != 4 && len(b) != 16 {
+		return nil, fmt.Errorf("no address: %v", vip)
+	}
+	a := b[len(b)-4:]
 	switch mode {
 	case "multicast", "":
 		return net.HardwareAddr{0x03, 0xbf, a[0], a[1], a[2], a[3]}, nil
 	case "igmp":
+		if len(b) != 4 {
+			return nil, fmt.Errorf("igmp mode is IPv4 only (%s)", vip)
+		}
 		return net.HardwareAddr{0x01, 0x00, 0x5e, 0x7f, a[2], a[3]}, nil
 	case "unicast":
 		return net.HardwareAddr{0x02, 0xbf, a[0], a[1], a[2], a[3]}, nil

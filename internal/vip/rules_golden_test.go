@@ -55,22 +55,26 @@ func renderRules(rules []*nftables.Rule) string {
 func TestRulesGolden(t *testing.T) {
 	live := &nftables.Set{Name: "live", ID: 1, KeyType: nftables.TypeIPAddr}
 	def := &nftables.Set{Name: "default_0", ID: 2, KeyType: nftables.TypeIPAddr}
-	plan := func(mode string, rules ...RulePlan) VIPPlan {
-		mac, _ := ClusterMAC(mode, netip.MustParseAddr("10.1.1.100"))
-		return VIPPlan{Index: 0, Addr: netip.MustParsePrefix("10.1.1.100/24"), Interface: "eth0", Mode: mode, MAC: mac, Seed: 0x1234, Rules: rules}
+	planAt := func(addr, mode string, rules ...RulePlan) VIPPlan {
+		pfx := netip.MustParsePrefix(addr)
+		mac, _ := ClusterMAC(mode, pfx.Addr())
+		return VIPPlan{Index: 0, Addr: pfx, Interface: "eth0", Mode: mode, MAC: mac, Seed: 0x1234, Rules: rules}
 	}
+	plan := func(mode string, rules ...RulePlan) VIPPlan { return planAt("10.1.1.100/24", mode, rules...) }
 	own := func(ri int, proto uint8) string { return ownKey{0, ri, proto}.chain() }
 	for name, p := range map[string]VIPPlan{
 		"multicast-http":  plan("multicast", RulePlan{Lo: 80, Hi: 80, Protos: []uint8{6}, Affinity: "none", Filtering: "multiple"}),
 		"unicast-both":    plan("unicast", RulePlan{Lo: 53, Hi: 53, Protos: []uint8{6, 17}, Affinity: "single", Filtering: "multiple"}),
 		"igmp-disabled":   plan("igmp", RulePlan{Lo: 0, Hi: 65535, Protos: []uint8{6}, Affinity: "network", Filtering: "disabled"}),
+		"ipv6-multicast":  planAt("fd00:1::100/64", "multicast", RulePlan{Lo: 80, Hi: 80, Protos: []uint8{6}, Affinity: "none", Filtering: "multiple"}),
+		"ipv6-unicast":    planAt("fd00:1::100/64", "unicast", RulePlan{Lo: 53, Hi: 53, Protos: []uint8{6, 17}, Affinity: "single", Filtering: "single"}),
 		"multicast-rules": plan("multicast", RulePlan{Lo: 80, Hi: 80, Protos: []uint8{6}, Affinity: "none", Filtering: "multiple"}, RulePlan{Lo: 8000, Hi: 8100, Protos: []uint8{6}, Affinity: "single", Filtering: "single"}),
 	} {
 		t.Run(name, func(t *testing.T) {
 			got := renderRules(vipRules(p, live, def, own))
 			for _, aff := range []string{"none", "single", "network"} {
 				got += "hash " + aff + "\n"
-				for _, e := range hashExprs(aff, p.Seed) {
+				for _, e := range hashExprs(familyOf(p.Addr.Addr()), aff, p.Seed) {
 					got += "  " + renderExpr(e) + "\n"
 				}
 			}

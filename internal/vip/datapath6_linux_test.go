@@ -1,0 +1,254 @@
+package vip
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/mdlayher/packet"
+	"github.com/vishvananda/netlink"
+)
+
+// The IPv6 datapath against the kernel, on newLAN's veth pair with IPv6
+// addresses: the node fd00:9::1 on vip0, the client fd00:9::5 on cli0's
+// side (a raw socket, as for IPv4).
+
+var (
+	testVIP6    = netip.MustParsePrefix("fd00:9::100/64")
+	testClient6 = netip.MustParseAddr("fd00:9::5")
+)
+
+// lan6 is newLAN with IPv6: the node's address, the client's MAC as a
+// permanent neighbour (the answers go out without a solicitation), and a
+// raw IPv6 socket on the client side.
+func newLAN6(t *testing.T) (*lan, *packet.Conn) {
+	x := newLAN(t)
+	nic, _ := netlink.LinkByName("vip0")
+	if err := netlink.AddrAdd(nic, &netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP("fd00:9::1"), Mask: net.CIDRMask(64, 128)}, Flags: 0x02 /* IFA_F_NODAD */}); err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.NeighAdd(&netlink.Neigh{LinkIndex: x.nic.Index, State: netlink.NUD_PERMANENT, Family: netlink.FAMILY_V6,
+		IP: testClient6.AsSlice(), HardwareAddr: x.srcMAC}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := packet.Listen(x.cli, packet.Raw, etherTypeIPv6, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return x, c
+}
+
+func testPlan6(mode, affinity string) VIPPlan {
+	mac, _ := ClusterMAC(mode, testVIP6.Addr())
+	return VIPPlan{Index: 0, Addr: testVIP6, Interface: "vip0", Mode: mode, MAC: mac, Seed: testSeed,
+		Rules: []RulePlan{{Lo: 80, Hi: 80, Protos: []uint8{6}, Affinity: affinity, Filtering: "multiple"}}}
+}
+
+func ether(dst, src net.HardwareAddr, pkt []byte) []byte {
+	f := make([]byte, 14+len(pkt))
+	copy(f, dst)
+	copy(f[6:], src)
+	binary.BigEndian.PutUint16(f[12:], etherTypeIPv6)
+	copy(f[14:], pkt)
+	return f
+}
+
+// syn6 is a TCP SYN from the client's port sport to the VIP's port 80.
+func syn6(dstMAC, srcMAC net.HardwareAddr, sport uint16) []byte {
+	tcp := make([]byte, 20)
+	binary.BigEndian.PutUint16(tcp[0:], sport)
+	binary.BigEndian.PutUint16(tcp[2:], 80)
+	binary.BigEndian.PutUint32(tcp[4:], uint32(sport)*7919)
+	tcp[12] = 5 << 4
+	tcp[13] = 0x02
+	binary.BigEndian.PutUint16(tcp[14:], 64240)
+	return ether(dstMAC, srcMAC, ipv6Packet(testClient6, testVIP6.Addr(), 6, 64, tcp, 16))
+}
+
+// probe6 sends a SYN from each port and returns which ones the VIP
+// answered within 300 ms.
+func probe6(t *testing.T, c *packet.Conn, mac, src net.HardwareAddr, ports []uint16) map[uint16]bool {
+	t.Helper()
+	for _, p := range ports {
+		if _, err := c.WriteTo(syn6(mac, src, p), &packet.Addr{HardwareAddr: mac}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[uint16]bool{}
+	buf := make([]byte, 2048)
+	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	for {
+		n, _, err := c.ReadFrom(buf)
+		if err != nil {
+			return got
+		}
+		f := buf[:n]
+		if n < 14+40+20 || f[14+6] != 6 || netip.AddrFrom16([16]byte(f[14+8:14+24])) != testVIP6.Addr() || binary.BigEndian.Uint16(f[54:]) != 80 {
+			continue
+		}
+		got[binary.BigEndian.Uint16(f[56:])] = true
+	}
+}
+
+// TestDatapathIPv6: an IPv6 VIP goes on lo (out of the node's own
+// Neighbour Discovery) in a table of its own; the kernel puts each IPv6
+// flow in the bucket Bucket predicts for every affinity (of 40 SYNs,
+// exactly those in owned buckets are answered); a neighbour solicitation
+// for the VIP gets one solicited advertisement of the cluster MAC from
+// the NIC's own MAC, in both modes; Close removes it all.
+func TestDatapathIPv6(t *testing.T) {
+	for _, tc := range []struct{ mode, affinity string }{{"multicast", "none"}, {"multicast", "single"}, {"unicast", "network"}} {
+		t.Run(tc.mode+"-"+tc.affinity, func(t *testing.T) {
+			x, c := newLAN6(t)
+			dp, err := newDatapath(quietLog(), t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			plan := testPlan6(tc.mode, tc.affinity)
+			if err := dp.Setup([]VIPPlan{plan}, 2*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			closed := false
+			defer func() {
+				if !closed {
+					dp.Close()
+				}
+			}()
+			if !hasAddr6(t, "lo", testVIP6.Addr()) || hasAddr6(t, "vip0", testVIP6.Addr()) {
+				t.Fatalf("the VIP on lo %v, on vip0 %v; want lo only", hasAddr6(t, "lo", testVIP6.Addr()), hasAddr6(t, "vip0", testVIP6.Addr()))
+			}
+			if !tableExists(t, nftTable6, nftables.TableFamilyIPv6) {
+				t.Fatal("no ip6 table")
+			}
+			if err := dp.Refresh(); err != nil {
+				t.Fatal(err)
+			}
+
+			// Neighbour solicitation for the VIP, to its solicited-node group.
+			ns := make([]byte, 32)
+			ns[0] = 135
+			t16 := testVIP6.Addr().As16()
+			copy(ns[8:], t16[:])
+			ns[24], ns[25] = 1, 1 // source link-layer address
+			copy(ns[26:], x.srcMAC)
+			snm := netip.AddrFrom16([16]byte{0xff, 0x02, 11: 1, 12: 0xff, 13: t16[13], 14: t16[14], 15: t16[15]})
+			f := ether(solicitedNodeMAC(testVIP6.Addr()), x.srcMAC, ipv6Packet(testClient6, snm, 58, 255, ns, 2))
+			// Drain the unsolicited advertisements of the start first.
+			buf := make([]byte, 2048)
+			announced := 0
+			c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			for {
+				n, _, err := c.ReadFrom(buf)
+				if err != nil {
+					break
+				}
+				if target, mac, flags, ok := parseNA(buf[14:n]); ok && target == testVIP6.Addr() && mac.String() == plan.MAC.String() && flags == naOverride {
+					announced++
+				}
+			}
+			if announced == 0 {
+				t.Error("no unsolicited advertisement of the VIP at start")
+			}
+			if _, err := c.WriteTo(f, &packet.Addr{HardwareAddr: solicitedNodeMAC(testVIP6.Addr())}); err != nil {
+				t.Fatal(err)
+			}
+			replies := 0
+			c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			for {
+				n, _, err := c.ReadFrom(buf)
+				if err != nil {
+					break
+				}
+				target, mac, flags, ok := parseNA(buf[14:n])
+				if !ok || target != testVIP6.Addr() {
+					continue
+				}
+				replies++
+				if mac.String() != plan.MAC.String() || flags != naSolicited|naOverride {
+					t.Errorf("advertisement of the VIP: %s flags %#x, want %s solicited+override", mac, flags, plan.MAC)
+				}
+				if src := net.HardwareAddr(buf[6:12]); src.String() != x.nic.HardwareAddr.String() {
+					t.Errorf("advertisement's Ethernet source %s, want the NIC's %s", src, x.nic.HardwareAddr)
+				}
+				if dst := net.HardwareAddr(buf[0:6]); dst.String() != x.srcMAC.String() {
+					t.Errorf("advertisement sent to %s, want the asker %s", dst, x.srcMAC)
+				}
+			}
+			if replies != 1 {
+				t.Errorf("%d advertisements answered the solicitation, want 1 (the agent's; the kernel's must stay silent)", replies)
+			}
+
+			// The kernel's hash and Bucket agree on IPv6 flows.
+			var ports []uint16
+			for p := uint16(40000); p < 40040; p++ {
+				ports = append(ports, p)
+			}
+			mine := map[uint32]bool{}
+			for i, p := range ports {
+				if tc.affinity != "none" || i%2 == 0 {
+					mine[uint32(Bucket(tc.affinity, netip.AddrPortFrom(testClient6, p), testSeed, TableSize))] = true
+				}
+			}
+			want := map[uint16]bool{}
+			for _, p := range ports {
+				if mine[uint32(Bucket(tc.affinity, netip.AddrPortFrom(testClient6, p), testSeed, TableSize))] {
+					want[p] = true
+				}
+			}
+			var owned []uint32
+			for b := range mine {
+				owned = append(owned, b)
+			}
+			if err := dp.Apply(Ownership{Owned: map[[2]int][]uint32{{0, 0}: owned}}); err != nil {
+				t.Fatal(err)
+			}
+			if got := probe6(t, c, plan.MAC, x.srcMAC, ports); !sameSet(got, want) {
+				t.Fatalf("answered %d ports, want %d: got %v want %v", len(got), len(want), keys(got), keys(want))
+			}
+			if err := dp.StopNew(); err != nil {
+				t.Fatal(err)
+			}
+			if got := probe6(t, c, plan.MAC, x.srcMAC, []uint16{41000, 41001, 41002, 41003}); len(got) != 0 {
+				t.Errorf("after StopNew, answered %v", keys(got))
+			}
+			closed = true
+			if err := dp.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if hasAddr6(t, "lo", testVIP6.Addr()) || tableExists(t, nftTable6, nftables.TableFamilyIPv6) {
+				t.Error("the VIP or the ip6 table is left after Close")
+			}
+		})
+	}
+}
+
+// parseNA reads a neighbour advertisement: target, target link-layer
+// address, flags.
+func parseNA(pkt []byte) (netip.Addr, net.HardwareAddr, byte, bool) {
+	if len(pkt) < 40+32 || pkt[6] != 58 || pkt[40] != 136 || pkt[40+24] != 2 {
+		return netip.Addr{}, nil, 0, false
+	}
+	return netip.AddrFrom16([16]byte(pkt[48:64])), net.HardwareAddr(pkt[66:72]), pkt[44], true
+}
+
+func hasAddr6(t *testing.T, ifname string, p netip.Addr) bool {
+	t.Helper()
+	l, err := netlink.LinkByName(ifname)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as, err := netlink.AddrList(l, netlink.FAMILY_V6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range as {
+		if ip, _ := netip.AddrFromSlice(a.IP); ip == p {
+			return true
+		}
+	}
+	return false
+}
