@@ -303,6 +303,15 @@ func (n *Net) addHost(ns, tag, pubIP, privIP string) {
 	n.mustRun("ip", "netns", "add", ns)
 	n.addCleanup(func() { run("ip", "netns", "del", ns) })
 	n.mustRun("ip", "-n", ns, "link", "set", "lo", "up")
+	if n.opts.IPv6 {
+		// No duplicate address detection on the NICs made next: a fresh
+		// namespace is a NIC that came up a moment ago, and until its
+		// link-local address has passed DAD (1-2 s) the kernel sends no
+		// neighbour solicitation from it, so a node whose answer comes
+		// from an address on lo (a load-balanced IPv6 VIP) could not
+		// resolve the client. A real node's NIC is up long before.
+		n.mustRun("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0")
+	}
 	wire := func(port, nic, br, ip string) {
 		n.mustRun("ip", "-n", n.sw, "link", "add", port, "type", "veth", "peer", "name", nic, "netns", ns)
 		n.mustRun("ip", "-n", n.sw, "link", "set", port, "master", br, "up")

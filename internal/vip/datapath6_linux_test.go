@@ -226,15 +226,6 @@ func TestDatapathIPv6(t *testing.T) {
 	}
 }
 
-// parseNA reads a neighbour advertisement: target, target link-layer
-// address, flags.
-func parseNA(pkt []byte) (netip.Addr, net.HardwareAddr, byte, bool) {
-	if len(pkt) < 40+32 || pkt[6] != 58 || pkt[40] != 136 || pkt[40+24] != 2 {
-		return netip.Addr{}, nil, 0, false
-	}
-	return netip.AddrFrom16([16]byte(pkt[48:64])), net.HardwareAddr(pkt[66:72]), pkt[44], true
-}
-
 func hasAddr6(t *testing.T, ifname string, p netip.Addr) bool {
 	t.Helper()
 	l, err := netlink.LinkByName(ifname)

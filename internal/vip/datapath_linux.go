@@ -147,6 +147,11 @@ func (d *nftDatapath) Setup(vips []VIPPlan, liveTTL time.Duration) error {
 		if _, err := netlink.LinkByName(v.Interface); err != nil {
 			return fmt.Errorf("VIP %s: interface %s: %w", v.Addr, v.Interface, err)
 		}
+		if familyOf(v.Addr.Addr()) == familyIPv6 {
+			if err := needLinkLocal(v.Interface); err != nil {
+				return fmt.Errorf("VIP %s: %w", v.Addr, err)
+			}
+		}
 		dev := VIPDevice(v.Addr.Addr(), v.Interface)
 		link, err := netlink.LinkByName(dev)
 		if err != nil {
@@ -186,6 +191,27 @@ func (d *nftDatapath) Setup(vips []VIPPlan, liveTTL time.Duration) error {
 		d.arps = append(d.arps, r)
 	}
 	return nil
+}
+
+// needLinkLocal checks that nic has an IPv6 link-local address: the
+// kernel sends the neighbour solicitations of a reply from a VIP on lo
+// from it (and from no other address), so without one no client is ever
+// resolved and every flow hangs.
+func needLinkLocal(nic string) error {
+	link, err := netlink.LinkByName(nic)
+	if err != nil {
+		return fmt.Errorf("interface %s: %w", nic, err)
+	}
+	as, err := netlink.AddrList(link, netlink.FAMILY_V6)
+	if err != nil {
+		return fmt.Errorf("listing the IPv6 addresses of %s: %w", nic, err)
+	}
+	for _, a := range as {
+		if a.IP.IsLinkLocalUnicast() {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s has no IPv6 link-local address (IPv6 off on it, or addr_gen_mode none): the node resolves the VIP's clients from it", nic)
 }
 
 // labelFor names the VIP address so that `ip addr` shows who added it.

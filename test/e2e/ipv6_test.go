@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -67,4 +68,70 @@ func TestGroupFailoverIPv6(t *testing.T) {
 func hasAddr6(nd *testnet.Node, addr string) bool {
 	out, _ := exec.Command("ip", "-n", nd.NS, "-6", "-o", "addr", "show", "dev", "eth0").Output()
 	return strings.Contains(string(out), " "+addr+"/")
+}
+
+const vip6 = testnet.PubNet6 + "100"
+
+// TestNLBIPv6: a load-balanced VIP on IPv6, in both frame-delivery modes.
+// The client resolves the VIP by Neighbour Discovery to the cluster MAC;
+// every connection is answered and the load spreads over the 3 nodes;
+// clusterctl owner names the node that answered each flow (the Go hash
+// predicts the kernel's over 16-byte addresses); kill -9 of one agent,
+// its web server still running, leaves it answering nothing new once its
+// kernel liveness runs out, and the survivors take its buckets with no
+// request failing.
+func TestNLBIPv6(t *testing.T) { inModes(t, testNLBIPv6) }
+
+func testNLBIPv6(t *testing.T, mode string) {
+	n := testnet.New(t, testnet.Options{Nodes: 3, Backup: true, IPv6: true, Extra: func(int) string { return lbConfigAt(vip6+"/64", 50, mode) }})
+	x := &nlb{Net: n, client: n.NewClient(2 * time.Second), url: "http://[" + vip6 + "]/"}
+	for _, nd := range n.Nodes {
+		x.backends = append(x.backends, nd.Serve(80))
+	}
+	n.Start()
+	x.waitOwners(3)
+
+	rs := x.burst(300, 8)
+	m, errs := tally(rs)
+	if len(errs) > 0 {
+		t.Fatalf("%d of 300 requests failed, first: %v", len(errs), errs[0])
+	}
+	t.Logf("spread: %v", m)
+	for _, nd := range n.Nodes {
+		if m[nd.Name] < 50 || m[nd.Name] > 150 {
+			t.Errorf("%s served %d of 300 (want ~100)", nd.Name, m[nd.Name])
+		}
+	}
+	for _, r := range rs[:40] {
+		out, code := n.Nodes[0].Ctl("owner", "["+vip6+"]:80", fmt.Sprintf("[%s]:%d", testnet.ClientIP6, r.ClientPort))
+		if code != 0 || !strings.Contains(out, "served by "+r.Node) {
+			t.Fatalf("owner says %q (exit %d); the flow was served by %s", out, code, r.Node)
+		}
+	}
+	cmac := map[string]string{"multicast": "03:bf:00:00:01:00", "unicast": "02:bf:00:00:01:00"}[mode]
+	out, _ := exec.Command("ip", "-n", n.Client, "-6", "neigh", "show", vip6).CombinedOutput()
+	if !strings.Contains(string(out), cmac) {
+		t.Errorf("the client's neighbour entry for the VIP: %q, want %s", out, cmac)
+	}
+	for _, nd := range n.Nodes {
+		if hasAddr6(nd, vip6) {
+			t.Errorf("%s: the VIP is on eth0 (it belongs on lo, out of the node's own Neighbour Discovery)", nd.Name)
+		}
+	}
+	checkFloodedAt(t, x, mode, vip6, cmac)
+
+	victim := n.Nodes[2]
+	victim.Kill()
+	killed := time.Now()
+	n.WaitState(3*time.Second, victim, "failed")
+	x.waitOwners(2)
+	rs = x.burst(200, 8)
+	m, errs = tally(rs)
+	if len(errs) > 0 {
+		t.Errorf("%d of 200 requests failed after takeover: %v", len(errs), errs[0])
+	}
+	if m[victim.Name] > 0 {
+		t.Errorf("the node whose agent died still took %d new flows %s after the kill", m[victim.Name], time.Since(killed))
+	}
+	t.Logf("after kill -9 of %s: %v", victim.Name, m)
 }

@@ -16,9 +16,12 @@ import (
 
 const vipAddr = "10.77.1.100"
 
-func lbConfig(weight int, mode string) string {
+func lbConfig(weight int, mode string) string { return lbConfigAt(vipAddr+"/24", weight, mode) }
+
+// lbConfigAt is lbConfig's VIP section with the VIP vip (address/prefix).
+func lbConfigAt(vip string, weight int, mode string) string {
 	return fmt.Sprintf(`load_balancing:
-  - vip: %s/24
+  - vip: %s
     interface: eth0
     mode: %s
     rules:
@@ -30,18 +33,19 @@ func lbConfig(weight int, mode string) string {
       interval: 100ms
       fall: 2
       rise: 2
-`, vipAddr, mode, weight)
+`, vip, mode, weight)
 }
 
 type nlb struct {
 	*testnet.Net
 	backends []*testnet.Backend
 	client   *testnet.Client
+	url      string // the VIP's URL
 }
 
 func newNLB(t *testing.T, nodes int, mode string, start bool) *nlb {
 	n := testnet.New(t, testnet.Options{Nodes: nodes, Backup: true, Extra: func(int) string { return lbConfig(50, mode) }})
-	x := &nlb{Net: n, client: n.NewClient(2 * time.Second)}
+	x := &nlb{Net: n, client: n.NewClient(2 * time.Second), url: "http://" + vipAddr + "/"}
 	for _, nd := range n.Nodes {
 		x.backends = append(x.backends, nd.Serve(80))
 	}
@@ -80,7 +84,7 @@ func (x *nlb) burst(n, c int) []testnet.Result {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			out[i] = x.client.Get(context.Background(), "http://"+vipAddr+"/")
+			out[i] = x.client.Get(context.Background(), x.url)
 		}()
 	}
 	wg.Wait()
@@ -117,10 +121,16 @@ func inModes(t *testing.T, f func(t *testing.T, mode string)) {
 // frames to every member; and the client resolved the VIP to it.
 func checkUnicastFlooded(t *testing.T, x *nlb, mode string) {
 	t.Helper()
+	checkFloodedAt(t, x, mode, vipAddr, "02:bf:0a:4d:01:64")
+}
+
+// checkFloodedAt is checkUnicastFlooded for the VIP vip, whose unicast
+// cluster MAC is cmac.
+func checkFloodedAt(t *testing.T, x *nlb, mode, vip, cmac string) {
+	t.Helper()
 	if mode != "unicast" {
 		return
 	}
-	const cmac = "02:bf:0a:4d:01:64"
 	learned, err := x.SwitchLearned("pub")
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +140,7 @@ func checkUnicastFlooded(t *testing.T, x *nlb, mode string) {
 			t.Errorf("the switch learned the cluster MAC %s from a frame's source: it will stop flooding it", cmac)
 		}
 	}
-	out, _ := exec.Command("ip", "-n", x.Client, "neigh", "show", vipAddr).CombinedOutput()
+	out, _ := exec.Command("ip", "-n", x.Client, "neigh", "show", vip).CombinedOutput()
 	if !strings.Contains(string(out), cmac) {
 		t.Errorf("the client's neighbour entry for the VIP: %q, want %s", out, cmac)
 	}
