@@ -90,8 +90,16 @@ type Tier struct {
 	linkUp func(ifname string) (bool, string)
 	// healthMu: one publishHealth at a time.
 	healthMu sync.Mutex
+	// opMu: one operator change at a time (Drain, Resume, Reload, a drain
+	// that ends), held across what it writes to node.state_dir and
+	// announces, so that the record and the node agree. Only those wait
+	// on it.
+	opMu sync.Mutex
 
-	mu     sync.Mutex
+	// The convergence state, from tables to defaults below, belongs to
+	// convergeLoop's goroutine (converge and what it calls): no lock, so
+	// that its datapath I/O and callbacks hold up nobody. Others see it
+	// through view.
 	tables [][]Table // [vip][rule]
 	// moves: per [vip][rule], what changed owner at its last table change.
 	moves      [][]ruleMoves
@@ -126,27 +134,34 @@ type Tier struct {
 	timerSwitchSaid bool
 	pubSig          string // the signature this node publishes (Converged compares with it)
 	failOpen        map[int]bool
-	checkers        []*checker
-	linkOK          []bool // the VIP's NIC reaches the LAN
-	drain           drainState
+	lastMembers     map[string]heartbeat.State
+	lastCut         map[string]bool // members left out (heartbeat.Member.Cut) at the last change
+	defaults        map[int]string
+
+	backupOn []bool // heartbeat.backup_bind is on the VIP's NIC (fixed at start)
+
+	// mu guards the state below, shared by the health, link, refresh and
+	// operator paths; it is held only to read or write these fields, never
+	// across I/O or a callback.
+	mu       sync.Mutex
+	checkers []*checker
+	linkOK   []bool // the VIP's NIC reaches the LAN
+	drain    drainState
 	// drainProblem: the drain file could not be read at start (the node
 	// stays draining until an operator acts).
 	drainProblem string
 	// resyncFrom: back from a pause or a cut NIC, not taking new flows
 	// since then (refreshLoop); zero when not resyncing.
-	resyncFrom  time.Time
-	resyncBack  time.Time // when it was back (the cut NIC reached the LAN again)
-	linkCut     bool      // a VIP NIC is cut off (watchLinks)
-	drainRules  map[string]bool
-	backupOn    []bool // heartbeat.backup_bind is on the VIP's NIC (fixed at start)
-	lastMembers map[string]heartbeat.State
-	lastCut     map[string]bool // members left out (heartbeat.Member.Cut) at the last change
-	defaults    map[int]string
+	resyncFrom time.Time
+	resyncBack time.Time // when it was back (the cut NIC reached the LAN again)
+	linkCut    bool      // a VIP NIC is cut off (watchLinks)
+	// drainRules: rules drained by ports; written under opMu and mu, read
+	// under either.
+	drainRules map[string]bool
 
-	// view is what status readers see (Status, Owner, Generation,
-	// Converged, Problems), replaced whole at the end of every change made
-	// under mu (publishView). Convergence holds mu across datapath I/O and
-	// callbacks; readers never wait for it.
+	// view is what status readers see of the convergence (Status, Owner,
+	// Generation, Converged, Problems), replaced whole at the end of every
+	// converge (publishView); readers never wait for a convergence.
 	view atomic.Pointer[statusView]
 
 	// wake has convergeLoop run now (Wake): a member failed, or this
@@ -173,24 +188,22 @@ func (t *Tier) Wake() {
 // statusView is a copy of the state status readers need; nothing in it
 // changes after publishView made it.
 type statusView struct {
-	tables       [][]Table // replaced whole by converge, never changed in place
-	moves        [][]ruleMoves
-	generation   uint64
-	defaults     map[int]string
-	pubSig       string
-	sig          string
-	pending      bool
-	pendingAt    time.Time
-	pendingFrom  map[string]bool // replaced whole, never changed in place
-	drainProblem string
-	resyncFrom   time.Time
+	tables      [][]Table // replaced whole by converge, never changed in place
+	moves       [][]ruleMoves
+	generation  uint64
+	defaults    map[int]string
+	pubSig      string
+	sig         string
+	pending     bool
+	pendingAt   time.Time
+	pendingFrom map[string]bool // replaced whole, never changed in place
 }
 
-// publishView makes the status readers' copy anew; called with mu held.
+// publishView makes the status readers' copy anew (convergeLoop's
+// goroutine).
 func (t *Tier) publishView() {
 	v := &statusView{tables: t.tables, generation: t.generation, defaults: t.defaults, pubSig: t.pubSig, sig: t.sig,
-		pending: t.pending != nil, pendingAt: t.pendingAt, pendingFrom: t.pendingFrom,
-		drainProblem: t.drainProblem, resyncFrom: t.resyncFrom}
+		pending: t.pending != nil, pendingAt: t.pendingAt, pendingFrom: t.pendingFrom}
 	if t.moves != nil {
 		v.moves = make([][]ruleMoves, len(t.moves))
 		for i := range t.moves {
@@ -374,7 +387,6 @@ func (t *Tier) refreshLoop(ctx context.Context) {
 			t.log.Info("view of the cluster is current again: taking new flows", slog.Duration("after", now.Sub(from).Round(time.Millisecond)))
 			t.mu.Lock()
 			t.resyncFrom, t.resyncBack = time.Time{}, time.Time{}
-			t.publishView()
 			t.mu.Unlock()
 		}
 		if err := t.dp.Refresh(); err != nil {
@@ -391,7 +403,6 @@ func (t *Tier) startResync(now time.Time) bool {
 	if fresh {
 		t.resyncFrom, t.resyncBack = now, now
 	}
-	t.publishView()
 	t.mu.Unlock()
 	if err := t.dp.StopNew(); err != nil {
 		t.log.Warn("stopping new flows", slog.Any("error", err))
@@ -431,9 +442,9 @@ func (t *Tier) resynced(from, back, now time.Time) bool {
 		}
 	}
 	t.mu.Lock()
-	pending, cut := t.pending != nil, t.linkCut
+	cut := t.linkCut
 	t.mu.Unlock()
-	return !pending && !cut && t.Converged(members)
+	return !t.snapshot().pending && !cut && t.Converged(members)
 }
 
 func (t *Tier) convergeLoop(ctx context.Context) {
@@ -720,8 +731,6 @@ func (t *Tier) plan(ahead []aheadView, sig string) []planStep {
 func (t *Tier) converge(now time.Time) {
 	start := time.Now()
 	members := t.o.Members.Members()
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	defer t.publishView()
 	states := map[string]heartbeat.State{}
 	cut := map[string]bool{}
@@ -1173,8 +1182,6 @@ func (t *Tier) publishSig(sig string) {
 // nextSwitch is when convergeLoop must run next for a planned switch
 // (zero: none pending).
 func (t *Tier) nextSwitch() time.Time {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	if !t.dropAt.IsZero() {
 		return t.dropAt
 	}
@@ -1521,7 +1528,6 @@ func (t *Tier) loadDrain() {
 		problem := fmt.Sprintf("the drain state %s cannot be read (%v): the node stays draining; check it, then run clusterctl resume (or drain) to write it anew", t.drainFile(), err)
 		t.mu.Lock()
 		t.drain, t.drainProblem = drainState{Draining: true, Since: time.Now()}, problem
-		t.publishView()
 		t.mu.Unlock()
 		t.log.Error("keeping the node draining", slog.String("problem", problem))
 		t.o.Members.SetState(heartbeat.StateDraining)
@@ -1572,10 +1578,13 @@ func (t *Tier) problems(now time.Time) []string {
 				v.pendingAt.Add(-t.o.Settle).Format(time.RFC3339), who))
 		}
 	}
-	if v.drainProblem != "" {
-		out = append(out, v.drainProblem)
+	t.mu.Lock()
+	drainProblem, resyncing := t.drainProblem, !t.resyncFrom.IsZero()
+	t.mu.Unlock()
+	if drainProblem != "" {
+		out = append(out, drainProblem)
 	}
-	if !v.resyncFrom.IsZero() {
+	if resyncing {
 		out = append(out, "taking no new flows: this agent was paused or its VIP NIC was cut off, and it waits until its view of the cluster is current")
 	}
 	return out
@@ -1592,11 +1601,11 @@ func (t *Tier) Drain(rule string, timeout time.Duration) error {
 	if len(t.plans) == 0 {
 		return ErrNotLB
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	defer t.publishView()
+	t.opMu.Lock()
+	defer t.opMu.Unlock()
 	if rule != "" {
 		found := false
+		t.mu.Lock()
 		for vi, v := range t.o.VIPs {
 			for _, r := range v.Rules {
 				if r.Ports == rule {
@@ -1605,6 +1614,7 @@ func (t *Tier) Drain(rule string, timeout time.Duration) error {
 				}
 			}
 		}
+		t.mu.Unlock()
 		if !found {
 			return fmt.Errorf("no rule with ports %q on this node", rule)
 		}
@@ -1622,7 +1632,9 @@ func (t *Tier) Drain(rule string, timeout time.Duration) error {
 	if err := t.saveDrain(d); err != nil {
 		return err
 	}
+	t.mu.Lock()
 	t.drain, t.drainProblem = d, ""
+	t.mu.Unlock()
 	// Planned: this node keeps its buckets until the announced instant,
 	// when the others take them (no gap, no overlap).
 	t.announceSwitch()
@@ -1636,25 +1648,31 @@ func (t *Tier) Resume() error {
 	if len(t.plans) == 0 {
 		return ErrNotLB
 	}
+	t.opMu.Lock()
+	defer t.opMu.Unlock()
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	defer t.publishView()
-	if t.drain.Draining {
+	draining := t.drain.Draining
+	t.mu.Unlock()
+	if draining {
 		if err := t.saveDrain(drainState{}); err != nil {
 			return err
 		}
 	}
+	t.mu.Lock()
 	wasRules := len(t.drainRules) > 0
 	t.drainRules = map[string]bool{}
+	t.mu.Unlock()
 	t.announceSwitch()
 	t.publishRules()
-	if !t.drain.Draining {
+	if !draining {
 		if wasRules {
 			t.o.Event(vocab.NodeResumed, t.o.Node, "all rules take new flows again")
 		}
 		return nil
 	}
+	t.mu.Lock()
 	t.drain, t.drainProblem = drainState{}, ""
+	t.mu.Unlock()
 	t.o.Members.SetExt(extConns, "")
 	t.o.Members.SetState(heartbeat.StateActive)
 	t.o.Event(vocab.NodeResumed, t.o.Node, "takes new flows again")
@@ -1675,9 +1693,12 @@ func (t *Tier) watchDrain(now time.Time) {
 		t.log.Warn("counting connections", slog.Any("error", err))
 		return
 	}
+	t.opMu.Lock()
+	defer t.opMu.Unlock()
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.drain != d {
+	same := t.drain == d
+	t.mu.Unlock()
+	if !same {
 		// Resumed (or drained anew) while counting: this count is of a
 		// drain that no longer is. Marking it drained now would take the
 		// resumed node out again (seen in the chaos campaign: a resume
@@ -1689,8 +1710,11 @@ func (t *Tier) watchDrain(now time.Time) {
 	// A drain is at least one tick old before it can end, so peers see
 	// "draining" before "drained".
 	if (n == 0 || timedOut) && now.Sub(d.Since) > 200*time.Millisecond {
-		t.drain.Drained = true
-		if err := t.saveDrain(t.drain); err != nil {
+		d.Drained = true
+		t.mu.Lock()
+		t.drain = d
+		t.mu.Unlock()
+		if err := t.saveDrain(d); err != nil {
 			// Still drained now; after a restart it would come back
 			// draining, which is safe.
 			t.log.Warn("the drained state is not recorded", slog.Any("error", err))
@@ -1717,7 +1741,8 @@ func (t *Tier) Status() (vips []api.VIP, buckets map[string]int) {
 	for vi, p := range t.plans {
 		v := api.VIP{Address: p.Addr.String(), Mode: p.Mode, MAC: p.MAC.String(), Generation: sv.generation,
 			PacketsAccepted: ctr[vi].Accepted, PacketsDropped: ctr[vi].Dropped, Rules: []api.Rule{}}
-		for ri, r := range t.o.VIPs[vi].Rules {
+		for ri := range t.o.VIPs[vi].Rules {
+			r := &t.o.VIPs[vi].Rules[ri] // fields Reload does not change only
 			owners := map[string]int{}
 			if sv.tables != nil {
 				owners = sv.tables[vi][ri].Counts()
@@ -1776,7 +1801,7 @@ func (t *Tier) Owner(vip netip.AddrPort, client netip.AddrPort, proto string) (a
 			if vip.Port() < r.Lo || vip.Port() > r.Hi || !slices.Contains(r.Protos, pn) {
 				continue
 			}
-			cfg := t.o.VIPs[vi].Rules[ri]
+			cfg := &t.o.VIPs[vi].Rules[ri] // fields Reload does not change only
 			resp := api.OwnerResponse{Rule: cfg.Ports + "/" + cfg.Protocol, Filtering: r.Filtering, Affinity: r.Affinity}
 			if r.Filtering == "disabled" {
 				resp.Note = "the rule is disabled: this traffic is dropped on every node"
@@ -1807,6 +1832,8 @@ var ErrRestartNeeded = errors.New("VIP addresses, modes, interfaces, health chec
 // changes on a live NLB cluster); anything else about the VIPs needs a
 // restart and is refused with ErrRestartNeeded, keeping the running values.
 func (t *Tier) Reload(vips []config.VIPConfig) error {
+	t.opMu.Lock()
+	defer t.opMu.Unlock()
 	if len(vips) != len(t.o.VIPs) {
 		return ErrRestartNeeded
 	}
@@ -1824,13 +1851,13 @@ func (t *Tier) Reload(vips []config.VIPConfig) error {
 		}
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	for i, v := range vips {
 		for j, r := range v.Rules {
 			t.o.VIPs[i].Rules[j].Weight = r.Weight
 			t.o.VIPs[i].Rules[j].HandlingPriority = r.HandlingPriority
 		}
 	}
-	t.publishRules()
+	t.mu.Unlock()
+	t.publishRules() // under opMu, which every writer of what it reads holds
 	return nil
 }
