@@ -79,11 +79,15 @@ const vip6 = testnet.PubNet6 + "100"
 // predicts the kernel's over 16-byte addresses); kill -9 of one agent,
 // its web server still running, leaves it answering nothing new once its
 // kernel liveness runs out, and the survivors take its buckets with no
-// request failing.
+// request failing. The nodes serve an IPv4 VIP besides (both families on
+// one node, a table each): it answers too, before and after.
 func TestNLBIPv6(t *testing.T) { inModes(t, testNLBIPv6) }
 
 func testNLBIPv6(t *testing.T, mode string) {
-	n := testnet.New(t, testnet.Options{Nodes: 3, Backup: true, IPv6: true, Extra: func(int) string { return lbConfigAt(vip6+"/64", 50, mode) }})
+	// Both VIPs: the IPv6 one first (waitOwners looks at the first).
+	both := lbConfigAt(vip6+"/64", 50, mode) + strings.TrimPrefix(lbConfigAt(vipAddr+"/24", 50, mode), "load_balancing:\n")
+	n := testnet.New(t, testnet.Options{Nodes: 3, Backup: true, IPv6: true, Extra: func(int) string { return both }})
+	v4 := &nlb{Net: n, client: n.NewClient(2 * time.Second), url: "http://" + vipAddr + "/"}
 	x := &nlb{Net: n, client: n.NewClient(2 * time.Second), url: "http://[" + vip6 + "]/"}
 	for _, nd := range n.Nodes {
 		x.backends = append(x.backends, nd.Serve(80))
@@ -119,6 +123,9 @@ func testNLBIPv6(t *testing.T, mode string) {
 		}
 	}
 	checkFloodedAt(t, x, mode, vip6, cmac)
+	if m4, errs := tally(v4.burst(90, 8)); len(errs) > 0 || len(m4) != 3 {
+		t.Errorf("the IPv4 VIP beside it: served %v, %d failed (%v)", m4, len(errs), errs)
+	}
 
 	victim := n.Nodes[2]
 	victim.Kill()
@@ -134,4 +141,7 @@ func testNLBIPv6(t *testing.T, mode string) {
 		t.Errorf("the node whose agent died still took %d new flows %s after the kill", m[victim.Name], time.Since(killed))
 	}
 	t.Logf("after kill -9 of %s: %v", victim.Name, m)
+	if m4, errs := tally(v4.burst(60, 8)); len(errs) > 0 || m4[victim.Name] > 0 {
+		t.Errorf("the IPv4 VIP after the kill: served %v, %d failed (%v)", m4, len(errs), errs)
+	}
 }
