@@ -206,6 +206,7 @@ func Build(s api.Status, start time.Time) Tree {
 		t.add(e+".7"+i, gosnmp.Gauge32, uint(v.Generation))
 		t.add(e+".8"+i, gosnmp.Counter64, v.PacketsAccepted)
 		t.add(e+".9"+i, gosnmp.Counter64, v.PacketsDropped)
+		t.add(e+".10"+i, gosnmp.OctetString, []byte(pfx.Addr().String()))
 	}
 	for gi, g := range s.Groups {
 		i := "." + strconv.Itoa(gi+1)

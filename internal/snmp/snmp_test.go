@@ -255,3 +255,23 @@ func TestMemberReachability(t *testing.T) {
 		}
 	}
 }
+
+// TestVIPAddressColumns: an IPv6 VIP shows in cdVipAddressText and its
+// prefix length, and as 0.0.0.0 in the IPv4-only cdVipAddress; an IPv4
+// one in both.
+func TestVIPAddressColumns(t *testing.T) {
+	s := testStatus()
+	s.VIPs = append(s.VIPs, api.VIP{Address: "fd00:77:1::100/64", Mode: "unicast", MAC: "02:bf:00:00:01:00"})
+	tree := Build(s, start)
+	for i, want := range []struct {
+		ip, text string
+		bits     int
+	}{{"172.16.1.1", "172.16.1.1", 27}, {"0.0.0.0", "fd00:77:1::100", 64}} {
+		ip, _ := tree.Get(parseOID(fmt.Sprintf("%s.2.%d", oidVipEntry, i+1)))
+		bits, _ := tree.Get(parseOID(fmt.Sprintf("%s.3.%d", oidVipEntry, i+1)))
+		text, _ := tree.Get(parseOID(fmt.Sprintf("%s.10.%d", oidVipEntry, i+1)))
+		if ip.PDU.Value != want.ip || bits.PDU.Value != want.bits || string(text.PDU.Value.([]byte)) != want.text {
+			t.Errorf("VIP %d: cdVipAddress %v, cdVipPrefixLength %v, cdVipAddressText %q; want %s, %d, %s", i+1, ip.PDU.Value, bits.PDU.Value, text.PDU.Value, want.ip, want.bits, want.text)
+		}
+	}
+}
