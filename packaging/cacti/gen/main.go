@@ -95,16 +95,16 @@ var queries = []query{
 	},
 	{
 		name: "clusterd - VIPs", desc: "clusterd load-balanced VIPs with the polled node's counters (CLUSTERD-MIB::cdVipTable)",
-		file: "clusterd_vips.xml", dtName: "clusterd - VIP", dsTitle: "|host_description| - clusterd VIP |query_cdVipAddress|",
+		file: "clusterd_vips.xml", dtName: "clusterd - VIP", dsTitle: "|host_description| - clusterd VIP |query_cdVipAddressText|",
 		dss: []ds{
 			{"accepted", "cdVipPacketsAccepted", counter, "U"},
 			{"dropped", "cdVipPacketsDropped", counter, "U"},
 			{"buckets", "cdVipBucketsOwned", gauge, "U"},
 		},
 		graphs: []graph{
-			{"clusterd - VIP packets", "|host_description| - VIP |query_cdVipAddress| packets accepted and dropped here", "packets/s", 1000,
+			{"clusterd - VIP packets", "|host_description| - VIP |query_cdVipAddressText| packets accepted and dropped here", "packets/s", 1000,
 				[]item{{"accepted", area, "00CF00", "Accepted"}, {"dropped", stack, "C0C0C0", "Dropped (other nodes' buckets)"}}},
-			{"clusterd - VIP buckets", "|host_description| - VIP |query_cdVipAddress| buckets owned here", "buckets", 1000,
+			{"clusterd - VIP buckets", "|host_description| - VIP |query_cdVipAddressText| buckets owned here", "buckets", 1000,
 				[]item{{"buckets", area, "4668E4", "Buckets"}}},
 		},
 	},
