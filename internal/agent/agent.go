@@ -90,8 +90,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 		Realtime:       cfg.Heartbeat.Realtime != nil && *cfg.Heartbeat.Realtime,
 		Logger:         log.With(slog.String("component", "heartbeat")),
 		OnEvent: func(e heartbeat.Event) {
-			if a.tier != nil && (e.Type == vocab.NodeFailed || e.Type == vocab.NodeUnreachable) {
-				// The tables follow at once, not at the next tick.
+			if a.tier != nil && (e.Type == vocab.NodeFailed || e.Type == vocab.NodeUnreachable || e.Type == vocab.NodeJoined) {
+				// The tables follow at once, not at the next tick: a
+				// member back (a mended split) takes the buckets this
+				// node served for it, which it must drop now.
 				a.tier.Wake()
 			}
 			a.record(api.Event{Time: e.Time, Type: e.Type, Node: e.Node, Detail: e.Detail})

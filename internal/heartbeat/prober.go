@@ -114,7 +114,11 @@ const verdictFor = 250 * time.Millisecond
 
 // sendHeartbeats sends one round: a sealed heartbeat to every known member
 // on every path, failed members included, so that they are seen again the
-// moment a cable is mended. Up to Profile.ScaleAbove live members every
+// moment a cable is mended — with this node's metadata every time, so that
+// the first one after a heal brings this node back on their side (a
+// member's state comes with the metadata; without it the two sides of a
+// mended split would count each other out for up to ten rounds, each
+// answering the flows the other serves). Up to Profile.ScaleAbove live members every
 // member gets every round. Above, a member's watchers (watchersOf) get
 // every round and the others every ⌈N/ScaleAbove⌉th, each heartbeat
 // announcing its interval: a node sends ~(Watchers + ScaleAbove) packets
@@ -125,6 +129,7 @@ func (m *Membership) sendHeartbeats(now time.Time) {
 		path int
 		addr netip.AddrPort
 		slow bool
+		full bool // the member is failed here: the metadata goes every round
 	}
 	prof := m.opts.Profile
 	m.mu.Lock()
@@ -140,9 +145,10 @@ func (m *Membership) sendHeartbeats(now time.Time) {
 	m.verdicts = slices.DeleteFunc(m.verdicts, func(v verdict) bool { return now.After(v.until) })
 	hb := heartbeat{Name: m.opts.Name, Boot: m.meta.Boot, Seq: m.seq, V: m.metaV, Interval: prof.Interval.Milliseconds()}
 	metaFresh := time.Since(m.metaChanged) < time.Second
+	var meta *Meta // cloned under the lock, only for a round that sends it
 	if m.seq%10 == 0 || metaFresh {
-		meta := m.meta.clone()
-		hb.Meta = &meta
+		c := m.meta.clone()
+		meta, hb.Meta = &c, &c
 	}
 	hb.Failed = append(hb.Failed, m.verdicts...)
 	hb.Unheard, hb.Down = m.unheardListsLocked()
@@ -152,20 +158,29 @@ func (m *Membership) sendHeartbeats(now time.Time) {
 	slowRound := m.seq%every == 0 || len(hb.Failed) > 0 || metaFresh || m.reachAll
 	m.reachAll = false
 	var dsts []dst
-	anySlow := false
+	anySlow, anyFull := false, false
 	for _, p := range m.peers {
 		port := uint16(p.meta.ProbePort)
 		if port == 0 {
 			continue
 		}
 		slow := every > 1 && !watchers[p.name]
-		if slow && !slowRound && !m.tell[p.name] {
+		// A failed member gets every round (announcing the slow interval
+		// if it is slow): the first heartbeat after a mended split is the
+		// one that ends the double answers (above).
+		if slow && !slowRound && !m.tell[p.name] && p.state != StateFailed {
 			continue
 		}
+		full := p.state == StateFailed && hb.Meta == nil
+		if full && meta == nil {
+			c := m.meta.clone()
+			meta = &c
+		}
 		anySlow = anySlow || slow
-		dsts = append(dsts, dst{pathPrivate, netip.AddrPortFrom(p.addr, port), slow})
+		anyFull = anyFull || full
+		dsts = append(dsts, dst{pathPrivate, netip.AddrPortFrom(p.addr, port), slow, full})
 		if m.hasPath(p, pathBackup) {
-			dsts = append(dsts, dst{pathBackup, netip.AddrPortFrom(p.backup, port), slow})
+			dsts = append(dsts, dst{pathBackup, netip.AddrPortFrom(p.backup, port), slow, full})
 		}
 	}
 	clear(m.tell) // under the lock: setPeerStateLocked adds to it
@@ -173,7 +188,7 @@ func (m *Membership) sendHeartbeats(now time.Time) {
 	if len(dsts) == 0 {
 		return
 	}
-	var pkts [2][]byte // fast, slow
+	var pkts [2][2][]byte // [fast, slow][liveness, full]
 	for i, slow := range []bool{false, true} {
 		if slow && !anySlow {
 			continue
@@ -181,11 +196,20 @@ func (m *Membership) sendHeartbeats(now time.Time) {
 		if slow {
 			hb.Interval = slowIv.Milliseconds()
 		}
-		b, err := json.Marshal(hb)
-		if err != nil {
-			return
+		for j, full := range []bool{false, true} {
+			if full && !anyFull {
+				continue
+			}
+			h := hb
+			if full {
+				h.Meta = meta
+			}
+			b, err := json.Marshal(h)
+			if err != nil {
+				return
+			}
+			pkts[i][j] = m.sealer.seal(b)
 		}
-		pkts[i] = m.sealer.seal(b)
 	}
 	// One batch per path and kind: a round is a system call or two. A path
 	// whose socket cannot send costs the others at most sendWait
@@ -196,18 +220,20 @@ func (m *Membership) sendHeartbeats(now time.Time) {
 			continue
 		}
 		for i, slow := range []bool{false, true} {
-			var to []netip.AddrPort
-			for _, d := range dsts {
-				if d.path == path && d.slow == slow {
-					to = append(to, d.addr)
+			for j, full := range []bool{false, true} {
+				var to []netip.AddrPort
+				for _, d := range dsts {
+					if d.path == path && d.slow == slow && d.full == full {
+						to = append(to, d.addr)
+					}
 				}
+				if len(to) == 0 {
+					continue
+				}
+				n := s.round(pkts[i][j], to, time.Now().Add(sendWait))
+				m.ctr.sent.Add(uint64(n))
+				m.ctr.unsent.Add(uint64(len(to) - n))
 			}
-			if len(to) == 0 {
-				continue
-			}
-			n := s.round(pkts[i], to, time.Now().Add(sendWait))
-			m.ctr.sent.Add(uint64(n))
-			m.ctr.unsent.Add(uint64(len(to) - n))
 		}
 	}
 }
@@ -354,6 +380,15 @@ func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now 
 	}
 	if p.state.Down() && hb.Meta.State != StateLeft {
 		m.setPeerStateLocked(p, hb.Meta.State, now, "heard again")
+		if _, ok := p.down[m.opts.Name]; ok && m.reports(p) {
+			// Back from a split in which it failed this node: until it
+			// hears this node it serves this node's buckets too, so this
+			// node leaves itself out now (not at its next check) and
+			// takes flows again when the member's list no longer names
+			// it — a moment later, as this node's heartbeats carry its
+			// metadata to a member it failed.
+			m.agreeLocked(now)
+		}
 	} else if p.state == StateFailed && hb.Meta.State == StateLeft {
 		m.setPeerStateLocked(p, StateLeft, now, "")
 	}
@@ -476,6 +511,12 @@ func (m *Membership) setPeerStateLocked(p *peer, s State, now time.Time, detail 
 		m.emit(EventLeft, p.name, "left the cluster")
 	case old.Down():
 		m.emit(EventJoined, p.name, fmt.Sprintf("state %s, priority %d", s, p.meta.Priority))
+		if old == StateFailed {
+			// This node's Down list no longer names it: a member that
+			// left itself out on reading it there (a mended split) takes
+			// flows again as soon as it hears this, not a round later.
+			m.reachChangedLocked()
+		}
 	case s == StateDraining:
 		m.emit(EventDraining, p.name, "takes no new flows")
 	case s == StateDrained:

@@ -183,6 +183,34 @@ func TestReachDecisions(t *testing.T) {
 			t.Fatal("n03 failed this node, which still serves")
 		}
 	})
+	t.Run("a mended split: a failed member heard again that failed this node", func(t *testing.T) {
+		m := reachRig(t, 3, t0)
+		heard(m, silent)
+		m.setPeerStateLocked(m.peers["n02"], StateFailed, silent, "split")
+		send := func(seq uint64, down []string, now time.Time) {
+			hb := heartbeat{Name: "n02", Boot: 7, Seq: seq, Interval: 50, V: 9, Down: down,
+				Meta: &Meta{Priority: 2, State: StateActive, Boot: 7, ProbePort: 1, Proto: ProtocolVersion}}
+			b, _ := json.Marshal(hb)
+			if err := m.handleHeartbeat(pathPrivate, m.sealer.seal(b), netip.MustParseAddr("127.0.0.2"), now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Its first heartbeat after the heal: it is back here, and it
+		// still serves this node's buckets, so this node stops at once.
+		send(100, []string{"n01"}, later)
+		if x := m.member("n02"); x.State != StateActive {
+			t.Fatalf("n02 after its first heartbeat: %+v; want active", x)
+		}
+		if !m.member("n01").Cut {
+			t.Fatal("this node was not left out on the heartbeat of a member that still counts it failed")
+		}
+		// It heard this node: its list no longer names it.
+		send(101, nil, later.Add(10*time.Millisecond))
+		m.check(later.Add(20 * time.Millisecond))
+		if m.member("n01").Cut {
+			t.Fatal("still left out after the member heard this node again")
+		}
+	})
 	t.Run("hearing nobody: every peer failed, nobody vouched for by a silent one", func(t *testing.T) {
 		m := reachRig(t, 4, t0)
 		m.check(silent)

@@ -238,3 +238,32 @@ func TestWatcherTellsOthers(t *testing.T) {
 		t.Errorf("verdicts %+v, want one on n05 at seq 77", m.verdicts)
 	}
 }
+
+// TestFailedMembersGetMetadata: a failed member gets this node's metadata
+// in every round (the first heartbeat after a mended split brings this
+// node back on its side); live members only every tenth round.
+func TestFailedMembersGetMetadata(t *testing.T) {
+	m, rec := watchRig(t, 4)
+	m.metaChanged = time.Now().Add(-time.Hour)
+	m.peers["n03"].state = StateFailed
+	now := time.Now()
+	for i := 1; i <= 9; i++ { // rounds 1..9: none is a tenth
+		m.sendHeartbeats(now.Add(time.Duration(i) * ProfileLAN.Interval))
+	}
+	for i := 2; i <= 4; i++ {
+		got := rec.sent[fmt.Sprintf("127.0.0.%d", i)]
+		full := 0
+		for _, hb := range got {
+			if hb.Meta != nil {
+				full++
+			}
+		}
+		want := 0
+		if i == 3 {
+			want = len(got)
+		}
+		if len(got) != 9 || full != want {
+			t.Errorf("n%02d: %d of %d heartbeats with metadata, want %d of 9", i, full, len(got), want)
+		}
+	}
+}
