@@ -127,6 +127,17 @@ func TestDatapathIPv6(t *testing.T) {
 			if err := dp.Refresh(); err != nil {
 				t.Fatal(err)
 			}
+			// The solicited-node group is joined on the NIC (MLD reports
+			// for snooping switches).
+			joined := false
+			if ma, err := x.nic.MulticastAddrs(); err == nil {
+				for _, a := range ma {
+					joined = joined || a.String() == solicitedNode(testVIP6.Addr()).String()
+				}
+			}
+			if !joined {
+				t.Errorf("%s not joined on vip0", solicitedNode(testVIP6.Addr()))
+			}
 
 			// Neighbour solicitation for the VIP, to its solicited-node group.
 			ns := make([]byte, 32)
@@ -135,7 +146,7 @@ func TestDatapathIPv6(t *testing.T) {
 			copy(ns[8:], t16[:])
 			ns[24], ns[25] = 1, 1 // source link-layer address
 			copy(ns[26:], x.srcMAC)
-			snm := netip.AddrFrom16([16]byte{0xff, 0x02, 11: 1, 12: 0xff, 13: t16[13], 14: t16[14], 15: t16[15]})
+			snm := solicitedNode(testVIP6.Addr())
 			f := ether(solicitedNodeMAC(testVIP6.Addr()), x.srcMAC, ipv6Packet(testClient6, snm, 58, 255, ns, 2))
 			// Drain the unsolicited advertisements of the start first.
 			buf := make([]byte, 2048)
@@ -224,6 +235,29 @@ func TestDatapathIPv6(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCleanupIPv6: what a dead agent left of an IPv6 VIP (the address
+// on lo, the ip6 table) goes with clusterd cleanup.
+func TestCleanupIPv6(t *testing.T) {
+	newLAN6(t)
+	dp, err := newDatapath(quietLog(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dp.Setup([]VIPPlan{testPlan6("multicast", "none")}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// Dead: no Close (its raw sockets go with the test's end).
+	done, err := Cleanup([]Leftover{{Interface: VIPDevice(testVIP6.Addr(), "vip0"), Prefix: netip.PrefixFrom(testVIP6.Addr(), 128)}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cleanup: %v", done)
+	if hasAddr6(t, "lo", testVIP6.Addr()) || tableExists(t, nftTable6, nftables.TableFamilyIPv6) {
+		t.Errorf("left after cleanup: VIP on lo %v, ip6 table %v", hasAddr6(t, "lo", testVIP6.Addr()), tableExists(t, nftTable6, nftables.TableFamilyIPv6))
+	}
+	dp.Close()
 }
 
 func hasAddr6(t *testing.T, ifname string, p netip.Addr) bool {

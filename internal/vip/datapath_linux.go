@@ -897,8 +897,10 @@ func (d *nftDatapath) Close() error {
 // MAC from a raw socket (ARP for IPv4, neighbour solicitations for IPv6),
 // and keeps the NIC listening to the cluster MAC.
 type neighResponder struct {
-	conn  *packet.Conn
-	igmp  *net.UDPConn
+	conn *packet.Conn
+	// mcast holds an IP multicast membership on the NIC: the igmp mode's
+	// group, or an IPv6 VIP's solicited-node group.
+	mcast *net.UDPConn
 	done  chan struct{}
 	wg    sync.WaitGroup
 	vip   netip.Addr
@@ -939,17 +941,22 @@ func startNeighResponder(v VIPPlan, log *slog.Logger) (*neighResponder, error) {
 	}
 	if r.six {
 		// Solicitations go to the VIP's solicited-node group, which the
-		// kernel does not join for it (the VIP is on lo, see VIPDevice).
-		if err := r.joinMAC(solicitedNodeMAC(r.vip), false); err != nil {
+		// kernel does not join on the NIC for it (the VIP is on lo, see
+		// VIPDevice). Joined as an IPv6 group, not just as a MAC, so that
+		// the kernel sends MLD reports and switches that snoop MLD
+		// deliver the solicitations here.
+		g := solicitedNode(r.vip)
+		r.mcast, err = net.ListenMulticastUDP("udp6", ifi, &net.UDPAddr{IP: g.AsSlice(), Port: 9})
+		if err != nil {
 			r.conn.Close()
-			return nil, err
+			return nil, fmt.Errorf("joining %s (the VIP's solicited-node group) on %s: %w", g, v.Interface, err)
 		}
 	}
 	if v.Mode == "igmp" {
 		// Joining the IP group sends IGMP reports, so snooping switches
 		// deliver the VIP's frames here.
 		g := IGMPGroup(v.Addr.Addr())
-		r.igmp, err = net.ListenMulticastUDP("udp4", ifi, &net.UDPAddr{IP: g.AsSlice(), Port: 9})
+		r.mcast, err = net.ListenMulticastUDP("udp4", ifi, &net.UDPAddr{IP: g.AsSlice(), Port: 9})
 		if err != nil {
 			r.conn.Close()
 			return nil, fmt.Errorf("joining IGMP group %s on %s: %w", g, v.Interface, err)
@@ -1086,8 +1093,8 @@ func (r *neighResponder) serve() {
 func (r *neighResponder) Close() {
 	close(r.done)
 	r.conn.Close()
-	if r.igmp != nil {
-		r.igmp.Close()
+	if r.mcast != nil {
+		r.mcast.Close()
 	}
 	r.wg.Wait()
 }

@@ -47,6 +47,13 @@ func neighbourAdvert(target netip.Addr, mac net.HardwareAddr, dst netip.Addr, fl
 // allNodesMAC is ff02::1's Ethernet address.
 var allNodesMAC = net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1}
 
+// solicitedNode is addr's solicited-node multicast group,
+// ff02::1:ffXX:XXXX (RFC 4291 2.7.1).
+func solicitedNode(addr netip.Addr) netip.Addr {
+	a := addr.As16()
+	return netip.AddrFrom16([16]byte{0xff, 0x02, 11: 1, 12: 0xff, 13: a[13], 14: a[14], 15: a[15]})
+}
+
 // solicitedNodeMAC is the Ethernet address of addr's solicited-node
 // multicast group (ff02::1:ffXX:XXXX, RFC 4291 2.7.1), where neighbour
 // solicitations for addr are sent.
