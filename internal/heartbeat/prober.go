@@ -247,7 +247,8 @@ func (m *Membership) recvLoop(ctx context.Context, path int) {
 	coalesce := m.opts.Profile.Check / 2
 	var backoff time.Duration
 	handle := func(pkt []byte, from netip.Addr) {
-		if err := m.handleHeartbeat(path, pkt, from, time.Now()); err != nil {
+		msg, err := m.handlePacket(path, pkt, from, time.Now())
+		if err != nil {
 			if errors.Is(err, errStale) {
 				m.ctr.stale.Add(1)
 			} else {
@@ -256,7 +257,9 @@ func (m *Membership) recvLoop(ctx context.Context, path int) {
 			m.log.Debug("dropping heartbeat", slog.String("from", from.String()), slog.Any("error", err))
 			return
 		}
-		m.ctr.received.Add(1)
+		if !msg { // a message (datagram.go) is not a heartbeat
+			m.ctr.received.Add(1)
+		}
 	}
 	for {
 		err := r.read(c, handle)
@@ -293,13 +296,25 @@ func (m *Membership) recvLoop(ctx context.Context, path int) {
 // one already taken on the other path still proves the path works but
 // changes no state: a heartbeat sent before a leave must not undo it.
 func (m *Membership) handleHeartbeat(path int, pkt []byte, from netip.Addr, now time.Time) error {
+	_, err := m.handlePacket(path, pkt, from, now)
+	return err
+}
+
+// handlePacket takes a sealed packet from a heartbeat socket: a heartbeat,
+// or a message (msg) riding the same paths (datagram.go).
+func (m *Membership) handlePacket(path int, pkt []byte, from netip.Addr, now time.Time) (msg bool, err error) {
 	plain, err := m.sealer.open(pkt)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if len(plain) > 0 && plain[0] == msgMagic {
-		return m.handleMessage(path, plain, from)
+		return true, m.handleMessage(path, plain, from)
 	}
+	return false, m.takeHeartbeat(path, plain, from, now)
+}
+
+// takeHeartbeat applies an opened heartbeat.
+func (m *Membership) takeHeartbeat(path int, plain []byte, from netip.Addr, now time.Time) error {
 	hb, fast := decodeLiveness(plain)
 	if !fast {
 		if err := json.Unmarshal(plain, &hb); err != nil {
