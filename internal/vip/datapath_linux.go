@@ -40,13 +40,14 @@ const (
 // nfARPIn is NF_ARP_IN from linux/netfilter_arp.h (x/sys/unix lacks it).
 const nfARPIn = 0
 
-// Registers: NFT_REG_1 (16 bytes) and the 32-bit NFT_REG32_00/01, which
-// alias the start of NFT_REG_1. Concatenated hash inputs use the 32-bit
-// ones, as nft does.
+// Registers: NFT_REG_1 (16 bytes) and NFT_REG32_00, the first of the
+// 32-bit registers (which alias NFT_REG_1 and the ones after it).
+// Concatenated hash inputs start there and run on in 32-bit steps, as
+// nft lays them out: an IPv6 address fills NFT_REG32_00..03, a port the
+// next one.
 const (
 	reg1   = 1
 	reg32a = 8
-	reg32b = 9
 )
 
 type nftDatapath struct {
