@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/clusterd/clusterd/internal/config"
+	"github.com/clusterd/clusterd/internal/statefile"
 )
 
 // postgres drives a PostgreSQL primary and its streaming standbys with the
@@ -50,6 +51,10 @@ type postgres struct {
 	// streams); rewind: rewind before the next start.
 	silentSince time.Time
 	rewind      bool
+	// stuck: the standby's starts since it last streamed that found it
+	// on the primary's timeline (nothing to rewind) after it did not
+	// stream (stuckAgain).
+	stuck int
 	// syncFrom: per synchronous standby, the primary's WAL position when
 	// it was first seen synchronous (see Replication).
 	syncFrom map[string]uint64
@@ -148,6 +153,11 @@ func (p *postgres) run(ctx context.Context, timeout time.Duration, name string, 
 	cmd.Dir = p.sockDir
 	if err := runAs(cmd, p.rc.OSUser); err != nil {
 		return "", -1, err
+	}
+	if name == "pg_rewind" || name == "pg_basebackup" {
+		// They write the data directory: not past the agent's death
+		// (pg_ctl is not: the server it starts outlives the agent).
+		dieWithAgent(cmd)
 	}
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
@@ -321,14 +331,14 @@ func (p *postgres) Start(ctx context.Context, pr Params) error {
 	if pr.PrimaryAddr == "" {
 		return errors.New("no primary to follow")
 	}
+	if err := p.checkInterruptedRewind(); err != nil {
+		return err
+	}
 	h, _ := p.Monitor(ctx)
 	switch {
 	case p.empty():
-		p.log.Info("copying the primary for a new standby (pg_basebackup)", slog.String("primary", pr.Primary))
-		if _, _, err := p.run(ctx, 30*time.Minute, "pg_basebackup", "-h", pr.PrimaryAddr, "-p", strconv.Itoa(p.rc.Port),
-			"-U", p.rc.ReplicationUser, "-D", p.rc.DataDir, "-X", "stream", "--checkpoint=fast"); err != nil {
-			os.RemoveAll(p.rc.DataDir)
-			return fmt.Errorf("copying the primary: %w", err)
+		if err := p.clone(ctx, pr); err != nil {
+			return err
 		}
 	case h == Standby:
 		// Already a standby: point it at the (new) primary.
@@ -348,11 +358,33 @@ func (p *postgres) Start(ctx context.Context, pr Params) error {
 		if err := p.rewindFrom(ctx, pr, h); err != nil {
 			return err
 		}
-	case p.takeRewind() && p.forkedOff(ctx, pr.PrimaryAddr):
-		// A standby that could not follow: its history forked off the
-		// primary's.
-		if err := p.rewindFrom(ctx, pr, h); err != nil {
-			return err
+	case p.takeRewind():
+		// A standby that did not stream.
+		switch theirs, ours, err := p.timelines(ctx, pr.PrimaryAddr); {
+		case err != nil || theirs > ours:
+			// Its history forked off the primary's (or that is not
+			// known: pg_rewind finds out).
+			if err := p.rewindFrom(ctx, pr, h); err != nil {
+				return err
+			}
+		case p.stuckAgain():
+			// On the primary's timeline, the primary reachable, and a
+			// restart did not make it stream: its own WAL is damaged
+			// (PostgreSQL then waits forever for WAL it will not take).
+			if h != NotRunning {
+				if err := p.pgctl(ctx, "-m", "immediate", "-w", "-t", "30", "stop"); err != nil {
+					return fmt.Errorf("stopping a standby that does not stream: %w", err)
+				}
+			}
+			aside, err := p.moveAside("not-streaming")
+			if err != nil {
+				return fmt.Errorf("moving aside the data of a standby that does not stream: %w", err)
+			}
+			p.log.Warn("the standby did not stream again after a restart although the primary is reachable on its timeline: copying the primary afresh",
+				slog.String("kept", aside))
+			if err := p.clone(ctx, pr); err != nil {
+				return err
+			}
 		}
 	}
 	if err := p.writeConf(pr.PrimaryAddr); err != nil {
@@ -365,6 +397,17 @@ func (p *postgres) Start(ctx context.Context, pr Params) error {
 	return p.startServer(ctx)
 }
 
+// clone copies the primary into the (empty) data directory.
+func (p *postgres) clone(ctx context.Context, pr Params) error {
+	p.log.Info("copying the primary for a new standby (pg_basebackup)", slog.String("primary", pr.Primary))
+	if _, _, err := p.run(ctx, 30*time.Minute, "pg_basebackup", "-h", pr.PrimaryAddr, "-p", strconv.Itoa(p.rc.Port),
+		"-U", p.rc.ReplicationUser, "-D", p.rc.DataDir, "-X", "stream", "--checkpoint=fast"); err != nil {
+		os.RemoveAll(p.rc.DataDir)
+		return fmt.Errorf("copying the primary: %w", err)
+	}
+	return nil
+}
+
 // rewindFrom stops the server (health h) and pg_rewinds its data from the
 // primary; on failure the data is moved aside for the operator and the
 // next start copies the primary afresh.
@@ -375,17 +418,58 @@ func (p *postgres) rewindFrom(ctx context.Context, pr Params, h Health) error {
 		}
 	}
 	p.log.Info("rewinding this node's data to follow the new primary (pg_rewind)", slog.String("primary", pr.Primary))
+	// Recorded first: a rewind that does not finish (the agent killed,
+	// a restart storm, the host down) leaves the data neither the old
+	// history nor the new one — PostgreSQL's docs say to copy afresh —
+	// and a second rewind of it "succeeds" into a standby that never
+	// streams (a chaos run: degraded for good after a restart storm).
+	if err := statefile.Write(p.rewindMark(), []byte(pr.Primary+"\n")); err != nil {
+		return fmt.Errorf("recording the rewind in progress: %w", err)
+	}
 	src := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres", pr.PrimaryAddr, p.rc.Port, p.rc.ReplicationUser)
 	out, _, err := p.run(ctx, 30*time.Minute, "pg_rewind", "--target-pgdata", p.rc.DataDir, "--source-server", src)
 	if err != nil {
-		aside := p.rc.DataDir + ".diverged-" + time.Now().Format("20060102-150405")
-		if rerr := os.Rename(p.rc.DataDir, aside); rerr != nil {
+		aside, rerr := p.moveAside("diverged")
+		if rerr != nil {
 			return fmt.Errorf("pg_rewind failed (%v) and the data could not be moved aside: %w", err, rerr)
 		}
 		return fmt.Errorf("pg_rewind failed, data kept in %s; a fresh copy follows: %w", aside, err)
 	}
+	if err := statefile.Remove(p.rewindMark()); err != nil {
+		return fmt.Errorf("pg_rewind done, but its record stays (the next start would copy afresh): %w", err)
+	}
 	p.log.Info("pg_rewind done", slog.String("output", strings.TrimSpace(out)))
 	return nil
+}
+
+// rewindMark is the file that says a rewind of this node's data began
+// and has not finished.
+func (p *postgres) rewindMark() string { return filepath.Join(p.passDir, "rewind-in-progress") }
+
+// checkInterruptedRewind: if a rewind began and never finished, the data
+// is moved aside (for the operator) so that this start copies the
+// primary afresh.
+func (p *postgres) checkInterruptedRewind() error {
+	if _, err := os.Stat(p.rewindMark()); err != nil {
+		return nil
+	}
+	if !p.empty() {
+		aside, err := p.moveAside("rewind-interrupted")
+		if err != nil {
+			return fmt.Errorf("a rewind of this node's data was interrupted, and the data could not be moved aside: %w", err)
+		}
+		p.log.Warn("a rewind of this node's data was interrupted (the agent stopped during it): its data cannot be trusted; moved aside, copying the primary afresh",
+			slog.String("kept", aside))
+	}
+	return statefile.Remove(p.rewindMark())
+}
+
+// moveAside renames the data directory for the operator to look at (or
+// remove) and returns where it went; the next start finds none and copies
+// the primary.
+func (p *postgres) moveAside(why string) (string, error) {
+	aside := p.rc.DataDir + "." + why + "-" + time.Now().Format("20060102-150405.000")
+	return aside, os.Rename(p.rc.DataDir, aside)
 }
 
 func (p *postgres) Stop(ctx context.Context) error {
@@ -549,7 +633,7 @@ func (p *postgres) setStreaming(ok bool) time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if ok {
-		p.silentSince = time.Time{}
+		p.silentSince, p.stuck = time.Time{}, 0
 		return 0
 	}
 	if p.silentSince.IsZero() {
@@ -568,12 +652,14 @@ func (p *postgres) takeRewind() bool {
 	return r
 }
 
-// forkedOff says whether this standby's data is on an older timeline than
-// the primary at addr (it must be rewound to follow); unknown counts as
-// yes, and pg_rewind finds out.
-func (p *postgres) forkedOff(ctx context.Context, addr string) bool {
-	theirs, ours, err := p.timelines(ctx, addr)
-	return err != nil || theirs > ours
+// stuckAgain counts a start of a standby that did not stream although it
+// is on the primary's timeline, and says whether a restart already failed
+// to help (the second such start since it last streamed).
+func (p *postgres) stuckAgain() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stuck++
+	return p.stuck >= 2
 }
 
 // sourcePromoted checks that the server at addr has finished promoting:
