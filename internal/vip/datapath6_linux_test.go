@@ -59,14 +59,7 @@ func ether(dst, src net.HardwareAddr, pkt []byte) []byte {
 
 // syn6 is a TCP SYN from the client's port sport to the VIP's port 80.
 func syn6(dstMAC, srcMAC net.HardwareAddr, sport uint16) []byte {
-	tcp := make([]byte, 20)
-	binary.BigEndian.PutUint16(tcp[0:], sport)
-	binary.BigEndian.PutUint16(tcp[2:], 80)
-	binary.BigEndian.PutUint32(tcp[4:], uint32(sport)*7919)
-	tcp[12] = 5 << 4
-	tcp[13] = 0x02
-	binary.BigEndian.PutUint16(tcp[14:], 64240)
-	return ether(dstMAC, srcMAC, ipv6Packet(testClient6, testVIP6.Addr(), 6, 64, tcp, 16))
+	return ether(dstMAC, srcMAC, ipv6Packet(testClient6, testVIP6.Addr(), 6, 64, synSegment(sport), 16))
 }
 
 // probe6 sends a SYN from each port and returns which ones the VIP
@@ -118,8 +111,8 @@ func TestDatapathIPv6(t *testing.T) {
 					dp.Close()
 				}
 			}()
-			if !hasAddr6(t, "lo", testVIP6.Addr()) || hasAddr6(t, "vip0", testVIP6.Addr()) {
-				t.Fatalf("the VIP on lo %v, on vip0 %v; want lo only", hasAddr6(t, "lo", testVIP6.Addr()), hasAddr6(t, "vip0", testVIP6.Addr()))
+			if !hasAddr(t, "lo", testVIP6.Addr()) || hasAddr(t, "vip0", testVIP6.Addr()) {
+				t.Fatalf("the VIP on lo %v, on vip0 %v; want lo only", hasAddr(t, "lo", testVIP6.Addr()), hasAddr(t, "vip0", testVIP6.Addr()))
 			}
 			if !tableExists(t, nftTable6, nftables.TableFamilyIPv6) {
 				t.Fatal("no ip6 table")
@@ -230,7 +223,7 @@ func TestDatapathIPv6(t *testing.T) {
 			if err := dp.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if hasAddr6(t, "lo", testVIP6.Addr()) || tableExists(t, nftTable6, nftables.TableFamilyIPv6) {
+			if hasAddr(t, "lo", testVIP6.Addr()) || tableExists(t, nftTable6, nftables.TableFamilyIPv6) {
 				t.Error("the VIP or the ip6 table is left after Close")
 			}
 		})
@@ -254,26 +247,8 @@ func TestCleanupIPv6(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("cleanup: %v", done)
-	if hasAddr6(t, "lo", testVIP6.Addr()) || tableExists(t, nftTable6, nftables.TableFamilyIPv6) {
-		t.Errorf("left after cleanup: VIP on lo %v, ip6 table %v", hasAddr6(t, "lo", testVIP6.Addr()), tableExists(t, nftTable6, nftables.TableFamilyIPv6))
+	if hasAddr(t, "lo", testVIP6.Addr()) || tableExists(t, nftTable6, nftables.TableFamilyIPv6) {
+		t.Errorf("left after cleanup: VIP on lo %v, ip6 table %v", hasAddr(t, "lo", testVIP6.Addr()), tableExists(t, nftTable6, nftables.TableFamilyIPv6))
 	}
 	dp.Close()
-}
-
-func hasAddr6(t *testing.T, ifname string, p netip.Addr) bool {
-	t.Helper()
-	l, err := netlink.LinkByName(ifname)
-	if err != nil {
-		t.Fatal(err)
-	}
-	as, err := netlink.AddrList(l, netlink.FAMILY_V6)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range as {
-		if ip, _ := netip.AddrFromSlice(a.IP); ip == p {
-			return true
-		}
-	}
-	return false
 }

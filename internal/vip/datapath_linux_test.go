@@ -131,6 +131,12 @@ func ipFrame(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, proto byte, l
 
 // syn is a TCP SYN from the client's port to the VIP's port 80.
 func (x *lan) syn(dstMAC net.HardwareAddr, dst netip.Addr, sport uint16) []byte {
+	return ipFrame(dstMAC, x.srcMAC, testClient, dst, 6, synSegment(sport))
+}
+
+// synSegment is a TCP SYN header from port sport to port 80 (checksum
+// left to the caller, which knows the addresses).
+func synSegment(sport uint16) []byte {
 	tcp := make([]byte, 20)
 	binary.BigEndian.PutUint16(tcp[0:], sport)
 	binary.BigEndian.PutUint16(tcp[2:], 80)
@@ -138,7 +144,7 @@ func (x *lan) syn(dstMAC net.HardwareAddr, dst netip.Addr, sport uint16) []byte 
 	tcp[12] = 5 << 4
 	tcp[13] = 0x02
 	binary.BigEndian.PutUint16(tcp[14:], 64240)
-	return ipFrame(dstMAC, x.srcMAC, testClient, dst, 6, tcp)
+	return tcp
 }
 
 func (x *lan) send(frame []byte) {
@@ -189,13 +195,14 @@ func sysctlValue(t *testing.T, path string) string {
 	return strings.TrimSpace(string(b))
 }
 
+// hasAddr says whether p (either family) is on the interface.
 func hasAddr(t *testing.T, ifname string, p netip.Addr) bool {
 	t.Helper()
 	l, err := netlink.LinkByName(ifname)
 	if err != nil {
 		t.Fatal(err)
 	}
-	as, err := netlink.AddrList(l, netlink.FAMILY_V4)
+	as, err := netlink.AddrList(l, netlink.FAMILY_ALL)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -95,23 +94,7 @@ func testNLBIPv6(t *testing.T, mode string) {
 	n.Start()
 	x.waitOwners(3)
 
-	rs := x.burst(300, 8)
-	m, errs := tally(rs)
-	if len(errs) > 0 {
-		t.Fatalf("%d of 300 requests failed, first: %v", len(errs), errs[0])
-	}
-	t.Logf("spread: %v", m)
-	for _, nd := range n.Nodes {
-		if m[nd.Name] < 50 || m[nd.Name] > 150 {
-			t.Errorf("%s served %d of 300 (want ~100)", nd.Name, m[nd.Name])
-		}
-	}
-	for _, r := range rs[:40] {
-		out, code := n.Nodes[0].Ctl("owner", "["+vip6+"]:80", fmt.Sprintf("[%s]:%d", testnet.ClientIP6, r.ClientPort))
-		if code != 0 || !strings.Contains(out, "served by "+r.Node) {
-			t.Fatalf("owner says %q (exit %d); the flow was served by %s", out, code, r.Node)
-		}
-	}
+	x.spreadAndOwner(t, 300, vip6, testnet.ClientIP6)
 	cmac := map[string]string{"multicast": "03:bf:00:00:01:00", "unicast": "02:bf:00:00:01:00"}[mode]
 	out, _ := exec.Command("ip", "-n", n.Client, "-6", "neigh", "show", vip6).CombinedOutput()
 	if !strings.Contains(string(out), cmac) {
@@ -132,8 +115,7 @@ func testNLBIPv6(t *testing.T, mode string) {
 	killed := time.Now()
 	n.WaitState(3*time.Second, victim, "failed")
 	x.waitOwners(2)
-	rs = x.burst(200, 8)
-	m, errs = tally(rs)
+	m, errs := tally(x.burst(200, 8))
 	if len(errs) > 0 {
 		t.Errorf("%d of 200 requests failed after takeover: %v", len(errs), errs[0])
 	}

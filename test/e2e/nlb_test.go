@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"strings"
 	"sync"
@@ -116,6 +117,34 @@ func inModes(t *testing.T, f func(t *testing.T, mode string)) {
 	}
 }
 
+// spreadAndOwner makes n requests to the VIP, each on a new connection:
+// none may fail, every node must serve its even share (within 50 %), and
+// clusterctl owner on the first node must name the node that answered
+// each of the first 40 flows (the Go hash predicts the kernel's).
+func (x *nlb) spreadAndOwner(t *testing.T, n int, vip, client string) {
+	t.Helper()
+	rs := x.burst(n, 8)
+	m, errs := tally(rs)
+	if len(errs) > 0 {
+		t.Fatalf("%d of %d requests failed, first: %v", len(errs), n, errs[0])
+	}
+	t.Logf("spread: %v", m)
+	share := n / len(x.Nodes)
+	for _, nd := range x.Nodes {
+		if m[nd.Name] < share/2 || m[nd.Name] > share*3/2 {
+			t.Errorf("%s served %d of %d (want ~%d)", nd.Name, m[nd.Name], n, share)
+		}
+	}
+	v := netip.AddrPortFrom(netip.MustParseAddr(vip), 80).String()
+	for _, r := range rs[:40] {
+		c := netip.AddrPortFrom(netip.MustParseAddr(client), uint16(r.ClientPort)).String()
+		out, code := x.Nodes[0].Ctl("owner", v, c)
+		if code != 0 || !strings.Contains(out, "served by "+r.Node) {
+			t.Fatalf("owner %s %s says %q (exit %d); the flow was served by %s", v, c, out, code, r.Node)
+		}
+	}
+}
+
 // checkUnicastFlooded: in unicast mode the switch must never learn the
 // cluster MAC (no member sends from it), so it keeps flooding the VIP's
 // frames to every member; and the client resolved the VIP to it.
@@ -153,24 +182,7 @@ func TestNLBSpreadsFlowsAndOwnerPredicts(t *testing.T) { inModes(t, testSpread) 
 
 func testSpread(t *testing.T, mode string) {
 	x := newNLB(t, 4, mode, true)
-	rs := x.burst(400, 8)
-	m, errs := tally(rs)
-	if len(errs) > 0 {
-		t.Fatalf("%d of 400 requests failed, first: %v", len(errs), errs[0])
-	}
-	t.Logf("spread: %v", m)
-	for _, nd := range x.Nodes {
-		if m[nd.Name] < 50 || m[nd.Name] > 150 {
-			t.Errorf("%s served %d of 400 (want ~100)", nd.Name, m[nd.Name])
-		}
-	}
-	// The kernel's choice and clusterctl owner agree.
-	for _, r := range rs[:40] {
-		out, code := x.Nodes[0].Ctl("owner", vipAddr+":80", fmt.Sprintf("%s:%d", testnet.ClientIP, r.ClientPort))
-		if code != 0 || !strings.Contains(out, "served by "+r.Node) {
-			t.Fatalf("owner says %q (exit %d); the flow was served by %s", out, code, r.Node)
-		}
-	}
+	x.spreadAndOwner(t, 400, vipAddr, testnet.ClientIP)
 	// ICMP echo to the VIP: exactly one node (the default host) answers.
 	if _, err := exec.LookPath("ping"); err == nil {
 		out, _ := exec.Command("ip", "netns", "exec", x.Client, "ping", "-c", "3", "-i", "0.2", "-W", "1", vipAddr).CombinedOutput()
