@@ -3,6 +3,7 @@
 package chaos
 
 import (
+	"errors"
 	"fmt"
 	"math/rand"
 	"os"
@@ -37,6 +38,7 @@ type Report struct {
 	Began      time.Time // fault times are counted from here
 	Faults     []string  // "+12.3s kill node4 for 2.1s", in order
 	ByKind     map[Kind]int
+	Skipped    int // faults that had nothing to act on (a postmaster kill while none ran)
 	Violations []string
 
 	NewConns, NewConnsOK int
@@ -97,7 +99,11 @@ func Run(t testnet.TB, o Options) (*Report, error) {
 		}
 		hold := time.Duration(0)
 		for _, f := range batch {
-			if err := c.apply(f, r); err != nil {
+			if err := c.apply(f, r); errors.Is(err, errNotApplied) {
+				o.Log("skipped +%s %s: %v", since(began, time.Now()), f, err)
+				rep.Skipped++
+				continue
+			} else if err != nil {
 				rep.Violations = append(rep.Violations, fmt.Sprintf("+%s applying %s: %v", since(began, time.Now()), f, err))
 				continue
 			}
@@ -189,6 +195,9 @@ func (r *Report) String() string {
 		}
 	}
 	fmt.Fprintf(&b, "faults by kind: %s\n", strings.Join(kinds, ", "))
+	if r.Skipped > 0 {
+		fmt.Fprintf(&b, "faults skipped (nothing to act on when their turn came): %d\n", r.Skipped)
+	}
 	pct := func(a, n int) float64 {
 		if n == 0 {
 			return 100

@@ -3,7 +3,9 @@
 package chaos
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand"
 	"slices"
 	"strings"
@@ -13,6 +15,10 @@ import (
 
 	"github.com/clusterd/clusterd/internal/testnet"
 )
+
+// errNotApplied: a fault that had nothing to act on when its turn came
+// (the campaign skips it; it is no violation of the cluster's).
+var errNotApplied = errors.New("fault not applied")
 
 // Kind is a kind of fault.
 type Kind string
@@ -177,7 +183,11 @@ func (c *cluster) apply(f *fault, r *rand.Rand) error {
 			return fmt.Errorf("no group owner to kill the postmaster of")
 		}
 		f.Targets = []*testnet.Node{owner}
-		if err := testnet.KillPID(c.pgDataDir(owner)+"/postmaster.pid", syscall.SIGKILL); err != nil {
+		if err := testnet.KillPID(c.pgDataDir(owner)+"/postmaster.pid", syscall.SIGKILL); errors.Is(err, fs.ErrNotExist) {
+			// The owner's server is not running this moment (starting,
+			// being promoted or rewound): nothing to kill.
+			return fmt.Errorf("%w: no postmaster running on %s", errNotApplied, owner.Name)
+		} else if err != nil {
 			return fmt.Errorf("killing the postmaster on %s: %w", owner.Name, err)
 		}
 		f.undo = func() {}
