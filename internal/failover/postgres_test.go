@@ -10,6 +10,7 @@ import (
 
 	"github.com/clusterd/clusterd/internal/config"
 	"github.com/clusterd/clusterd/internal/statefile"
+	"github.com/clusterd/clusterd/internal/testenv"
 )
 
 // A rewind that began and did not finish (the agent killed during it: a
@@ -18,6 +19,7 @@ import (
 // start moves the data aside and copies the primary afresh; without the
 // mark nothing moves.
 func TestInterruptedRewindMovesTheDataAside(t *testing.T) {
+	testenv.SkipUnderWine(t, testenv.WineLacksRenamedDirs)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	if err := os.MkdirAll(data, 0o700); err != nil {

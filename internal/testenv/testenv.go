@@ -20,6 +20,10 @@ const WineLacksUDP = "Wine 8 cannot open UDP sockets for Go (WSAIoctl SIO_UDP_CO
 // WineLacksPipes is why named-pipe tests skip under Wine.
 const WineLacksPipes = "under Wine 8 go-winio's named-pipe listener never accepts (the test hangs); run on Windows"
 
+// WineLacksRenamedDirs is why tests that rename a directory with files in
+// it skip under Wine.
+const WineLacksRenamedDirs = "under Wine 8 the files of a directory renamed while the test runs cannot be removed (unlinkat: Invalid function); run on Windows"
+
 // SkipUnderWine skips t under Wine, saying why.
 func SkipUnderWine(t testing.TB, why string) {
 	t.Helper()
