@@ -125,12 +125,6 @@ const verdictFor = 250 * time.Millisecond
 // per Interval per path whatever N is, and its watchers still notice its
 // death within Timeout and tell the others (verdicts).
 func (m *Membership) sendHeartbeats(now time.Time) {
-	type dst struct {
-		path int
-		addr netip.AddrPort
-		slow bool
-		full bool // the member is failed here: the metadata goes every round
-	}
 	prof := m.opts.Profile
 	m.mu.Lock()
 	m.seq++
@@ -157,8 +151,10 @@ func (m *Membership) sendHeartbeats(now time.Time) {
 	// once when this node's reachability lists changed.
 	slowRound := m.seq%every == 0 || len(hb.Failed) > 0 || metaFresh || m.reachAll
 	m.reachAll = false
-	var dsts []dst
-	anySlow, anyFull := false, false
+	// to: the destinations by [path][slow][full] (full: the member is
+	// failed here, and the metadata goes to it every round).
+	var to [2][2][2][]netip.AddrPort
+	anySlow, anyFull, anyDst := false, false, false
 	for _, p := range m.peers {
 		port := uint16(p.meta.ProbePort)
 		if port == 0 {
@@ -176,16 +172,16 @@ func (m *Membership) sendHeartbeats(now time.Time) {
 			c := m.meta.clone()
 			meta = &c
 		}
-		anySlow = anySlow || slow
-		anyFull = anyFull || full
-		dsts = append(dsts, dst{pathPrivate, netip.AddrPortFrom(p.addr, port), slow, full})
+		anySlow, anyFull, anyDst = anySlow || slow, anyFull || full, true
+		i, j := b2i(slow), b2i(full)
+		to[pathPrivate][i][j] = append(to[pathPrivate][i][j], netip.AddrPortFrom(p.addr, port))
 		if m.hasPath(p, pathBackup) {
-			dsts = append(dsts, dst{pathBackup, netip.AddrPortFrom(p.backup, port), slow, full})
+			to[pathBackup][i][j] = append(to[pathBackup][i][j], netip.AddrPortFrom(p.backup, port))
 		}
 	}
 	clear(m.tell) // under the lock: setPeerStateLocked adds to it
 	m.mu.Unlock()
-	if len(dsts) == 0 {
+	if !anyDst {
 		return
 	}
 	var pkts [2][2][]byte // [fast, slow][liveness, full]
@@ -219,23 +215,25 @@ func (m *Membership) sendHeartbeats(now time.Time) {
 		if s == nil {
 			continue
 		}
-		for i, slow := range []bool{false, true} {
-			for j, full := range []bool{false, true} {
-				var to []netip.AddrPort
-				for _, d := range dsts {
-					if d.path == path && d.slow == slow && d.full == full {
-						to = append(to, d.addr)
-					}
-				}
-				if len(to) == 0 {
+		for i := range to[path] {
+			for j, addrs := range to[path][i] {
+				if len(addrs) == 0 {
 					continue
 				}
-				n := s.round(pkts[i][j], to, time.Now().Add(sendWait))
+				n := s.round(pkts[i][j], addrs, time.Now().Add(sendWait))
 				m.ctr.sent.Add(uint64(n))
-				m.ctr.unsent.Add(uint64(len(to) - n))
+				m.ctr.unsent.Add(uint64(len(addrs) - n))
 			}
 		}
 	}
+}
+
+// b2i is 1 for true: an index into the [false, true] pairs above.
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (m *Membership) recvLoop(ctx context.Context, path int) {
