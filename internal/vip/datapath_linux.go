@@ -145,41 +145,39 @@ func (d *nftDatapath) Setup(vips []VIPPlan, liveTTL time.Duration) error {
 	defer d.mu.Unlock()
 	d.vips, d.liveTTL = vips, liveTTL
 	for _, v := range vips {
-		if _, err := netlink.LinkByName(v.Interface); err != nil {
-			return fmt.Errorf("VIP %s: interface %s: %w", v.Addr, v.Interface, err)
-		}
-		if familyOf(v.Addr.Addr()) == familyIPv6 {
-			if err := needLinkLocal(v.Interface); err != nil {
-				return fmt.Errorf("VIP %s: %w", v.Addr, err)
-			}
-		}
-		dev := VIPDevice(v.Addr.Addr(), v.Interface)
-		link, err := netlink.LinkByName(dev)
+		nic, err := netlink.LinkByName(v.Interface)
 		if err != nil {
-			return fmt.Errorf("VIP %s: interface %s: %w", v.Addr, dev, err)
+			return fmt.Errorf("VIP %s: interface %s: %w", v.Addr, v.Interface, err)
 		}
 		// The address goes on as a host address (/32, /128): the prefix in
 		// the config describes the subnet, but a host address leaves this
 		// node's routes and source address selection untouched.
 		bits := v.Addr.Addr().BitLen()
 		a := &netlink.Addr{IPNet: &net.IPNet{IP: v.Addr.Addr().AsSlice(), Mask: net.CIDRMask(bits, bits)}}
-		if familyOf(v.Addr.Addr()) == familyIPv4 {
-			a.Label = labelFor(dev)
-		} else {
-			// Every node holds the VIP: duplicate address detection
-			// would fail it (and delay it by a second when it does not).
+		link := nic
+		if familyOf(v.Addr.Addr()) == familyIPv6 {
+			if err := needLinkLocal(nic); err != nil {
+				return fmt.Errorf("VIP %s: %w", v.Addr, err)
+			}
+			// On lo (VIPDevice). Every node holds the VIP: duplicate
+			// address detection would fail it (and delay it by a second
+			// when it does not).
+			dev := VIPDevice(v.Addr.Addr(), v.Interface)
+			if link, err = netlink.LinkByName(dev); err != nil {
+				return fmt.Errorf("VIP %s: interface %s: %w", v.Addr, dev, err)
+			}
 			a.Flags = unix.IFA_F_NODAD
-		}
-		if err := netlink.AddrReplace(link, a); err != nil {
-			return fmt.Errorf("adding VIP %s to %s: %w", v.Addr.Addr(), dev, err)
-		}
-		d.addrs = append(d.addrs, netlinkAddr{link, a})
-		if familyOf(v.Addr.Addr()) == familyIPv4 {
+		} else {
+			a.Label = labelFor(v.Interface)
 			// Our ARP requests must come from the NIC's own address, never
 			// the VIP, or clients and switches would learn VIP -> this
-			// node's MAC. (IPv6: the VIP is on lo, see VIPDevice.)
+			// node's MAC.
 			d.setSysctl(fmt.Sprintf("/proc/sys/net/ipv4/conf/%s/arp_announce", v.Interface), "2")
 		}
+		if err := netlink.AddrReplace(link, a); err != nil {
+			return fmt.Errorf("adding VIP %s to %s: %w", v.Addr.Addr(), link.Attrs().Name, err)
+		}
+		d.addrs = append(d.addrs, netlinkAddr{link, a})
 	}
 	if err := d.buildRuleset(); err != nil {
 		return err
@@ -198,21 +196,18 @@ func (d *nftDatapath) Setup(vips []VIPPlan, liveTTL time.Duration) error {
 // kernel sends the neighbour solicitations of a reply from a VIP on lo
 // from it (and from no other address), so without one no client is ever
 // resolved and every flow hangs.
-func needLinkLocal(nic string) error {
-	link, err := netlink.LinkByName(nic)
+func needLinkLocal(nic netlink.Link) error {
+	name := nic.Attrs().Name
+	as, err := netlink.AddrList(nic, netlink.FAMILY_V6)
 	if err != nil {
-		return fmt.Errorf("interface %s: %w", nic, err)
-	}
-	as, err := netlink.AddrList(link, netlink.FAMILY_V6)
-	if err != nil {
-		return fmt.Errorf("listing the IPv6 addresses of %s: %w", nic, err)
+		return fmt.Errorf("listing the IPv6 addresses of %s: %w", name, err)
 	}
 	for _, a := range as {
 		if a.IP.IsLinkLocalUnicast() {
 			return nil
 		}
 	}
-	return fmt.Errorf("%s has no IPv6 link-local address (IPv6 off on it, or addr_gen_mode none): the node resolves the VIP's clients from it", nic)
+	return fmt.Errorf("%s has no IPv6 link-local address (IPv6 off on it, or addr_gen_mode none): the node resolves the VIP's clients from it", name)
 }
 
 // labelFor names the VIP address so that `ip addr` shows who added it.
@@ -817,21 +812,22 @@ func (d *nftDatapath) Counters() (map[int]Counters, error) {
 
 func (d *nftDatapath) Connections() (int, error) {
 	vips := map[netip.Addr]bool{}
-	six := false
+	families := map[netlink.InetFamily]bool{}
 	for _, v := range d.vips {
 		vips[v.Addr.Addr()] = true
-		six = six || familyOf(v.Addr.Addr()) == familyIPv6
-	}
-	flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, netlink.FAMILY_V4)
-	if err != nil {
-		return 0, fmt.Errorf("reading conntrack: %w", err)
-	}
-	if six {
-		f6, err := netlink.ConntrackTableList(netlink.ConntrackTable, netlink.FAMILY_V6)
-		if err != nil {
-			return 0, fmt.Errorf("reading IPv6 conntrack: %w", err)
+		if familyOf(v.Addr.Addr()) == familyIPv6 {
+			families[netlink.FAMILY_V6] = true
+		} else {
+			families[netlink.FAMILY_V4] = true
 		}
-		flows = append(flows, f6...)
+	}
+	var flows []*netlink.ConntrackFlow
+	for f := range families { // only the families of the VIPs: a dump each
+		fs, err := netlink.ConntrackTableList(netlink.ConntrackTable, f)
+		if err != nil {
+			return 0, fmt.Errorf("reading conntrack: %w", err)
+		}
+		flows = append(flows, fs...)
 	}
 	n := 0
 	for _, f := range flows {
