@@ -132,56 +132,34 @@ func TestDatapathIPv6(t *testing.T) {
 				t.Errorf("%s not joined on vip0", solicitedNode(testVIP6.Addr()))
 			}
 
-			// Neighbour solicitation for the VIP, to its solicited-node group.
-			ns := make([]byte, 32)
-			ns[0] = 135
-			t16 := testVIP6.Addr().As16()
-			copy(ns[8:], t16[:])
-			ns[24], ns[25] = 1, 1 // source link-layer address
-			copy(ns[26:], x.srcMAC)
-			snm := solicitedNode(testVIP6.Addr())
-			f := ether(solicitedNodeMAC(testVIP6.Addr()), x.srcMAC, ipv6Packet(testClient6, snm, 58, 255, ns, 2))
-			// Drain the unsolicited advertisements of the start first.
-			buf := make([]byte, 2048)
+			// Neighbour solicitation for the VIP, to its solicited-node
+			// group, after the unsolicited advertisements of the start.
 			announced := 0
-			c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-			for {
-				n, _, err := c.ReadFrom(buf)
-				if err != nil {
-					break
-				}
-				if target, mac, flags, ok := parseNA(buf[14:n]); ok && target == testVIP6.Addr() && mac.String() == plan.MAC.String() && flags == naOverride {
+			eachNA(c, 200*time.Millisecond, func(_ []byte, mac net.HardwareAddr, flags byte) {
+				if mac.String() == plan.MAC.String() && flags == naOverride {
 					announced++
 				}
-			}
+			})
 			if announced == 0 {
 				t.Error("no unsolicited advertisement of the VIP at start")
 			}
-			if _, err := c.WriteTo(f, &packet.Addr{HardwareAddr: solicitedNodeMAC(testVIP6.Addr())}); err != nil {
+			snm := solicitedNodeMAC(testVIP6.Addr())
+			if _, err := c.WriteTo(ether(snm, x.srcMAC, nsPacket(testClient6, testVIP6.Addr(), x.srcMAC)), &packet.Addr{HardwareAddr: snm}); err != nil {
 				t.Fatal(err)
 			}
 			replies := 0
-			c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-			for {
-				n, _, err := c.ReadFrom(buf)
-				if err != nil {
-					break
-				}
-				target, mac, flags, ok := parseNA(buf[14:n])
-				if !ok || target != testVIP6.Addr() {
-					continue
-				}
+			eachNA(c, 300*time.Millisecond, func(frame []byte, mac net.HardwareAddr, flags byte) {
 				replies++
 				if mac.String() != plan.MAC.String() || flags != naSolicited|naOverride {
 					t.Errorf("advertisement of the VIP: %s flags %#x, want %s solicited+override", mac, flags, plan.MAC)
 				}
-				if src := net.HardwareAddr(buf[6:12]); src.String() != x.nic.HardwareAddr.String() {
+				if src := net.HardwareAddr(frame[6:12]); src.String() != x.nic.HardwareAddr.String() {
 					t.Errorf("advertisement's Ethernet source %s, want the NIC's %s", src, x.nic.HardwareAddr)
 				}
-				if dst := net.HardwareAddr(buf[0:6]); dst.String() != x.srcMAC.String() {
+				if dst := net.HardwareAddr(frame[0:6]); dst.String() != x.srcMAC.String() {
 					t.Errorf("advertisement sent to %s, want the asker %s", dst, x.srcMAC)
 				}
-			}
+			})
 			if replies != 1 {
 				t.Errorf("%d advertisements answered the solicitation, want 1 (the agent's; the kernel's must stay silent)", replies)
 			}
@@ -227,6 +205,22 @@ func TestDatapathIPv6(t *testing.T) {
 				t.Error("the VIP or the ip6 table is left after Close")
 			}
 		})
+	}
+}
+
+// eachNA calls f with every advertisement of testVIP6 that arrives on c
+// within d: the frame, the MAC it advertises and its flags.
+func eachNA(c *packet.Conn, d time.Duration, f func(frame []byte, mac net.HardwareAddr, flags byte)) {
+	buf := make([]byte, 2048)
+	c.SetReadDeadline(time.Now().Add(d))
+	for {
+		n, _, err := c.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		if target, mac, flags, ok := parseNA(buf[14:n]); ok && target == testVIP6.Addr() {
+			f(buf[:n], mac, flags)
+		}
 	}
 }
 

@@ -17,7 +17,7 @@ func nsPacket(src, target netip.Addr, mac net.HardwareAddr) []byte {
 		ns = append(ns, 1, 1)
 		ns = append(ns, mac...)
 	}
-	return ipv6Packet(src, netip.MustParseAddr("ff02::1:ff00:100"), 58, 255, ns, 2)
+	return ipv6Packet(src, solicitedNode(target), 58, 255, ns, 2)
 }
 
 // TestNAFor: a solicitation for the VIP is answered with the cluster MAC,
