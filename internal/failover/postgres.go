@@ -450,7 +450,7 @@ func (p *postgres) rewindMark() string { return filepath.Join(p.passDir, "rewind
 // is moved aside (for the operator) so that this start copies the
 // primary afresh.
 func (p *postgres) checkInterruptedRewind() error {
-	if _, err := os.Stat(p.rewindMark()); err != nil {
+	if !p.rewindInterrupted() {
 		return nil
 	}
 	if !p.empty() {
@@ -462,6 +462,13 @@ func (p *postgres) checkInterruptedRewind() error {
 			slog.String("kept", aside))
 	}
 	return statefile.Remove(p.rewindMark())
+}
+
+// rewindInterrupted says whether a rewind of this node's data began and
+// did not finish.
+func (p *postgres) rewindInterrupted() bool {
+	_, err := os.Stat(p.rewindMark())
+	return err == nil
 }
 
 // moveAside renames the data directory for the operator to look at (or
@@ -492,6 +499,10 @@ func (p *postgres) Stop(ctx context.Context) error {
 // acknowledged writes in the chaos campaign (seed 2, loss on the primary:
 // the standby was promoted without them).
 func (p *postgres) Promote(ctx context.Context, pr Params) error {
+	if p.rewindInterrupted() {
+		// Half-rewound data is neither history: never a primary's.
+		return errors.New("this node's data is from an interrupted pg_rewind and cannot be promoted; it is copied afresh when it next starts as a standby")
+	}
 	if err := p.prepare(); err != nil {
 		return err
 	}

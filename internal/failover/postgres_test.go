@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"os"
@@ -32,6 +33,9 @@ func TestInterruptedRewindMovesTheDataAside(t *testing.T) {
 	}
 	if err := statefile.Write(p.rewindMark(), []byte("node2\n")); err != nil {
 		t.Fatal(err)
+	}
+	if err := p.Promote(context.Background(), Params{}); err == nil || !strings.Contains(err.Error(), "interrupted pg_rewind") {
+		t.Fatalf("half-rewound data promoted: %v", err)
 	}
 	if err := p.checkInterruptedRewind(); err != nil {
 		t.Fatal(err)
