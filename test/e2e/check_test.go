@@ -37,7 +37,12 @@ func TestStatusCheck(t *testing.T) {
 	}
 
 	node3.Kill()
-	n.WaitFor(10*time.Second, "status --check WARNING", func() bool { out, code = check(node1); return code == 1 })
+	// Not the first WARNING: for a moment node3 is only unheard here (the
+	// others have not timed it out yet) before the vote fails it.
+	n.WaitFor(10*time.Second, "status --check WARNING, node3 failed", func() bool {
+		out, code = check(node1)
+		return code == 1 && strings.Contains(out, "member node3 failed")
+	})
 	t.Logf("node3 killed: %s", out)
 	if !strings.Contains(out, "member node3 failed") || !strings.Contains(out, "members_failed=1") {
 		t.Errorf("node3 killed: %q", out)
