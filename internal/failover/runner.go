@@ -453,17 +453,27 @@ func (r *runner) standby(ctx context.Context, p Params, known bool) {
 	}
 	r.set(func() {
 		r.ready = h == Standby
-		// A standby that has run healthy for standbyProof has shown its
-		// resource works again: the cool-down after its failure ends
-		// early, so the group has an heir again (else it would stay
-		// degraded for the whole cool-down).
 		now := time.Now()
-		switch {
-		case h != Standby:
+		if h != Standby {
 			r.standbySince = time.Time{}
-		case r.standbySince.IsZero():
+			return
+		}
+		if r.standbySince.IsZero() {
 			r.standbySince = now
-		case now.Sub(r.standbySince) >= standbyProof && now.Before(r.coolUntil):
+		}
+		// A standby that has shown its resource works again ends the
+		// cool-down after its failure early, so the group has an heir
+		// again (else it would stay degraded for the whole cool-down).
+		switch {
+		case !now.Before(r.coolUntil):
+		case r.v.SyncWith == r.m.name && r.v.Owner != r.m.name:
+			// The quorum records it as the primary's synchronous standby:
+			// it streams and has flushed every acknowledged commit. It is
+			// the group's only heir; keeping it out would leave the group
+			// nobody to fail over to.
+			r.log.Info("the primary holds this standby synchronous since its failure: eligible again", slog.Duration("after", now.Sub(r.standbySince).Round(time.Millisecond)))
+			r.coolUntil = time.Time{}
+		case now.Sub(r.standbySince) >= standbyProof:
 			r.log.Info("the standby has run healthy since its failure: eligible again", slog.Duration("after", now.Sub(r.standbySince).Round(time.Second)))
 			r.coolUntil = time.Time{}
 		}

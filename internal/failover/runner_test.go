@@ -176,3 +176,43 @@ func TestPromoteCarriesTheRecordedStandby(t *testing.T) {
 		})
 	}
 }
+
+// A node whose resource failed is out of the running for the cool-down,
+// which ends early once its standby has shown it works: at once when the
+// quorum records it as the primary's synchronous standby (it holds every
+// acknowledged commit: the group's only heir), else after standbyProof of
+// healthy running.
+func TestCooldownEndsWhenTheStandbyIsSynchronous(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		recorded string        // the record's synchronous standby
+		healthy  time.Duration // how long the standby has run healthy
+		health   Health
+		eligible bool
+	}{
+		{"recorded synchronous", "db1", time.Second, Standby, true},
+		{"recorded synchronous, first healthy check", "db1", 0, Standby, true},
+		{"another standby recorded", "db3", time.Second, Standby, false},
+		{"none recorded, not yet proven", "", time.Second, Standby, false},
+		{"none recorded, proven by running", "", standbyProof + time.Second, Standby, true},
+		{"recorded but not running as a standby", "db1", time.Second, NotRunning, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res := &recordingRes{health: c.health}
+			r := &runner{m: &Manager{name: "db1"}, res: res, log: slog.New(slog.NewTextHandler(io.Discard, nil)), t: Timing{Lease: time.Second},
+				sent: map[uint64]time.Time{}, wake: make(chan struct{}, 1), following: "db2",
+				coolUntil: time.Now().Add(cooldown), retryAt: time.Now().Add(time.Minute)}
+			if c.healthy > 0 {
+				r.standbySince = time.Now().Add(-c.healthy)
+			}
+			r.v = verdict{Group: "db", Owner: "db2", Epoch: 5, SyncWith: c.recorded}
+			r.standby(context.Background(), Params{Epoch: 5, Primary: "db2"}, true)
+			r.mu.Lock()
+			got := r.reportLocked().Ready
+			r.mu.Unlock()
+			if got != c.eligible {
+				t.Fatalf("report says ready=%v, want %v", got, c.eligible)
+			}
+		})
+	}
+}
