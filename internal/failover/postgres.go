@@ -17,10 +17,12 @@ import (
 
 	"github.com/clusterd/clusterd/internal/config"
 	"github.com/clusterd/clusterd/internal/statefile"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // postgres drives a PostgreSQL primary and its streaming standbys with the
-// server's own tools (initdb, pg_ctl, pg_basebackup, pg_rewind, psql).
+// server's own tools (initdb, pg_ctl, pg_basebackup, pg_rewind) and asks
+// the local server over one lasting connection (sql).
 //
 // No acknowledged write is lost: with synchronous: true the primary names
 // the other owners in synchronous_standby_names, so a commit returns only
@@ -58,6 +60,12 @@ type postgres struct {
 	// syncFrom: per synchronous standby, the primary's WAL position when
 	// it was first seen synchronous (see Replication).
 	syncFrom map[string]uint64
+
+	// connMu guards the lasting connection to the local server (sql);
+	// mapped: pg_ident.conf was rewritten after a refused connection.
+	connMu sync.Mutex
+	conn   *pgconn.PgConn
+	mapped bool
 }
 
 func newPostgres(g config.GroupConfig, node, stateDir string, log *slog.Logger, down func(string) bool) (Resource, error) {
@@ -170,13 +178,6 @@ func (p *postgres) run(ctx context.Context, timeout time.Duration, name string, 
 	return string(out), 0, nil
 }
 
-// sql runs one statement on the local server through its Unix socket.
-func (p *postgres) sql(ctx context.Context, q string) (string, error) {
-	out, _, err := p.run(ctx, 10*time.Second, "psql", "-X", "-h", p.sockDir, "-p", strconv.Itoa(p.rc.Port),
-		"-U", p.rc.OSUser, "-d", "postgres", "-Atq", "-v", "ON_ERROR_STOP=1", "-c", q)
-	return strings.TrimSpace(out), err
-}
-
 func (p *postgres) empty() bool {
 	ents, err := os.ReadDir(p.rc.DataDir)
 	return err != nil || len(ents) == 0
@@ -271,6 +272,11 @@ func (p *postgres) writeHBA() error {
 	}
 	var blk strings.Builder
 	blk.WriteString(hbaBegin + "\n")
+	if runtime.GOOS != "windows" {
+		// The agent's own connection (sql): its OS user maps to the
+		// server's role (writeIdent). Windows has no peer authentication.
+		fmt.Fprintf(&blk, "local all %s peer map=%s\n", p.rc.OSUser, identMap)
+	}
 	fmt.Fprintf(&blk, "host replication %[1]s all scram-sha-256\nhost postgres %[1]s all scram-sha-256\n", p.rc.ReplicationUser)
 	for _, l := range p.rc.HBA {
 		blk.WriteString(l + "\n")
@@ -279,12 +285,24 @@ func (p *postgres) writeHBA() error {
 	if err := os.WriteFile(f, []byte(blk.String()+rest), 0o600); err != nil {
 		return err
 	}
-	return chownTo(f, p.rc.OSUser)
+	if err := chownTo(f, p.rc.OSUser); err != nil {
+		return err
+	}
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	return p.writeIdent()
 }
 
 func (p *postgres) pgctl(ctx context.Context, args ...string) error {
 	a := append([]string{"-D", p.rc.DataDir}, args...)
 	_, _, err := p.run(ctx, 90*time.Second, "pg_ctl", a...)
+	return err
+}
+
+// reload makes the running server read its configuration again.
+func (p *postgres) reload(ctx context.Context) error {
+	_, err := p.sql(ctx, "SELECT pg_reload_conf()")
 	return err
 }
 
@@ -345,7 +363,7 @@ func (p *postgres) Start(ctx context.Context, pr Params) error {
 		if err := p.writeConf(pr.PrimaryAddr); err != nil {
 			return err
 		}
-		return p.pgctl(ctx, "reload")
+		return p.reload(ctx)
 	case !p.exists("standby.signal"):
 		// This node's data was a primary's: wind it back to where the new
 		// primary's history forked, so it can follow. Only from a primary
@@ -391,7 +409,7 @@ func (p *postgres) Start(ctx context.Context, pr Params) error {
 		return err
 	}
 	if h, _ := p.Monitor(ctx); h == Standby {
-		return p.pgctl(ctx, "reload")
+		return p.reload(ctx)
 	}
 	p.log.Info("starting the standby", slog.String("primary", pr.Primary))
 	return p.startServer(ctx)
@@ -537,7 +555,7 @@ func (p *postgres) Promote(ctx context.Context, pr Params) error {
 		if _, err := p.sql(ctx, "CHECKPOINT"); err != nil {
 			return err
 		}
-		return p.pgctl(ctx, "reload")
+		return p.reload(ctx)
 	}
 	if h == NotRunning {
 		// Former primary data starts as a primary at once: the setting
@@ -551,7 +569,7 @@ func (p *postgres) Promote(ctx context.Context, pr Params) error {
 	}
 	_, err := p.sql(ctx, set)
 	if err == nil {
-		err = p.pgctl(ctx, "reload")
+		err = p.reload(ctx)
 	}
 	return err
 }
@@ -681,7 +699,7 @@ func (p *postgres) sourcePromoted(ctx context.Context, addr string) error {
 		return err
 	}
 	if theirs <= ours {
-		return fmt.Errorf("the new primary is on timeline %d, this node's data on %d: it has not finished promoting; retrying", theirs, ours)
+		return fmt.Errorf("the new primary is on timeline %d, this node's data on %d: it has not finished promoting: %w", theirs, ours, ErrPrimaryNotReady)
 	}
 	return nil
 }
@@ -818,7 +836,7 @@ func (p *postgres) Replication(ctx context.Context, h Health, recorded string) (
 		if _, err := p.sql(ctx, "ALTER SYSTEM SET synchronous_standby_names = '"+strings.ReplaceAll(want, "'", "''")+"'"); err != nil {
 			return info, err
 		}
-		if err := p.pgctl(ctx, "reload"); err != nil {
+		if err := p.reload(ctx); err != nil {
 			return info, err
 		}
 	}

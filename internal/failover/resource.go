@@ -56,6 +56,11 @@ type Resource interface {
 	Monitor(ctx context.Context) (Health, error)
 }
 
+// ErrPrimaryNotReady is what Start returns (wrapped) when the primary it
+// must follow is still on its way (promoting): the runner retries soon
+// rather than backing off as from a real failure.
+var ErrPrimaryNotReady = errors.New("the primary is not ready yet")
+
 // Replicator is a resource that replicates: it reports how far it is and
 // whether the standby may be promoted without losing acknowledged writes.
 type Replicator interface {

@@ -2,7 +2,9 @@ package failover
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -98,6 +100,11 @@ func (r *runner) run(ctx context.Context) {
 	go func() { defer wg.Done(); r.watchdog(ctx) }()
 	go func() { defer wg.Done(); r.actor(ctx) }()
 	wg.Wait()
+	if c, ok := r.res.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			r.log.Warn("closing the resource's connections", slog.Any("error", err))
+		}
+	}
 }
 
 // sender reports to the leader every Renew.
@@ -340,6 +347,10 @@ const cooldown = 30 * time.Second
 // not stream, so that a standby that cannot follow never passes.
 const standbyProof = 12 * time.Second
 
+// notReadyRetry: how soon a standby start is retried while the primary
+// it must follow is still promoting.
+const notReadyRetry = 300 * time.Millisecond
+
 // running reports whether h is what the role needs.
 func (r *runner) running(h Health, asPrimary bool) bool {
 	if !r.res.Roles() {
@@ -438,11 +449,22 @@ func (r *runner) standby(ctx context.Context, p Params, known bool) {
 	r.mu.Unlock()
 	if (h == NotRunning || follow) && !wait {
 		if err := r.res.Start(ctx, p); err != nil {
-			r.log.Error("starting the standby", slog.String("primary", p.Primary), slog.Any("error", err))
+			notYet := errors.Is(err, ErrPrimaryNotReady)
+			if notYet {
+				r.log.Info("starting the standby: waiting for the primary", slog.String("primary", p.Primary), slog.Any("reason", err))
+			} else {
+				r.log.Error("starting the standby", slog.String("primary", p.Primary), slog.Any("error", err))
+			}
 			r.set(func() {
-				// Back off: 1 s, doubling to 30 s, so a primary that is
-				// still coming up is not hammered.
-				r.retryWait = min(max(2*r.retryWait, time.Second), 30*time.Second)
+				// Back off: 1 s, doubling to 30 s, so a broken primary is
+				// not hammered; one that is promoting is asked again soon
+				// (it is done in about a second), else the standby would
+				// start seconds after it could.
+				if notYet {
+					r.retryWait = notReadyRetry
+				} else {
+					r.retryWait = min(max(2*r.retryWait, time.Second), 30*time.Second)
+				}
 				r.retryAt = time.Now().Add(r.retryWait)
 				r.ready, r.health = false, Failed
 			})

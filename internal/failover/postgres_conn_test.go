@@ -1,0 +1,88 @@
+package failover
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/clusterd/clusterd/internal/config"
+)
+
+// The agent's lasting connection to a real server: answers read as psql
+// -At prints them; a server whose pg_hba.conf lacks the mapping (set up by
+// an earlier release) is given it once; the connection comes back after
+// the server restarts.
+func TestLocalSQLOnARealServer(t *testing.T) {
+	const bin = "/usr/lib/postgresql/15/bin"
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (the server runs as user postgres)")
+	}
+	if _, err := os.Stat(filepath.Join(bin, "initdb")); err != nil {
+		t.Skip("needs PostgreSQL 15 in " + bin)
+	}
+	if _, err := exec.LookPath("runuser"); err != nil {
+		t.Skip("needs runuser")
+	}
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	os.WriteFile(pw, []byte("secret\n"), 0o600)
+	g := config.GroupConfig{Name: "db", Owners: []string{"n1"}, Resource: config.ResourceConfig{Type: "postgresql", BinDir: bin,
+		DataDir: filepath.Join(dir, "data"), Port: 15439, OSUser: "postgres", ReplicationUser: "replicator", PasswordFile: pw}}
+	res, err := newPostgres(g, "n1", dir, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := res.(*postgres)
+	ctx := context.Background()
+	if err := p.Promote(ctx, Params{Epoch: 1}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(); p.pgctl(ctx, "-m", "immediate", "stop") })
+
+	if got, err := p.sql(ctx, "SELECT 1, NULL, true, 'a b'; SELECT 'x' UNION ALL SELECT 'y'"); err != nil || got != "1||t|a b\nx\ny" {
+		t.Fatalf("answer %q, %v", got, err)
+	}
+	if _, err := p.sql(ctx, "SELECT nosuchcolumn"); err == nil || !strings.Contains(err.Error(), "42703") {
+		t.Fatalf("a bad question: %v", err)
+	}
+	if got, _ := p.sql(ctx, "SELECT 2"); got != "2" {
+		t.Fatalf("after an error: %q", got)
+	}
+	if h, err := p.Monitor(ctx); h != Primary {
+		t.Fatalf("monitor: %v %v", h, err)
+	}
+
+	// An earlier release's pg_hba.conf: no mapping for the agent.
+	p.closeConn()
+	hba := filepath.Join(p.rc.DataDir, "pg_hba.conf")
+	b, _ := os.ReadFile(hba)
+	old := strings.Replace(string(b), "local all postgres peer map="+identMap+"\n", "", 1)
+	os.WriteFile(hba, []byte(old), 0o600)
+	if err := p.pgctl(ctx, "reload"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := p.sql(ctx, "SELECT 3"); err != nil || got != "3" {
+		t.Fatalf("without the mapping: %q, %v", got, err)
+	}
+	if b, _ := os.ReadFile(hba); !strings.Contains(string(b), "peer map="+identMap) {
+		t.Fatal("pg_hba.conf was not given the mapping back")
+	}
+
+	// The server restarts under the connection.
+	if err := p.pgctl(ctx, "-m", "fast", "-w", "stop"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.startServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The first question after it finds the old connection dead and is
+	// asked again on a new one (a failed promote in the chaos campaign).
+	if got, err := p.sql(ctx, "SELECT 5"); err != nil || got != "5" {
+		t.Fatalf("after a restart: %q, %v", got, err)
+	}
+}
