@@ -138,46 +138,57 @@ func (a *arbiter) fresh(group, node string, now time.Time) (report, bool) {
 
 // strictSync: a group whose resource replicates synchronously may fail
 // over automatically only to the standby the quorum recorded as
-// synchronous; with none recorded, nobody is known to hold every
-// acknowledged commit, and the group waits for its owner or an operator.
+// synchronous; with none recorded, nobody but the owner itself is known
+// to hold every acknowledged commit, and the group waits for the owner.
 func strictSync(g config.GroupConfig) bool {
 	return g.Resource.Type == "postgresql" && g.Resource.Synchronous != nil && *g.Resource.Synchronous
 }
 
 // heirs says which nodes may take a group over without losing an
-// acknowledged write: the recorded synchronous standby if there is one;
-// for a strictly synchronous resource without one, nobody; else anyone
-// (nil).
+// acknowledged write: the owner itself (no other node has been primary
+// since it was, so it holds all it acknowledged) and the recorded
+// synchronous standby if there is one; for a strictly synchronous
+// resource without one, only the owner; else anyone (nil).
 func heirs(g config.GroupConfig, rec Record) func(string) bool {
 	switch {
 	case rec.SyncWith != "":
-		return func(n string) bool { return n == rec.SyncWith }
+		return func(n string) bool { return n == rec.SyncWith || n == rec.Owner }
 	case strictSync(g):
-		return func(string) bool { return false }
+		return func(n string) bool { return n == rec.Owner }
 	}
 	return nil
 }
 
 // candidate picks the node to take a group over: the first owner in
 // preference order that is ready and allowed (nil: any), skipping avoid
-// unless nobody else is.
+// unless nobody else is; if none is ready, the first allowed one that is
+// ready but for its cool-down (the cool-down keeps a group from bouncing
+// between broken nodes, not from its only heir).
 func (a *arbiter) candidate(g config.GroupConfig, avoid string, allowed func(string) bool, now time.Time) string {
-	var fallback string
+	var fallback, cooling string
 	for _, n := range g.Owners {
 		r, ok := a.fresh(g.Name, n, now)
-		if !ok || !r.Ready || r.Primary != 0 {
+		if !ok || r.Primary != 0 || !r.Ready && !r.Cooling {
 			continue
 		}
 		if allowed != nil && !allowed(n) {
 			continue
 		}
-		if n == avoid {
+		switch {
+		case !r.Ready:
+			if cooling == "" {
+				cooling = n
+			}
+		case n == avoid:
 			fallback = n
-			continue
+		default:
+			return n
 		}
-		return n
 	}
-	return fallback
+	if fallback != "" {
+		return fallback
+	}
+	return cooling
 }
 
 func allows(allowed func(string) bool, n string) bool { return allowed == nil || allowed(n) }

@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -61,5 +62,73 @@ func TestDecideFailover(t *testing.T) {
 	a.m.mem.(*fakeMem).b.nodes["db1"].setDown(true)
 	if next, _ = a.decide(pg, rec, longAgo, now); next == nil || next.Reason != reasonFailed {
 		t.Fatalf("sync failover (owner failed): %+v", next)
+	}
+}
+
+// Who takes a group over: a ready, allowed owner in preference order; the
+// node being replaced only if nobody else is ready; an owner in its
+// cool-down only if nobody is ready at all. The order the reports arrived
+// in changes nothing.
+func TestCandidate(t *testing.T) {
+	yes := true
+	g := config.GroupConfig{Name: "db", Owners: []string{"db1", "db2", "db3"}, Resource: config.ResourceConfig{Type: "postgresql", Synchronous: &yes}}
+	ready := report{Ready: true}
+	cooling := report{Cooling: true}
+	primary := report{Ready: true, Primary: 4}
+	for _, c := range []struct {
+		name    string
+		rec     Record
+		reports map[string]report
+		want    string
+	}{
+		{"the recorded standby", Record{Owner: "db1", SyncWith: "db3"}, map[string]report{"db2": ready, "db3": ready}, "db3"},
+		{"no standby recorded: only the owner itself", Record{Owner: "db1"}, map[string]report{"db1": ready, "db2": ready}, "db1"},
+		{"no standby recorded, owner not ready: nobody", Record{Owner: "db1"}, map[string]report{"db2": ready, "db3": ready}, ""},
+		{"the standby before the owner", Record{Owner: "db1", SyncWith: "db2"}, map[string]report{"db1": ready, "db2": ready}, "db2"},
+		{"the owner when the standby is not ready", Record{Owner: "db1", SyncWith: "db2"}, map[string]report{"db1": ready}, "db1"},
+		{"a ready owner before one cooling down", Record{Owner: "db1", SyncWith: "db2"}, map[string]report{"db1": ready, "db2": cooling}, "db1"},
+		{"the only heir, cooling down (a crashed primary with no standby)", Record{Owner: "db1"}, map[string]report{"db1": cooling, "db2": ready}, "db1"},
+		{"the recorded standby, cooling down", Record{Owner: "db1", SyncWith: "db2"}, map[string]report{"db2": cooling, "db3": ready}, "db2"},
+		{"not one still primary", Record{Owner: "db1", SyncWith: "db2"}, map[string]report{"db2": primary}, ""},
+		{"nobody", Record{Owner: "db1", SyncWith: "db2"}, map[string]report{"db3": cooling}, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for range 5 {
+				a := testArbiter(g)
+				a.reports["db"] = map[string]reportAt{}
+				now := time.Now()
+				names := make([]string, 0, len(c.reports))
+				for n := range c.reports {
+					names = append(names, n)
+				}
+				rand.Shuffle(len(names), func(i, j int) { names[i], names[j] = names[j], names[i] })
+				for _, n := range names {
+					r := c.reports[n]
+					r.Group, r.Node = "db", n
+					a.reports["db"][n] = reportAt{r, now}
+				}
+				if got := a.candidate(g, c.rec.Owner, heirs(g, c.rec), now); got != c.want {
+					t.Fatalf("candidate %q, want %q", got, c.want)
+				}
+			}
+		})
+	}
+}
+
+// A primary whose server crashed while no standby was recorded as
+// synchronous holds the only complete copy: once it has stopped the
+// server and let the epoch go, the group goes back to it under a new
+// epoch, cool-down or not (it stayed offline before: a chaos run).
+func TestCrashedPrimaryWithoutHeirTakesItsGroupBack(t *testing.T) {
+	yes := true
+	pg := config.GroupConfig{Name: "db", Owners: []string{"db1", "db2"}, Resource: config.ResourceConfig{Type: "postgresql", Synchronous: &yes}}
+	now := time.Now()
+	a := testArbiter(pg)
+	a.reports["db"]["db1"] = reportAt{report{Group: "db", Node: "db1", Released: 5, Cooling: true}, now}
+	a.reports["db"]["db2"] = reportAt{report{Group: "db", Node: "db2", Ready: true}, now}
+	a.released["db"] = 5
+	next, _ := a.decide(pg, Record{Owner: "db1", Epoch: 5, Failovers: 2}, now.Add(-time.Minute), now)
+	if next == nil || next.Owner != "db1" || next.Epoch != 6 || next.Failovers != 2 || next.Reason != reasonResource {
+		t.Fatalf("group not given back to its crashed owner: %+v", next)
 	}
 }

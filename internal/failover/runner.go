@@ -155,8 +155,9 @@ func (r *runner) reportLocked() report {
 	case r.namedSync != "" && r.unnamedSeq == 0:
 		r.unnamedSeq = r.seq
 	}
+	cool := now.Before(r.coolUntil)
 	return report{Group: r.g.Name, Node: r.m.name, Seq: r.seq, Primary: r.primary, Released: r.released,
-		Ready: r.ready && now.After(r.coolUntil), Health: r.health.String(),
+		Ready: r.ready && !cool, Cooling: r.ready && cool, Health: r.health.String(),
 		Mode: r.repl.Mode, LagBytes: r.repl.LagBytes, SyncWith: r.repl.SyncWith}
 }
 
@@ -399,7 +400,7 @@ func (r *runner) failed(ctx context.Context, epoch uint64, what string, err erro
 	r.res.Stop(ctx)
 	r.set(func() {
 		r.primary, r.released, r.ready, r.health, r.following = 0, epoch, false, Failed, ""
-		r.coolUntil = time.Now().Add(cooldown)
+		r.coolUntil, r.standbySince = time.Now().Add(cooldown), time.Time{}
 	})
 }
 
@@ -433,8 +434,11 @@ func (r *runner) standby(ctx context.Context, p Params, known bool) {
 	if p.Primary == r.m.name {
 		// The record names this node but it holds no lease (it let the
 		// epoch go, or is waiting for its first grant): it cannot follow
-		// itself.
-		r.set(func() { r.ready, r.health = false, h })
+		// itself. Its stopped resource holds every commit it
+		// acknowledged, so it may take the group back under a new epoch
+		// (a postmaster that crashed with no synchronous standby to
+		// promote: nobody else may).
+		r.set(func() { r.ready, r.health = h == NotRunning, h })
 		return
 	}
 	if p.Primary == "" {

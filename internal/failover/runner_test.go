@@ -216,3 +216,29 @@ func TestCooldownEndsWhenTheStandbyIsSynchronous(t *testing.T) {
 		})
 	}
 }
+
+// An owner that let its epoch go after its resource failed offers to take
+// the group back once the resource is stopped (a failed one is stopped
+// first) (the leader does so only if
+// nobody else may: a crashed primary with no synchronous standby).
+func TestReleasedOwnerOffersToTakeItsGroupBack(t *testing.T) {
+	for _, h := range []Health{NotRunning, Failed} {
+		res := &recordingRes{health: h}
+		r := &runner{m: &Manager{name: "db1"}, res: res, log: slog.New(slog.NewTextHandler(io.Discard, nil)), t: Timing{Lease: time.Second},
+			sent: map[uint64]time.Time{}, wake: make(chan struct{}, 1)}
+		r.vAt = time.Now()
+		r.v = verdict{Group: "db", Owner: "db1", Epoch: 5}
+		r.failed(context.Background(), 5, "monitoring", nil)
+		res.health = h
+		r.reconcile(context.Background())
+		r.mu.Lock()
+		rep := r.reportLocked()
+		r.mu.Unlock()
+		if rep.Ready || rep.Released != 5 {
+			t.Fatalf("%v: ready %v released %d: in its cool-down it must not look ready", h, rep.Ready, rep.Released)
+		}
+		if !rep.Cooling || res.health != NotRunning {
+			t.Fatalf("%v: offers to take the group back: %v (resource now %v, want it stopped)", h, rep.Cooling, res.health)
+		}
+	}
+}

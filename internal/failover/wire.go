@@ -23,6 +23,10 @@ type report struct {
 	Primary  uint64 `json:"p,omitempty"` // epoch this node is primary for, 0 if none
 	Released uint64 `json:"r,omitempty"` // epoch this node gave up (planned move, failed resource)
 	Ready    bool   `json:"k,omitempty"` // can take over now
+	// Cooling: could take over but for the cool-down after its resource
+	// failed; taken only when no owner is Ready (a leader of an earlier
+	// release ignores it and waits, as it did).
+	Cooling bool `json:"c,omitempty"`
 	Leaving  bool   `json:"x,omitempty"` // the agent is stopping (SIGTERM)
 	Health   string `json:"h,omitempty"`
 	Mode     string `json:"m,omitempty"` // replication mode in force (as primary)
