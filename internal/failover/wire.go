@@ -26,7 +26,7 @@ type report struct {
 	// Cooling: could take over but for the cool-down after its resource
 	// failed; taken only when no owner is Ready (a leader of an earlier
 	// release ignores it and waits, as it did).
-	Cooling bool `json:"c,omitempty"`
+	Cooling  bool   `json:"c,omitempty"`
 	Leaving  bool   `json:"x,omitempty"` // the agent is stopping (SIGTERM)
 	Health   string `json:"h,omitempty"`
 	Mode     string `json:"m,omitempty"` // replication mode in force (as primary)
