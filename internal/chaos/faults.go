@@ -183,9 +183,10 @@ func (c *cluster) apply(f *fault, r *rand.Rand) error {
 			return fmt.Errorf("no group owner to kill the postmaster of")
 		}
 		f.Targets = []*testnet.Node{owner}
-		if err := testnet.KillPID(c.pgDataDir(owner)+"/postmaster.pid", syscall.SIGKILL); errors.Is(err, fs.ErrNotExist) {
+		if err := testnet.KillPID(c.pgDataDir(owner)+"/postmaster.pid", syscall.SIGKILL); errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 			// The owner's server is not running this moment (starting,
-			// being promoted or rewound): nothing to kill.
+			// being promoted or rewound; or killed, its pid file left):
+			// nothing to kill.
 			return fmt.Errorf("%w: no postmaster running on %s", errNotApplied, owner.Name)
 		} else if err != nil {
 			return fmt.Errorf("killing the postmaster on %s: %w", owner.Name, err)

@@ -203,7 +203,11 @@ port = %d
 unix_socket_directories = '%s'
 wal_level = replica
 max_wal_senders = 10
-wal_keep_size = '512MB'
+# WAL a standby that was away may still find here. pg_rewind (15) copies
+# every WAL file of the new primary in full, so this is also what bringing
+# an old primary back costs: 512MB made each rewind take 7-8 s (the chaos
+# campaign). A standby away for longer is copied afresh.
+wal_keep_size = '128MB'
 hot_standby = on
 wal_log_hints = on
 synchronous_commit = on
@@ -622,9 +626,13 @@ func (p *postgres) Monitor(ctx context.Context) (Health, error) {
 	if p.empty() {
 		return NotRunning, nil
 	}
-	_, code, _ := p.run(ctx, 10*time.Second, "pg_ctl", "-D", p.rc.DataDir, "status")
-	if code == 3 || code == 4 {
+	switch running, known := p.postmasterRunning(); {
+	case known && !running:
 		return NotRunning, nil
+	case !known:
+		if _, code, _ := p.run(ctx, 10*time.Second, "pg_ctl", "-D", p.rc.DataDir, "status"); code == 3 || code == 4 {
+			return NotRunning, nil
+		}
 	}
 	out, err := p.sql(ctx, "SELECT pg_is_in_recovery(), (SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming')")
 	if err != nil {
@@ -650,6 +658,25 @@ func (p *postgres) Monitor(ctx context.Context) (Health, error) {
 		return Failed, fmt.Errorf("the standby has not streamed from the primary for %s", d.Round(time.Second))
 	}
 	return Standby, nil
+}
+
+// postmasterRunning reads the server's pid file and, where the OS tells
+// (processAlive), whether that postmaster lives; known is false where it
+// cannot tell.
+func (p *postgres) postmasterRunning() (running, known bool) {
+	b, err := os.ReadFile(filepath.Join(p.rc.DataDir, "postmaster.pid"))
+	if os.IsNotExist(err) {
+		return false, true
+	}
+	if err != nil {
+		return false, false
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pid <= 0 {
+		return false, false
+	}
+	return processAlive(pid, "postgres")
 }
 
 // notStreamingGrace: how long a running standby may go without streaming

@@ -397,7 +397,12 @@ func (r *runner) promote(ctx context.Context, p Params) {
 func (r *runner) failed(ctx context.Context, epoch uint64, what string, err error) {
 	r.log.Error("resource failed while "+what+": releasing the group", slog.Any("error", err))
 	r.releaseVIP()
-	r.res.Stop(ctx)
+	start := time.Now()
+	if err := r.res.Stop(ctx); err != nil {
+		r.log.Error("stopping the failed resource", slog.Any("error", err), slog.Duration("took", time.Since(start).Round(time.Millisecond)))
+	} else {
+		r.log.Info("failed resource stopped: the group is released", slog.Duration("took", time.Since(start).Round(time.Millisecond)))
+	}
 	r.set(func() {
 		r.primary, r.released, r.ready, r.health, r.following = 0, epoch, false, Failed, ""
 		r.coolUntil, r.standbySince = time.Now().Add(cooldown), time.Time{}

@@ -7,8 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/clusterd/clusterd/internal/config"
 )
@@ -84,5 +88,50 @@ func TestLocalSQLOnARealServer(t *testing.T) {
 	// asked again on a new one (a failed promote in the chaos campaign).
 	if got, err := p.sql(ctx, "SELECT 5"); err != nil || got != "5" {
 		t.Fatalf("after a restart: %q, %v", got, err)
+	}
+
+	// kill -9 of the postmaster: not running at once, whether or not
+	// init has reaped it yet, and stopping it does not wait.
+	b, _ = os.ReadFile(filepath.Join(p.rc.DataDir, "postmaster.pid"))
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, _ := strconv.Atoi(first)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	if h, _ := p.Monitor(ctx); h != NotRunning {
+		t.Fatalf("a killed postmaster is %v", h)
+	}
+	if err := p.Stop(ctx); err != nil || time.Since(start) > time.Second {
+		t.Fatalf("stopping a killed server: %v after %v", err, time.Since(start))
+	}
+}
+
+// processAlive tells a live process, a missing one and another program
+// under the number; a zombie is covered by the real-server test's kill.
+func TestProcessAlive(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Skip(err)
+	}
+	defer cmd.Process.Kill()
+	if alive, known := processAlive(cmd.Process.Pid, "sleep"); !alive || !known {
+		t.Fatalf("a sleeping process: alive %v known %v", alive, known)
+	}
+	if alive, known := processAlive(cmd.Process.Pid, "postgres"); alive || !known {
+		t.Fatalf("another program under the number: alive %v known %v", alive, known)
+	}
+	cmd.Process.Kill()
+	time.Sleep(100 * time.Millisecond) // not reaped yet: a zombie
+	if alive, known := processAlive(cmd.Process.Pid, "sleep"); alive || !known {
+		t.Fatalf("a zombie: alive %v known %v", alive, known)
+	}
+	cmd.Wait()
+	if alive, known := processAlive(cmd.Process.Pid, "sleep"); alive || !known {
+		t.Fatalf("a reaped process: alive %v known %v", alive, known)
 	}
 }
