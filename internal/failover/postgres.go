@@ -448,6 +448,16 @@ func (p *postgres) rewindFrom(ctx context.Context, pr Params, h Health) error {
 	if err := statefile.Write(p.rewindMark(), []byte(pr.Primary+"\n")); err != nil {
 		return fmt.Errorf("recording the rewind in progress: %w", err)
 	}
+	// A standby that did not shut down cleanly (killed, or stopped while
+	// it waited for WAL) is crash-recovered by pg_rewind in single-user
+	// mode, which refuses to run with standby.signal ("standby mode is not
+	// supported by single-user servers": a chaos run copied the primary
+	// afresh for it). writeConf puts the file back after the rewind.
+	for _, sig := range []string{"standby.signal", "recovery.signal"} {
+		if err := os.Remove(filepath.Join(p.rc.DataDir, sig)); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("removing %s before the rewind: %w", sig, err)
+		}
+	}
 	src := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres", pr.PrimaryAddr, p.rc.Port, p.rc.ReplicationUser)
 	out, _, err := p.run(ctx, 30*time.Minute, "pg_rewind", "--target-pgdata", p.rc.DataDir, "--source-server", src)
 	if err != nil {
