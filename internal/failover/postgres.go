@@ -263,19 +263,7 @@ const (
 // pg_rewind, then the operator's resource.hba lines. Every owner gets the
 // same block, whichever node it was copied from.
 func (p *postgres) writeHBA() error {
-	f := filepath.Join(p.rc.DataDir, "pg_hba.conf")
-	b, err := os.ReadFile(f)
-	if err != nil {
-		return err
-	}
-	rest := string(b)
-	if i := strings.Index(rest, hbaBegin); i >= 0 {
-		if j := strings.Index(rest[i:], hbaEnd); j >= 0 {
-			rest = rest[:i] + strings.TrimPrefix(rest[i+j+len(hbaEnd):], "\n")
-		}
-	}
 	var blk strings.Builder
-	blk.WriteString(hbaBegin + "\n")
 	if runtime.GOOS != "windows" {
 		// The agent's own connection (sql): its OS user maps to the
 		// server's role (writeIdent). Windows has no peer authentication.
@@ -285,17 +273,35 @@ func (p *postgres) writeHBA() error {
 	for _, l := range p.rc.HBA {
 		blk.WriteString(l + "\n")
 	}
-	blk.WriteString(hbaEnd + "\n")
-	if err := os.WriteFile(f, []byte(blk.String()+rest), 0o600); err != nil {
-		return err
-	}
-	if err := chownTo(f, p.rc.OSUser); err != nil {
+	if err := p.writeBlock("pg_hba.conf", hbaBegin, hbaEnd, blk.String()); err != nil {
 		return err
 	}
 	if runtime.GOOS == "windows" {
 		return nil
 	}
 	return p.writeIdent()
+}
+
+// writeBlock puts body between begin and end at the top of the data
+// directory's file name, in place of the block written before (the first
+// matching line of pg_hba.conf and pg_ident.conf wins). The file is
+// replaced atomically: a full disk leaves the old one, never half of it.
+func (p *postgres) writeBlock(name, begin, end, body string) error {
+	f := filepath.Join(p.rc.DataDir, name)
+	b, err := os.ReadFile(f)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	rest := string(b)
+	if i := strings.Index(rest, begin); i >= 0 {
+		if j := strings.Index(rest[i:], end); j >= 0 {
+			rest = rest[:i] + strings.TrimPrefix(rest[i+j+len(end):], "\n")
+		}
+	}
+	if err := statefile.Write(f, []byte(begin+"\n"+body+end+"\n"+rest)); err != nil {
+		return err
+	}
+	return chownTo(f, p.rc.OSUser)
 }
 
 func (p *postgres) pgctl(ctx context.Context, args ...string) error {

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"os/user"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -154,20 +152,6 @@ func (p *postgres) writeIdent() error {
 	if err != nil {
 		return err
 	}
-	f := filepath.Join(p.rc.DataDir, "pg_ident.conf")
-	b, err := os.ReadFile(f)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	rest := string(b)
-	if i := strings.Index(rest, identBegin); i >= 0 {
-		if j := strings.Index(rest[i:], identEnd); j >= 0 {
-			rest = rest[:i] + strings.TrimPrefix(rest[i+j+len(identEnd):], "\n")
-		}
-	}
-	blk := fmt.Sprintf("%s\n%s %s %s\n%s %s %s\n%s\n", identBegin, identMap, me, p.rc.OSUser, identMap, p.rc.OSUser, p.rc.OSUser, identEnd)
-	if err := os.WriteFile(f, []byte(blk+rest), 0o600); err != nil {
-		return err
-	}
-	return chownTo(f, p.rc.OSUser)
+	return p.writeBlock("pg_ident.conf", identBegin, identEnd,
+		fmt.Sprintf("%[1]s %[2]s %[3]s\n%[1]s %[3]s %[3]s\n", identMap, me, p.rc.OSUser))
 }

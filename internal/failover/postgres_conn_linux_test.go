@@ -98,10 +98,12 @@ func TestLocalSQLOnARealServer(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
 	start := time.Now()
-	if h, _ := p.Monitor(ctx); h != NotRunning {
-		t.Fatalf("a killed postmaster is %v", h)
+	for h, _ := p.Monitor(ctx); h != NotRunning; h, _ = p.Monitor(ctx) {
+		if time.Since(start) > time.Second {
+			t.Fatalf("a killed postmaster is %v after %v", h, time.Since(start))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if err := p.Stop(ctx); err != nil || time.Since(start) > time.Second {
 		t.Fatalf("stopping a killed server: %v after %v", err, time.Since(start))
@@ -125,10 +127,15 @@ func TestProcessAlive(t *testing.T) {
 	if alive, known := processAlive(cmd.Process.Pid, "postgres"); alive || !known {
 		t.Fatalf("another program under the number: alive %v known %v", alive, known)
 	}
-	cmd.Process.Kill()
-	time.Sleep(100 * time.Millisecond) // not reaped yet: a zombie
-	if alive, known := processAlive(cmd.Process.Pid, "sleep"); alive || !known {
-		t.Fatalf("a zombie: alive %v known %v", alive, known)
+	cmd.Process.Kill() // not reaped (no Wait yet): a zombie once it dies
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		alive, known := processAlive(cmd.Process.Pid, "sleep")
+		if !alive && known {
+			break
+		}
+		if time.Since(start) > 2*time.Second {
+			t.Fatalf("a zombie: alive %v known %v", alive, known)
+		}
 	}
 	cmd.Wait()
 	if alive, known := processAlive(cmd.Process.Pid, "sleep"); alive || !known {
