@@ -2,8 +2,10 @@ package config
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -27,10 +29,29 @@ func TestDocExamples(t *testing.T) {
 			t.Fatal(err)
 		}
 		text := strings.Replace(string(b), "/etc/clusterd/cluster.key", key, 1)
-		if _, err := Parse(f, []byte(text)); err != nil {
+		_, err = Parse(f, []byte(text))
+		if want := refusedHere(f); want != "" {
+			// Checked under Wine (scripts/test.sh): the one refusal,
+			// at its line, and nothing else.
+			var errs *Errors
+			if !errors.As(err, &errs) || len(errs.List) != 1 || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s on %s: want only %q, got:\n%v", f, runtime.GOOS, want, err)
+			}
+			continue
+		}
+		if err != nil {
 			t.Errorf("%s does not validate:\n%v", f, err)
 		}
 	}
+}
+
+// refusedHere is the error an example gets on this OS: the database
+// node's PostgreSQL group needs a Linux owner.
+func refusedHere(file string) string {
+	if runtime.GOOS != "linux" && filepath.Base(file) == "his-db1.yaml" {
+		return ":25: failover.groups[0].resource.type: postgresql: the PostgreSQL resource needs a Linux owner"
+	}
+	return ""
 }
 
 // TestValidateOnlyChecks: defaults are filled in before validation
@@ -46,6 +67,9 @@ func TestValidateOnlyChecks(t *testing.T) {
 	os.WriteFile(key, []byte(k), 0o600)
 	emptied := 0
 	for _, f := range files {
+		if refusedHere(f) != "" {
+			continue
+		}
 		b, _ := os.ReadFile(f)
 		c, err := Parse(f, []byte(strings.Replace(string(b), "/etc/clusterd/cluster.key", key, 1)))
 		if err != nil {

@@ -372,6 +372,15 @@ func (c *Config) validateGroups(x v) {
 		r := &g.Resource
 		switch r.Type {
 		case "postgresql":
+			if runtime.GOOS != "linux" && oneOf(c.Node.Name, g.Owners...) {
+				// The agent talks to its server over the Unix socket with
+				// peer authentication, watches the postmaster in /proc and
+				// runs pg_rewind and pg_basebackup as the server's OS user:
+				// Linux's, and tested only there. A Windows node may still
+				// carry the group's definition (a web server that is no
+				// owner), so only an owner is refused.
+				x.bad(p+".resource.type", "postgresql: the PostgreSQL resource needs a Linux owner (this node, %s, is an owner on %s); run the database nodes on Linux, or use type: service for a Windows service with its own replication", c.Node.Name, runtime.GOOS)
+			}
 			if r.BinDir == "" {
 				x.bad(p+".resource.bin_dir", "required for postgresql (e.g. /usr/lib/postgresql/15/bin)")
 			}
