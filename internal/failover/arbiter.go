@@ -234,6 +234,7 @@ func (a *arbiter) tick() {
 			a.mu.Lock()
 			a.grants[name] = grant{epoch: next.Epoch, until: time.Now().Add(a.t.Lease)}
 			a.mu.Unlock()
+			a.m.askReport(name, next.Owner, next.Epoch)
 		}
 		switch {
 		case err == nil && why != "":
@@ -250,7 +251,10 @@ func (a *arbiter) tick() {
 // handOff passes leadership to a voter that owns no group when this
 // leader owns one. If the owner and the leader are the same node, its
 // death costs an election and then a full hold before the failover;
-// with them apart, only the lease.
+// with them apart, only the lease. A leader that is only listed as an
+// owner (a standby) passes it to a live pure witness if there is one: a
+// standby would have to hand leadership on when it takes over, and the
+// death of its node would cost an election and its standby at once.
 func (a *arbiter) handOff(now time.Time) {
 	if now.Sub(a.transfer) < 2*time.Second {
 		return
@@ -262,9 +266,6 @@ func (a *arbiter) handOff(now time.Time) {
 		rec := a.q.fsm.get(name)
 		owners[rec.Owner], owners[rec.Target] = true, true
 	}
-	if !owners[a.q.name] {
-		return
-	}
 	// Prefer a pure witness (a voter listed as no group's owner): a
 	// standby would have to hand leadership on again when it takes over.
 	listed := map[string]bool{}
@@ -272,6 +273,18 @@ func (a *arbiter) handOff(now time.Time) {
 		for _, o := range g.Owners {
 			listed[o] = true
 		}
+	}
+	if !owners[a.q.name] {
+		if !listed[a.q.name] {
+			return
+		}
+		for _, v := range a.q.voters {
+			if !listed[v] && !a.m.down(v) {
+				a.transferTo(v, now)
+				return
+			}
+		}
+		return
 	}
 	voters := slices.Clone(a.q.voters)
 	slices.SortStableFunc(voters, func(x, y string) int {
@@ -285,12 +298,22 @@ func (a *arbiter) handOff(now time.Time) {
 	})
 	for _, v := range voters {
 		if v != a.q.name && !owners[v] && !a.m.down(v) {
-			a.transfer = now
-			a.log.Info("handing quorum leadership to a voter that owns no group", slog.String("to", v))
-			go a.q.raft.LeadershipTransferToServer(raft.ServerID(v), raft.ServerAddress(v))
+			a.transferTo(v, now)
 			return
 		}
 	}
+}
+
+// transferTo asks raft to hand leadership to voter v. The request is
+// queued without waiting (raft answers ErrEnqueueTimeout when busy); the
+// transfer itself runs in raft's loop and is retried two seconds later
+// if this node still leads and still should not.
+func (a *arbiter) transferTo(v string, now time.Time) {
+	a.transfer = now
+	a.log.Info("handing quorum leadership to a voter that owns no group", slog.String("to", v))
+	// Not waited for: the answer comes when the transfer is over or
+	// failed, and the future's buffered channel takes it either way.
+	a.q.raft.LeadershipTransferToServer(raft.ServerID(v), raft.ServerAddress(v))
 }
 
 // decide is the leader's rule book for one group: the record to commit,

@@ -273,6 +273,23 @@ func (m *Manager) sendLease(node string, kind vocab.MsgKind, body []byte) error 
 	return m.mem.Datagram(node, kind, body)
 }
 
+// askReport tells a node the leader has just appointed to report at
+// once: its lease comes with the answer. Lost, it costs what it saves
+// (the node reports on its next Renew anyway).
+func (m *Manager) askReport(group, node string, epoch uint64) {
+	v := verdict{Group: group, Owner: node, Epoch: epoch, Ask: true}
+	if node == m.name {
+		m.deliverVerdict(v)
+		return
+	}
+	if mm, ok := m.members()[node]; !ok || mm.Proto < heartbeat.DatagramProto {
+		return // an agent of an earlier release would drop it anyway
+	}
+	if err := m.mem.Datagram(node, vocab.MsgVerdict, encode(v)); err != nil {
+		m.log.Debug("call to report not sent", slog.String("node", node), slog.Any("error", err))
+	}
+}
+
 func (m *Manager) onReport(body []byte) {
 	var rep report
 	if err := json.Unmarshal(body, &rep); err != nil || m.arb == nil {

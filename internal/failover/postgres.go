@@ -565,7 +565,7 @@ func (p *postgres) Promote(ctx context.Context, pr Params) error {
 		if _, err := p.sql(ctx, set); err != nil {
 			return err
 		}
-		if err := p.pgctl(ctx, "-w", "-t", "60", "promote"); err != nil {
+		if err := p.promoteNow(ctx); err != nil {
 			return err
 		}
 		// The control file shows the new timeline only after a
@@ -593,6 +593,41 @@ func (p *postgres) Promote(ctx context.Context, pr Params) error {
 	}
 	return err
 }
+
+// promoteNow ends recovery and returns once the server takes writes.
+// pg_ctl promote -w and pg_promote(wait => true) both look every 100 ms;
+// asking on the lasting connection every 5 ms costs nothing and takes up
+// to 100 ms off every failover.
+func (p *postgres) promoteNow(ctx context.Context) error {
+	out, err := p.sql(ctx, "SELECT pg_promote(false)")
+	if err != nil {
+		return fmt.Errorf("promoting: %w", err)
+	}
+	if out != "t" {
+		return fmt.Errorf("promoting: the server refused (pg_promote answered %q)", out)
+	}
+	ctx, cancel := context.WithTimeout(ctx, promoteTimeout)
+	defer cancel()
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		out, err := p.sql(ctx, "SELECT pg_is_in_recovery()")
+		switch {
+		case err != nil:
+			return fmt.Errorf("waiting for the promotion: %w", err)
+		case out == "f":
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the server still in recovery %s after the promote request: %w", promoteTimeout, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// promoteTimeout bounds a promotion (pg_ctl promote's default wait).
+const promoteTimeout = 60 * time.Second
 
 // syncNames is synchronous_standby_names naming every other owner, or ""
 // when the group is not synchronous or has no other owner.

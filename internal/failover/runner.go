@@ -59,11 +59,12 @@ type runner struct {
 	vipMu  sync.Mutex // serialises VIP changes between the watchdog and the actor
 	pushed time.Time  // the lease end last written to the kernel fence (under vipMu)
 	wake   chan struct{}
+	now    chan struct{} // report at once (reportNow)
 }
 
 func newRunner(m *Manager, g config.GroupConfig, res Resource, log *slog.Logger) (*runner, error) {
 	r := &runner{m: m, g: g, res: res, log: log, t: m.t, start: time.Now(),
-		sent: map[uint64]time.Time{}, wake: make(chan struct{}, 1)}
+		sent: map[uint64]time.Time{}, wake: make(chan struct{}, 1), now: make(chan struct{}, 1)}
 	if g.VIP != nil {
 		var err error
 		if r.vip, err = vip.NewOwned(g.VIP.Address, g.VIP.Interface); err != nil {
@@ -71,6 +72,15 @@ func newRunner(m *Manager, g config.GroupConfig, res Resource, log *slog.Logger)
 		}
 	}
 	return r, nil
+}
+
+// reportNow makes the sender report at once (the leader has just
+// appointed this node).
+func (r *runner) reportNow() {
+	select {
+	case r.now <- struct{}{}:
+	default:
+	}
 }
 
 func (r *runner) poke() {
@@ -116,6 +126,7 @@ func (r *runner) sender(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-r.now:
 		}
 		r.mu.Lock()
 		if r.sending {
@@ -198,6 +209,12 @@ func (r *runner) recordedSync() string {
 func (r *runner) onVerdict(v verdict) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if v.Ask {
+		if v.Owner == r.m.name {
+			r.reportNow()
+		}
+		return
+	}
 	if v.NotLeader || v.Stale || v.Seq < r.vSeq {
 		return
 	}

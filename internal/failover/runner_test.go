@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/clusterd/clusterd/internal/config"
+	"github.com/clusterd/clusterd/internal/vocab"
 )
 
 // The owner's lease runs from when it sent its report, less a tenth, so
@@ -240,5 +241,42 @@ func TestReleasedOwnerOffersToTakeItsGroupBack(t *testing.T) {
 		if !rep.Cooling || res.health != NotRunning {
 			t.Fatalf("%v: offers to take the group back: %v (resource now %v, want it stopped)", h, rep.Cooling, res.health)
 		}
+	}
+}
+
+// A node the leader has just appointed reports at once when the leader
+// asks (Ask), not at its next Renew; the call grants no lease, and a call
+// naming another node is ignored.
+func TestAppointedOwnerReportsAtOnce(t *testing.T) {
+	b := &bus{nodes: map[string]*fakeMem{}}
+	self, leader := b.add("db1", "127.0.0.21"), b.add("q1", "127.0.0.22")
+	leader.SetExt(extLeader, "q1:1")
+	got := make(chan time.Time, 8)
+	leader.Handle(vocab.MsgReport, func([]byte) { got <- time.Now() })
+	tm := TimingFor("lan")
+	tm.Renew = time.Hour // only a call can make it report
+	m := &Manager{name: "db1", mem: self, t: tm, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	r := &runner{m: m, t: tm, sent: map[uint64]time.Time{}, wake: make(chan struct{}, 1), now: make(chan struct{}, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.sender(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	r.onVerdict(verdict{Group: "db", Owner: "db2", Epoch: 2, Ask: true})
+	select {
+	case <-got:
+		t.Fatal("reported on a call that named another node")
+	case <-time.After(100 * time.Millisecond):
+	}
+	asked := time.Now()
+	r.onVerdict(verdict{Group: "db", Owner: "db1", Epoch: 2, Ask: true, LeaseMS: 1000})
+	select {
+	case at := <-got:
+		t.Logf("reported %v after the call", at.Sub(asked))
+	case <-time.After(time.Second):
+		t.Fatal("no report within 1 s of the leader's call")
+	}
+	if _, _, ok, _, _ := r.state(); ok || !r.leaseUntil.IsZero() {
+		t.Fatal("the call granted a lease")
 	}
 }

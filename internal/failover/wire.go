@@ -46,6 +46,12 @@ type verdict struct {
 	Target    string `json:"t,omitempty"`
 	SyncWith  string `json:"s,omitempty"` // the record's synchronous standby
 	LeaseMS   int64  `json:"l,omitempty"` // granted lease, 0 if none
+	// Ask: not an answer but the leader's call to a node it has just
+	// appointed owner, to report at once instead of at its next Renew
+	// (up to 200 ms of the failover). It grants nothing: the lease comes
+	// with the answer to that report. An agent of an earlier release
+	// drops it (no report of its has Seq 0) and reports on its tick.
+	Ask bool `json:"A,omitempty"`
 }
 
 type moveRequest struct {
