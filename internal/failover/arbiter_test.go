@@ -2,6 +2,7 @@ package failover
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -130,5 +131,31 @@ func TestCrashedPrimaryWithoutHeirTakesItsGroupBack(t *testing.T) {
 	next, _ := a.decide(pg, Record{Owner: "db1", Epoch: 5, Failovers: 2}, now.Add(-time.Minute), now)
 	if next == nil || next.Owner != "db1" || next.Epoch != 6 || next.Failovers != 2 || next.Reason != reasonResource {
 		t.Fatalf("group not given back to its crashed owner: %+v", next)
+	}
+}
+
+// hurryRank: voters start the election one tick apart in name order once
+// membership failed the leader's node, and never while it lives, when it
+// is this node or when nobody leads. The voters' order does not matter.
+func TestHurryRank(t *testing.T) {
+	for _, c := range []struct {
+		self, leader string
+		down         []string
+		want         int
+	}{
+		{"b", "a", []string{"a"}, 0},
+		{"c", "a", []string{"a"}, 1},
+		{"e", "a", []string{"a"}, 3},
+		{"e", "a", []string{"a", "c"}, 2}, // c is down too: not counted
+		{"b", "a", nil, -1},               // the leader lives
+		{"a", "a", []string{"a"}, -1},     // this node leads
+		{"b", "", []string{"a"}, -1},      // an election is under way
+	} {
+		for _, voters := range [][]string{{"a", "b", "c", "d", "e"}, {"e", "c", "a", "d", "b"}, {"d", "b", "e", "a", "c"}} {
+			down := func(n string) bool { return slices.Contains(c.down, n) }
+			if got := hurryRank(c.self, c.leader, voters, down); got != c.want {
+				t.Errorf("self %s leader %q down %v voters %v: rank %d, want %d", c.self, c.leader, c.down, voters, got, c.want)
+			}
+		}
 	}
 }

@@ -170,8 +170,11 @@ func (m *Manager) SetKeys(keys [][]byte) error {
 }
 
 func (m *Manager) loop(ctx context.Context) {
-	t := time.NewTicker(m.t.Renew / 4)
+	tick := m.t.Renew / 4
+	t := time.NewTicker(tick)
 	defer t.Stop()
+	reportedTo := ""
+	var leaderDown time.Time // when membership failed the raft leader's node (zero: it did not)
 	for {
 		select {
 		case <-ctx.Done():
@@ -181,7 +184,30 @@ func (m *Manager) loop(ctx context.Context) {
 		if m.q != nil {
 			l, term := m.q.Leader()
 			m.mem.SetExt(extLeader, l+":"+strconv.FormatUint(term, 10))
+			switch rank := hurryRank(m.name, l, m.q.voters, m.down); {
+			case rank >= 0:
+				if leaderDown.IsZero() {
+					leaderDown = time.Now()
+				}
+				if time.Since(leaderDown) >= time.Duration(rank)*tick {
+					m.q.hurry(true)
+				}
+			case l != "":
+				// A live leader (or this node): timeouts back to normal.
+				leaderDown = time.Time{}
+				m.q.hurry(false)
+			}
 			m.arb.tick()
+		}
+		if l := m.leader(m.members()); l != reportedTo {
+			// A new leader: report now. An owner whose lease is running
+			// out while the quorum elected it gets it back a Renew sooner.
+			reportedTo = l
+			if l != "" {
+				for _, r := range m.runners {
+					r.reportNow()
+				}
+			}
 		}
 		m.observe()
 	}

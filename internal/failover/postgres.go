@@ -60,6 +60,10 @@ type postgres struct {
 	// syncFrom: per synchronous standby, the primary's WAL position when
 	// it was first seen synchronous (see Replication).
 	syncFrom map[string]uint64
+	// frozen: the server is fenced in place (Fence): every process of it
+	// stopped with SIGSTOP. Nothing may be asked of it until Promote
+	// thaws it or Stop kills it.
+	frozen bool
 
 	// connMu guards the lasting connection to the local server (sql);
 	// mapped: pg_ident.conf was rewritten after a refused connection.
@@ -518,6 +522,9 @@ func (p *postgres) moveAside(why string) (string, error) {
 }
 
 func (p *postgres) Stop(ctx context.Context) error {
+	if p.Fenced() {
+		return p.kill(ctx)
+	}
 	if h, _ := p.Monitor(ctx); h == NotRunning {
 		return nil
 	}
@@ -540,6 +547,12 @@ func (p *postgres) Promote(ctx context.Context, pr Params) error {
 	if p.rewindInterrupted() {
 		// Half-rewound data is neither history: never a primary's.
 		return errors.New("this node's data is from an interrupted pg_rewind and cannot be promoted; it is copied afresh when it next starts as a standby")
+	}
+	if p.Fenced() {
+		// The lease is back for the epoch this server was frozen in.
+		if err := p.thaw(); err != nil {
+			return err
+		}
 	}
 	if err := p.prepare(); err != nil {
 		return err
@@ -677,6 +690,16 @@ func (p *postgres) Monitor(ctx context.Context) (Health, error) {
 	if p.empty() {
 		return NotRunning, nil
 	}
+	if p.Fenced() {
+		// A frozen server answers nothing; it was primary when frozen.
+		if running, known := p.postmasterRunning(); known && !running {
+			p.mu.Lock()
+			p.frozen = false
+			p.mu.Unlock()
+			return NotRunning, nil
+		}
+		return Primary, nil
+	}
 	switch running, known := p.postmasterRunning(); {
 	case known && !running:
 		return NotRunning, nil
@@ -715,19 +738,111 @@ func (p *postgres) Monitor(ctx context.Context) (Health, error) {
 // (processAlive), whether that postmaster lives; known is false where it
 // cannot tell.
 func (p *postgres) postmasterRunning() (running, known bool) {
-	b, err := os.ReadFile(filepath.Join(p.rc.DataDir, "postmaster.pid"))
-	if os.IsNotExist(err) {
-		return false, true
-	}
-	if err != nil {
-		return false, false
-	}
-	first, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(first))
-	if err != nil || pid <= 0 {
-		return false, false
+	pid, known := p.postmasterPID()
+	if !known || pid == 0 {
+		return false, known
 	}
 	return processAlive(pid, "postgres")
+}
+
+// postmasterPID is the pid in postmaster.pid: 0 and known when there is
+// no such file, known false when it cannot be read.
+func (p *postgres) postmasterPID() (pid int, known bool) {
+	b, err := os.ReadFile(filepath.Join(p.rc.DataDir, "postmaster.pid"))
+	if os.IsNotExist(err) {
+		return 0, true
+	}
+	if err != nil {
+		return 0, false
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err = strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	return pid, true
+}
+
+// Fence freezes the server: the postmaster and every process of it are
+// stopped (SIGSTOP), so no commit is acknowledged from now on — not one
+// waiting for the standby, not one a session made asynchronous — and
+// none is lost: the server's state stays as it was. Promote for the same
+// epoch thaws it (the lease is back); Stop kills it (the group moved on).
+// Unlike changing synchronous_standby_names, which the WAL senders take
+// up at their own pace after a reload, it is in force when Fence returns.
+func (p *postgres) Fence(ctx context.Context) error {
+	pid, _ := p.postmasterPID()
+	if pid == 0 {
+		return errors.New("fencing the server: no postmaster.pid")
+	}
+	if alive, known := processAlive(pid, "postgres"); known && !alive {
+		return errors.New("fencing the server: the postmaster is not running")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := freezeServer(pid); err != nil {
+		// Some of it may be stopped: Stop kills what is left.
+		p.frozen = true
+		return fmt.Errorf("fencing the server: %w", err)
+	}
+	p.frozen = true
+	return nil
+}
+
+// Fenced says whether the server is frozen (Fence), by this agent or by
+// an earlier one that was killed before it thawed or stopped it.
+func (p *postgres) Fenced() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.frozen {
+		return true
+	}
+	if pid, _ := p.postmasterPID(); pid != 0 && processStopped(pid) {
+		p.frozen = true
+	}
+	return p.frozen
+}
+
+// thaw resumes a frozen server (the lease is back for its epoch).
+func (p *postgres) thaw() error {
+	pid, _ := p.postmasterPID()
+	if pid == 0 {
+		return errors.New("thawing the server: no postmaster.pid")
+	}
+	if err := thawServer(pid); err != nil {
+		return fmt.Errorf("thawing the server: %w", err)
+	}
+	p.mu.Lock()
+	p.frozen = false
+	p.mu.Unlock()
+	return nil
+}
+
+// kill ends a frozen server: SIGKILL reaches stopped processes, and a
+// thaw first would let them run (and acknowledge) on their way down.
+// The data is crash-consistent, as after an immediate stop.
+func (p *postgres) kill(ctx context.Context) error {
+	pid, _ := p.postmasterPID()
+	if pid != 0 {
+		if err := killServer(pid); err != nil {
+			return fmt.Errorf("stopping the frozen server: %w", err)
+		}
+		for {
+			if alive, known := processAlive(pid, "postgres"); known && !alive {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("stopping the frozen server: %w", ctx.Err())
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	p.mu.Lock()
+	p.frozen = false
+	p.mu.Unlock()
+	p.closeConn()
+	return nil
 }
 
 // notStreamingGrace: how long a running standby may go without streaming

@@ -36,6 +36,13 @@ const (
 // sql runs q on the local server and returns its rows as psql -At would:
 // fields joined by '|', rows by newlines, NULL as empty.
 func (p *postgres) sql(ctx context.Context, q string) (string, error) {
+	p.mu.Lock()
+	frozen := p.frozen
+	p.mu.Unlock()
+	if frozen {
+		// It would wait out sqlTimeout for an answer that cannot come.
+		return "", fmt.Errorf("asking the local server (%s): it is frozen (fenced until the lease is back)", firstWord(q))
+	}
 	ctx, cancel := context.WithTimeout(ctx, sqlTimeout)
 	defer cancel()
 	p.connMu.Lock()

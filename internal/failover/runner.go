@@ -298,8 +298,20 @@ func (r *runner) reconcile(ctx context.Context) {
 	if primary != 0 {
 		switch {
 		case !leaseOK || v.Epoch != primary:
-			r.log.Warn("lease lost: fencing this node (VIP removed, resource stopped)", slog.Uint64("epoch", primary))
 			r.releaseVIP()
+			if f, ok := r.res.(Fencer); ok && v.Epoch == primary {
+				// Still the recorded owner (the quorum may be electing a
+				// leader): fenced in place, resumed if the lease comes
+				// back for this epoch, stopped if the group moves on.
+				err := f.Fence(ctx)
+				if err == nil {
+					r.log.Warn("lease lost: fencing this node (VIP removed, server frozen until the lease is back or the group moves)", slog.Uint64("epoch", primary))
+					r.set(func() { r.primary, r.ready, r.following = 0, false, "" })
+					return
+				}
+				r.log.Error("fencing the resource in place; stopping it instead", slog.Any("error", err))
+			}
+			r.log.Warn("lease lost: fencing this node (VIP removed, resource stopped)", slog.Uint64("epoch", primary))
 			if err := r.res.Stop(ctx); err != nil {
 				r.log.Error("stopping the resource after losing the lease", slog.Any("error", err))
 			}
@@ -356,6 +368,12 @@ func (r *runner) reconcile(ctx context.Context) {
 	r.standby(ctx, p, true)
 }
 
+// fenced says whether res is fenced in place (Fencer).
+func fenced(res Resource) bool {
+	f, ok := res.(Fencer)
+	return ok && f.Fenced()
+}
+
 // cooldown keeps a node whose resource failed out of the running for a
 // while, so a group does not bounce between two broken nodes.
 const cooldown = 30 * time.Second
@@ -382,7 +400,13 @@ func (r *runner) running(h Health, asPrimary bool) bool {
 
 func (r *runner) promote(ctx context.Context, p Params) {
 	h, _ := r.res.Monitor(ctx)
-	if !r.running(h, true) {
+	if fenced(r.res) {
+		r.log.Info("lease back: resuming the fenced server", slog.Uint64("epoch", p.Epoch))
+		if err := r.res.Promote(ctx, p); err != nil {
+			r.failed(ctx, p.Epoch, "resuming after the fence", err)
+			return
+		}
+	} else if !r.running(h, true) {
 		r.log.Info("taking the group over: promoting", slog.Uint64("epoch", p.Epoch))
 		if err := r.res.Promote(ctx, p); err != nil {
 			r.failed(ctx, p.Epoch, "promoting", err)
@@ -441,6 +465,13 @@ func (r *runner) standby(ctx context.Context, p Params, known bool) {
 			h = NotRunning
 		}
 		r.set(func() { r.ready, r.health = known, h })
+		return
+	}
+	if h == Primary && fenced(r.res) && p.Primary == r.m.name && known {
+		// Frozen when its lease ran out, and still the recorded owner:
+		// it waits, frozen, for the lease to come back (promote thaws
+		// it) or for the group to move on (then it is stopped here).
+		r.set(func() { r.ready, r.health = false, h })
 		return
 	}
 	if h == Primary || h == Failed {
