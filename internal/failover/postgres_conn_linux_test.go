@@ -142,3 +142,98 @@ func TestProcessAlive(t *testing.T) {
 		t.Fatalf("a reaped process: alive %v known %v", alive, known)
 	}
 }
+
+// Fence freezes a real server: a commit on a session opened before waits
+// (no acknowledgement while the lease is out), the agent asks nothing of
+// it meanwhile, Promote thaws it and the commit completes; an agent that
+// starts while the server is frozen sees it frozen, and Stop kills it
+// without thawing it.
+func TestFenceFreezesTheServer(t *testing.T) {
+	const bin = "/usr/lib/postgresql/15/bin"
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (the server runs as user postgres)")
+	}
+	if _, err := os.Stat(filepath.Join(bin, "initdb")); err != nil {
+		t.Skip("needs PostgreSQL 15 in " + bin)
+	}
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	os.WriteFile(pw, []byte("secret\n"), 0o600)
+	g := config.GroupConfig{Name: "db", Owners: []string{"n1"}, Resource: config.ResourceConfig{Type: "postgresql", BinDir: bin,
+		DataDir: filepath.Join(dir, "data"), Port: 15440, OSUser: "postgres", ReplicationUser: "replicator", PasswordFile: pw}}
+	newAgent := func() *postgres {
+		res, err := newPostgres(g, "n1", dir, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.(*postgres)
+	}
+	p := newAgent()
+	ctx := context.Background()
+	if err := p.Promote(ctx, Params{Epoch: 1}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if pid, _ := p.postmasterPID(); pid != 0 {
+			killServer(pid)
+		}
+		p.Close()
+	})
+	if _, err := p.sql(ctx, "CREATE TABLE t (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	client, err := p.connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close(ctx)
+
+	if err := p.Fence(ctx); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if h, _ := p.Monitor(ctx); h != Primary || !p.Fenced() {
+		t.Fatalf("frozen server: monitor %v, fenced %v", h, p.Fenced())
+	}
+	if _, err := p.sql(ctx, "SELECT 1"); err == nil || time.Since(start) > 100*time.Millisecond {
+		t.Fatalf("a question to the frozen server: %v after %v", err, time.Since(start))
+	}
+	done := make(chan error, 1)
+	go func() { _, err := client.Exec(ctx, "INSERT INTO t VALUES (1)").ReadAll(); done <- err }()
+	select {
+	case err := <-done:
+		t.Fatalf("a commit returned (%v) while the server was frozen", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if err := p.Promote(ctx, Params{Epoch: 1}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the commit after the thaw: %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the commit did not complete after the thaw")
+	}
+	if got, err := p.sql(ctx, "SELECT count(*) FROM t"); err != nil || got != "1" {
+		t.Fatalf("after the thaw: %q, %v", got, err)
+	}
+
+	// Frozen, then the agent restarts: the new one sees it, and its Stop
+	// kills the server without letting it run.
+	if err := p.Fence(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p2 := newAgent()
+	defer p2.Close()
+	if !p2.Fenced() {
+		t.Fatal("a new agent does not see the frozen server")
+	}
+	if err := p2.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := p2.Monitor(ctx); h != NotRunning || p2.Fenced() {
+		t.Fatalf("after Stop: %v %v, fenced %v", h, err, p2.Fenced())
+	}
+}
