@@ -321,7 +321,33 @@ func (p *postgres) reload(ctx context.Context) error {
 }
 
 func (p *postgres) startServer(ctx context.Context) error {
+	if err := p.clearStalePID(); err != nil {
+		return err
+	}
 	return p.pgctl(ctx, "-w", "-t", "60", "-l", p.logFile, "start")
+}
+
+// clearStalePID removes a postmaster.pid whose process is dead. A killed
+// postmaster stays a zombie until init reaps it, and PostgreSQL (the
+// server, and pg_rewind's single-user crash recovery) takes a pid that
+// still exists for a running server: "lock file postmaster.pid already
+// exists". Where init reaps lazily (a container's minimal init), every
+// rewind after a postmaster kill failed that way and the standby was
+// copied afresh instead (TestPostgresFailover's logs).
+func (p *postgres) clearStalePID() error {
+	pid, _ := p.postmasterPID()
+	if pid == 0 {
+		return nil
+	}
+	if alive, known := processAlive(pid, "postgres"); !known || alive {
+		return nil
+	}
+	f := filepath.Join(p.rc.DataDir, "postmaster.pid")
+	if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("removing the dead postmaster's %s: %w", f, err)
+	}
+	p.log.Info("removed the pid file of a dead postmaster", slog.Int("pid", pid))
+	return nil
 }
 
 // initPrimary creates the cluster on the first owner: initdb with data
@@ -467,6 +493,9 @@ func (p *postgres) rewindFrom(ctx context.Context, pr Params, h Health) error {
 		if err := os.Remove(filepath.Join(p.rc.DataDir, sig)); err != nil && !os.IsNotExist(err) {
 			return fmt.Errorf("removing %s before the rewind: %w", sig, err)
 		}
+	}
+	if err := p.clearStalePID(); err != nil {
+		return err
 	}
 	src := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres", pr.PrimaryAddr, p.rc.Port, p.rc.ReplicationUser)
 	out, _, err := p.run(ctx, 30*time.Minute, "pg_rewind", "--target-pgdata", p.rc.DataDir, "--source-server", src)

@@ -74,17 +74,3 @@ func TestPostgresQuorumLeaderDeath(t *testing.T) {
 		node3.Start()
 	}
 }
-
-// longestGapSince is the longest span between consecutive acknowledged
-// inserts, both at or after from.
-func (w *writer) longestGapSince(from time.Time) time.Duration {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var longest time.Duration
-	for i := 1; i < len(w.at); i++ {
-		if !w.at[i-1].Before(from) && w.at[i].Sub(w.at[i-1]) > longest {
-			longest = w.at[i].Sub(w.at[i-1])
-		}
-	}
-	return longest
-}

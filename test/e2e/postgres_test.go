@@ -110,6 +110,20 @@ func (w *writer) outage(t time.Time) time.Duration {
 	return longest
 }
 
+// longestGapSince is the longest span between consecutive acknowledged
+// inserts, both at or after from.
+func (w *writer) longestGapSince(from time.Time) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var longest time.Duration
+	for i := 1; i < len(w.at); i++ {
+		if !w.at[i-1].Before(from) && w.at[i].Sub(w.at[i-1]) > longest {
+			longest = w.at[i].Sub(w.at[i-1])
+		}
+	}
+	return longest
+}
+
 // rows reads every id in table t through the VIP.
 func rows(t *testing.T, n *testnet.Net) map[int]bool {
 	t.Helper()
@@ -257,6 +271,7 @@ func TestPostgresFailover(t *testing.T) {
 	// primary knows it is gone and the quorum has dropped it from the
 	// record, then go on without it (degraded). It comes back, catches up
 	// and is synchronous again.
+	resumed := time.Now()
 	w.resume(n)
 	cut := time.Now()
 	n.Nodes[1].Cable(testnet.Public, false)
@@ -269,7 +284,7 @@ func TestPostgresFailover(t *testing.T) {
 		_, ok := w.firstAckAfter(degraded)
 		return ok
 	})
-	t.Logf("standby cut off: longest time without an acknowledged write: %v", w.outage(cut))
+	t.Logf("standby cut off: longest time without an acknowledged write: %v (cut %v after writes resumed)", w.longestGapSince(resumed), cut.Sub(resumed).Round(time.Millisecond))
 	n.Nodes[1].Cable(testnet.Public, true)
 	n.Nodes[1].Cable(testnet.Private, true)
 	waitGroup(t, n, n.Nodes[2], 30*time.Second, "db online on node1 with node2 synchronous after the cables are back", func(o, s, r, sb string) bool {
