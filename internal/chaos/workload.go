@@ -47,11 +47,12 @@ type workloads struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 
-	mu      sync.Mutex
-	conns   []conn
-	streams []stream
-	acks    []ack
-	tries   int // writes attempted through the VIP
+	mu       sync.Mutex
+	conns    []conn
+	streams  []stream
+	acks     []ack
+	tries    int // writes attempted, through the VIP and locally (their ids)
+	vipTries int // of which through the VIP
 }
 
 func (w *workloads) start(c *cluster) {
@@ -185,6 +186,7 @@ func (w *workloads) nodeOfDataDir(dd string) string {
 func (w *workloads) vipWrite() {
 	w.mu.Lock()
 	w.tries++
+	w.vipTries++
 	id := w.tries
 	w.mu.Unlock()
 	out, err := w.psql(nil, fmt.Sprintf("INSERT INTO t VALUES (%d, current_setting('data_directory')) RETURNING srv", id))
