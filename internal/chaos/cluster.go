@@ -19,7 +19,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/clusterd/clusterd/internal/testnet"
@@ -75,7 +74,7 @@ func newCluster(t testnet.TB, dir string) (*cluster, error) {
 	// whose agent was killed outlives it.
 	t.Cleanup(func() {
 		for i := range nodes {
-			testnet.KillPID(filepath.Join(dir, fmt.Sprintf("node%d", i+1), "pgdata", "postmaster.pid"), syscall.SIGKILL)
+			testnet.KillServer(filepath.Join(dir, fmt.Sprintf("node%d", i+1), "pgdata", "postmaster.pid"))
 		}
 	})
 	n := testnet.New(t, testnet.Options{Nodes: nodes, Backup: true, Extra: func(i int) string {

@@ -169,6 +169,10 @@ func (w *workloads) psql(local *testnet.Node, sql string) (string, error) {
 	// standby is cancelled returns success with only a WARNING (PostgreSQL
 	// commits locally first); the client is killed instead.
 	cmd.Env = append(os.Environ(), "PGPASSWORD=app-pass", "PGCONNECT_TIMEOUT=1")
+	// The deadline kills ip(8), not the psql under it; without a bound on
+	// the output, a psql stuck on a server that never answers held the
+	// campaign forever.
+	cmd.WaitDelay = 500 * time.Millisecond
 	out, err := cmd.Output()
 	return strings.TrimSpace(string(out)), err
 }

@@ -171,7 +171,11 @@ func (p *postgres) run(ctx context.Context, timeout time.Duration, name string, 
 		// (pg_ctl is not: the server it starts outlives the agent).
 		dieWithAgent(cmd)
 	}
+	cmd.WaitDelay = pipeWait
 	out, err := cmd.CombinedOutput()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		err = nil // exited 0; a child of it (a server pg_ctl started) kept the output open
+	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		return string(out), ee.ExitCode(), fmt.Errorf("%s: exit %d: %s", name, ee.ExitCode(), strings.TrimSpace(string(out)))
@@ -835,8 +839,8 @@ func (p *postgres) Fenced() bool {
 // thaw resumes a frozen server (the lease is back for its epoch).
 func (p *postgres) thaw() error {
 	pid, _ := p.postmasterPID()
-	if pid == 0 {
-		return errors.New("thawing the server: no postmaster.pid")
+	if alive, _ := processAlive(pid, "postgres"); pid == 0 || !alive {
+		return errors.New("thawing the server: the postmaster is not running")
 	}
 	if err := thawServer(pid); err != nil {
 		return fmt.Errorf("thawing the server: %w", err)
@@ -852,7 +856,7 @@ func (p *postgres) thaw() error {
 // The data is crash-consistent, as after an immediate stop.
 func (p *postgres) kill(ctx context.Context) error {
 	pid, _ := p.postmasterPID()
-	if pid != 0 {
+	if alive, _ := processAlive(pid, "postgres"); pid != 0 && alive {
 		if err := killServer(pid); err != nil {
 			return fmt.Errorf("stopping the frozen server: %w", err)
 		}

@@ -61,42 +61,86 @@ func procStat(pid int) (state byte, ppid int, ok bool) {
 // processStopped says whether pid is stopped by a signal (SIGSTOP): a
 // server an earlier agent froze (freezeServer) and did not thaw.
 func processStopped(pid int) bool {
+	if alive, known := processAlive(pid, "postgres"); !known || !alive {
+		return false // gone, or the number is another program's now
+	}
 	st, _, ok := procStat(pid)
 	return ok && (st == 'T' || st == 't')
 }
 
-// signalServer sends sig to the postmaster pid and then to each of its
-// children (backends, WAL senders, background workers). For SIGSTOP the
-// postmaster goes first, so it forks nobody after the children were
-// listed; a child it forked just before is listed, being its child.
-func signalServer(pid int, sig syscall.Signal) error {
-	if err := syscall.Kill(pid, sig); err != nil {
-		return fmt.Errorf("signalling the postmaster (pid %d): %w", pid, err)
-	}
+// serverChildren lists the processes whose parent is pid.
+func serverChildren(pid int) ([]int, error) {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
-		return fmt.Errorf("listing the server's processes: %w", err)
+		return nil, fmt.Errorf("listing the server's processes: %w", err)
 	}
+	var kids []int
 	for _, e := range ents {
 		child, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
 		if _, ppid, ok := procStat(child); ok && ppid == pid {
-			if err := syscall.Kill(child, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-				return fmt.Errorf("signalling the server's process %d: %w", child, err)
-			}
+			kids = append(kids, child)
+		}
+	}
+	return kids, nil
+}
+
+// signalAll sends sig to each of pids; one that is gone is no error.
+func signalAll(pids []int, sig syscall.Signal) error {
+	for _, k := range pids {
+		if err := syscall.Kill(k, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("signalling the server's process %d: %w", k, err)
 		}
 	}
 	return nil
 }
 
-// freezeServer, thawServer and killServer signal a server's processes.
-func freezeServer(pid int) error { return signalServer(pid, syscall.SIGSTOP) }
-func thawServer(pid int) error   { return signalServer(pid, syscall.SIGCONT) }
-func killServer(pid int) error {
-	if err := signalServer(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+// freezeServer stops the postmaster first, so it forks nobody after its
+// children are listed, then every child.
+func freezeServer(pid int) error {
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("freezing the postmaster (pid %d): %w", pid, err)
+	}
+	kids, err := serverChildren(pid)
+	if err != nil {
 		return err
 	}
+	return signalAll(kids, syscall.SIGSTOP)
+}
+
+// thawServer resumes the children, then the postmaster.
+func thawServer(pid int) error {
+	kids, err := serverChildren(pid)
+	if err != nil {
+		return err
+	}
+	if err := signalAll(kids, syscall.SIGCONT); err != nil {
+		return err
+	}
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		return fmt.Errorf("thawing the postmaster (pid %d): %w", pid, err)
+	}
 	return nil
+}
+
+// killServer kills the postmaster and every child. The children are
+// listed while the postmaster is stopped (it forks nobody) and before it
+// dies: a dead postmaster's children belong to init at once, and a frozen
+// child nobody kills holds the server's shared memory (and a client's
+// connection) forever — the first version killed the postmaster first
+// and left its frozen children behind (a chaos run hung on one).
+func killServer(pid int) error {
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		if errors.Is(err, syscall.ESRCH) {
+			return nil
+		}
+		return fmt.Errorf("stopping the postmaster (pid %d): %w", pid, err)
+	}
+	kids, err := serverChildren(pid)
+	if err != nil {
+		return err
+	}
+	return signalAll(append([]int{pid}, kids...), syscall.SIGKILL)
 }

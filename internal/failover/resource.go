@@ -122,6 +122,11 @@ const (
 
 func (r *execResource) Roles() bool { return len(r.cfg.Promote) > 0 }
 
+// pipeWait: how long a command's output is read after it exited (or was
+// killed at its deadline); a background child it left holding the output
+// open must not hold up the agent.
+const pipeWait = 2 * time.Second
+
 func (r *execResource) run(ctx context.Context, what string, argv []string, p Params) (int, error) {
 	if len(argv) == 0 {
 		return ocfSuccess, nil
@@ -137,7 +142,13 @@ func (r *execResource) run(ctx context.Context, what string, argv []string, p Pa
 		"CLUSTERD_PRIMARY="+p.Primary,
 		"CLUSTERD_PRIMARY_ADDR="+p.PrimaryAddr,
 	)
+	// A start script that leaves a daemon behind with its output still
+	// open would otherwise hold this call until the daemon exits.
+	cmd.WaitDelay = pipeWait
 	out, err := cmd.CombinedOutput()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		err = nil // the command itself exited 0; a child of it kept the output open
+	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		return ee.ExitCode(), fmt.Errorf("%s %s: exit %d: %s", what, argv[0], ee.ExitCode(), strings.TrimSpace(string(out)))

@@ -644,6 +644,14 @@ func (r *runner) shutdown() {
 	primary := r.primary
 	r.mu.Unlock()
 	if primary == 0 {
+		if fenced(r.res) {
+			// Frozen after its lease ran out: nobody will thaw it now, and
+			// a frozen server holds its clients' connections forever.
+			r.log.Info("agent stopping: stopping the fenced server")
+			if err := r.res.Stop(ctx); err != nil {
+				r.log.Error("stopping the fenced server", slog.Any("error", err))
+			}
+		}
 		return
 	}
 	r.log.Info("agent stopping: stopping the group's resource", slog.Uint64("epoch", primary))

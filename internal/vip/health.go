@@ -2,6 +2,7 @@ package vip
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -58,7 +59,14 @@ func (c *checker) probe(ctx context.Context) error {
 		}
 		return conn.Close()
 	case len(c.cfg.Exec) > 0:
-		out, err := exec.CommandContext(ctx, c.cfg.Exec[0], c.cfg.Exec[1:]...).CombinedOutput()
+		cmd := exec.CommandContext(ctx, c.cfg.Exec[0], c.cfg.Exec[1:]...)
+		// A check that leaves a child holding its output must not hold
+		// the checker past its deadline.
+		cmd.WaitDelay = 100 * time.Millisecond
+		out, err := cmd.CombinedOutput()
+		if errors.Is(err, exec.ErrWaitDelay) {
+			err = nil
+		}
 		if err != nil {
 			return fmt.Errorf("%v: %s", err, truncate(string(out), 200))
 		}

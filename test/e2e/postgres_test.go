@@ -25,6 +25,19 @@ const (
 
 func pgConfig(dir string, i int) string { return testnet.PostgresGroup("db", dbVIP+"/24", dir, i) }
 
+// pgDir is a test's directory for its nodes' PostgreSQL data; the servers
+// in it are killed when the test ends, after its agents stopped (the
+// servers of standbys and of killed agents outlive them).
+func pgDir(t *testing.T) string {
+	dir := t.TempDir()
+	t.Cleanup(func() {
+		for i := 1; i <= 5; i++ {
+			testnet.KillServer(filepath.Join(dir, fmt.Sprintf("node%d", i), "pgdata", "postmaster.pid"))
+		}
+	})
+	return dir
+}
+
 // writer inserts 1, 2, 3 ... through the VIP from the client namespace,
 // one psql per row, and remembers which inserts were acknowledged.
 type writer struct {
@@ -193,7 +206,7 @@ func TestPostgresFailover(t *testing.T) {
 	if _, err := os.Stat(pgBin + "/postgres"); err != nil {
 		t.Skip("skipping: PostgreSQL 15 is not installed (apt-get install postgresql-15)")
 	}
-	dir := t.TempDir()
+	dir := pgDir(t)
 	os.WriteFile(filepath.Join(dir, "replication.pass"), []byte("repl-pass\n"), 0o600)
 	n := testnet.New(t, testnet.Options{Nodes: 3, Backup: true, Extra: func(i int) string { return pgConfig(dir, i) }})
 	n.Start()

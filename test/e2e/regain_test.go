@@ -91,7 +91,7 @@ func TestPostgresRegainedLeaseKeepsWaiting(t *testing.T) {
 	if _, err := os.Stat(pgBin + "/postgres"); err != nil {
 		t.Skip("skipping: PostgreSQL 15 is not installed (apt-get install postgresql-15)")
 	}
-	dir := t.TempDir()
+	dir := pgDir(t)
 	os.WriteFile(filepath.Join(dir, "replication.pass"), []byte("repl-pass\n"), 0o600)
 	n := testnet.New(t, testnet.Options{Nodes: 3, Backup: true, Extra: func(i int) string { return pgConfig(dir, i) }})
 	n.Start()

@@ -113,7 +113,7 @@ func TestRollingUpgrade(t *testing.T) {
 	}
 	const oldVersion = "0.0.0-test-previous"
 	old := testnet.BuildAt(t, previousRelease, oldVersion)
-	dir := t.TempDir()
+	dir := pgDir(t)
 	os.WriteFile(filepath.Join(dir, "replication.pass"), []byte("repl-pass\n"), 0o600)
 	n := testnet.New(t, testnet.Options{Nodes: 4, Backup: true, Extra: func(i int) string {
 		return pgConfig(dir, i) + lbConfig(50, "multicast")
