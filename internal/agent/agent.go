@@ -103,6 +103,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 		return nil, fmt.Errorf("setting up membership: %w", err)
 	}
 	if len(cfg.LoadBalancing) > 0 {
+		vipLog := log.With(slog.String("component", "vip"))
 		a.tier, err = vip.New(vip.Options{
 			Cluster: cfg.Cluster.Name, Node: cfg.Node.Name, Priority: cfg.Node.Priority,
 			VIPs: cfg.LoadBalancing, StateDir: cfg.Node.StateDir, Members: a.members,
@@ -114,8 +115,12 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 			Tick:        prof.Check,
 			ViewTimeout: prof.Timeout,
 			BackupBind:  cfg.Heartbeat.BackupBind,
-			Logger:      log.With(slog.String("component", "vip")),
+			Logger:      vipLog,
 			Event: func(typ vocab.EventType, node, detail string) {
+				// Logged too: the journal then shows, to the millisecond,
+				// when each node changed what it serves (the events
+				// ring forgets, and dies with the agent).
+				vipLog.Info(string(typ), slog.String("node", node), slog.String("detail", detail))
 				a.record(api.Event{Time: time.Now(), Type: typ, Node: node, Detail: detail})
 			},
 		})

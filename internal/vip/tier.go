@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net/netip"
 	"os"
@@ -888,12 +889,21 @@ func (t *Tier) converge(now time.Time) {
 	t.tables, t.sig, t.defaults = tables, in.sig, defaults
 	t.generation++
 	t.stageAhead(members, steps, final)
-	counts := 0
+	counts, taken := 0, 0
 	for _, tb := range want.Owned {
 		counts += len(tb)
 	}
-	t.o.Event(vocab.Converged, t.o.Node, fmt.Sprintf("generation %d: %s; this node owns %d buckets; computed in %s",
-		t.generation, cause, counts, time.Since(start).Round(time.Microsecond)))
+	for _, tb := range now2.Owned {
+		taken += len(tb)
+	}
+	owns := fmt.Sprintf("this node owns %d buckets", counts)
+	if taken != counts {
+		// The log then tells when the kernel serves what (takeReady
+		// takes the rest as each previous owner lets go).
+		owns = fmt.Sprintf("this node owns %d buckets (%d taken now, the rest once their previous owners let go)", counts, taken)
+	}
+	t.o.Event(vocab.Converged, t.o.Node, fmt.Sprintf("generation %d: %s; %s; computed in %s",
+		t.generation, cause, owns, time.Since(start).Round(time.Microsecond)))
 }
 
 // passStaged: before a change that was not planned, the timed steps whose
@@ -1271,6 +1281,11 @@ func (t *Tier) takeReady(members []heartbeat.Member, now time.Time) {
 		return
 	}
 	t.applied = next
+	took := 0
+	for _, bs := range next.Owned {
+		took += len(bs)
+	}
+	t.log.Info("previous owners let go: buckets taken", slog.Any("from", slices.Sorted(maps.Keys(ready))), slog.Int("owned", took))
 	rest := map[string]bool{}
 	for owner := range t.pendingFrom {
 		if !ready[owner] {
