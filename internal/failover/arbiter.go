@@ -89,15 +89,27 @@ func (a *arbiter) onReport(r report) verdict {
 		v.NotLeader = true // not ours to answer; the sender's config differs
 		return v
 	}
-	leading, _ := a.q.leading()
+	leading, since := a.q.leading()
 	if !leading {
+		v.NotLeader = true
+		return v
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.barrier.Equal(since) {
+		// A new leader's records may lag what was committed before it
+		// led (a voter elected right after a restart applies its log
+		// after it won): a grant read from them could name an owner of
+		// an old epoch. The chaos campaign saw exactly that — node3,
+		// restarted in a storm, leader 0.6 s later, granted node1 a lease
+		// for epoch 19 while node2 was primary for epoch 22; node1
+		// promoted and acknowledged a write. Nothing is answered until
+		// tick's barrier has caught up.
 		v.NotLeader = true
 		return v
 	}
 	now := time.Now()
 	rec := a.q.fsm.get(r.Group)
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	// Reports travel on separate connections and may arrive out of order:
 	// an older one must not undo a newer one (it could name a standby the
 	// owner has since stopped waiting for). A restarted agent counts from

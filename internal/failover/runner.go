@@ -34,6 +34,7 @@ type runner struct {
 	sent       map[uint64]time.Time
 	v          verdict // the latest verdict from a leader
 	vSeq       uint64
+	maxEpoch   uint64 // the highest epoch a verdict has named
 	vAt        time.Time
 	leaseUntil time.Time
 	leaseEpoch uint64
@@ -215,13 +216,16 @@ func (r *runner) onVerdict(v verdict) {
 		}
 		return
 	}
-	if v.NotLeader || v.Stale || v.Seq < r.vSeq {
+	if v.NotLeader || v.Stale || v.Seq < r.vSeq || v.Epoch < r.maxEpoch {
+		// (A lower epoch than one already seen can only come from a
+		// leader whose records lag: epochs never go back.)
 		return
 	}
 	sentAt, ok := r.sent[v.Seq]
 	if !ok {
 		return
 	}
+	r.maxEpoch = v.Epoch
 	r.v, r.vSeq, r.vAt = v, v.Seq, time.Now()
 	if v.LeaseMS > 0 && v.Owner == r.m.name {
 		lease := time.Duration(v.LeaseMS) * time.Millisecond

@@ -30,6 +30,13 @@ func TestLeaseCountsFromTheReport(t *testing.T) {
 	if !r.leaseUntil.Equal(until) {
 		t.Fatalf("lease moved to %v by a stale, non-leader or unknown answer", r.leaseUntil)
 	}
+	// A verdict naming an older epoch than one already seen comes from a
+	// leader whose records lag: it grants nothing.
+	r.sent[4] = time.Now()
+	r.onVerdict(verdict{Group: "db", Seq: 4, Owner: "db1", Epoch: 2, LeaseMS: 1000})
+	if !r.leaseUntil.Equal(until) || r.leaseEpoch != 3 {
+		t.Fatalf("a verdict for epoch 2 after epoch 3 moved the lease: until %v epoch %d", r.leaseUntil, r.leaseEpoch)
+	}
 	// A verdict for another owner grants nothing, and the state says so.
 	r.sent[3] = time.Now()
 	r.onVerdict(verdict{Group: "db", Seq: 3, Owner: "db2", Epoch: 4})
