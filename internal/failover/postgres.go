@@ -63,7 +63,8 @@ type postgres struct {
 	// frozen: the server is fenced in place (Fence): every process of it
 	// stopped with SIGSTOP. Nothing may be asked of it until Promote
 	// thaws it or Stop kills it.
-	frozen bool
+	frozen        bool
+	frozenChecked bool // Fenced has looked for a server frozen before this agent
 
 	// connMu guards the lasting connection to the local server (sql);
 	// mapped: pg_ident.conf was rewritten after a refused connection.
@@ -827,11 +828,14 @@ func (p *postgres) Fence(ctx context.Context) error {
 func (p *postgres) Fenced() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.frozen {
-		return true
-	}
-	if pid, _ := p.postmasterPID(); pid != 0 && processStopped(pid) {
-		p.frozen = true
+	if !p.frozenChecked {
+		// Once, at the agent's start: a server an earlier agent froze.
+		// Not later: a postmaster an operator stops for a moment (a
+		// debugger) must not be taken for fenced, and killed.
+		p.frozenChecked = true
+		if pid, _ := p.postmasterPID(); pid != 0 && processStopped(pid) {
+			p.frozen = true
+		}
 	}
 	return p.frozen
 }

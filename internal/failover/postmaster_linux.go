@@ -65,7 +65,7 @@ func processStopped(pid int) bool {
 		return false // gone, or the number is another program's now
 	}
 	st, _, ok := procStat(pid)
-	return ok && (st == 'T' || st == 't')
+	return ok && st == 'T' // not 't': a debugger's stop is not a fence
 }
 
 // serverChildren lists the processes whose parent is pid.
