@@ -114,6 +114,14 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 		return time.Since(start)
 	}
+	// clickLive clicks the element sel in the page itself: the live page
+	// replaces table rows as states change, and a click by the driver
+	// (query, then click the node found) failed in CI on a row replaced
+	// in between ("Could not find node with given id").
+	clickLive := func(what, sel string) {
+		t.Helper()
+		waitJS(what+" clicked", fmt.Sprintf(`(() => { const b = document.querySelector(%q); if (!b) return false; b.click(); return true })()`, sel), 5*time.Second)
+	}
 	state := func(node string) string {
 		return fmt.Sprintf(`(document.querySelector('#members tr[data-node="%s"] .state') || {}).textContent`, node)
 	}
@@ -142,9 +150,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitJS("the token taken", `document.querySelector("#auth-state").textContent === "token set"`, 5*time.Second)
-	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS(`#members tr[data-node="node4"] .act button`))); err != nil {
-		t.Fatal(err)
-	}
+	clickLive("node4's action button", `#members tr[data-node="node4"] .act button`)
 	waitJS("node4 drained", state("node4")+` === "drained" || `+state("node4")+` === "draining"`, 10*time.Second)
 	waitJS("the drain's operator event", `[...document.querySelectorAll('#events li[data-type="operator"]')].some(li => li.textContent.includes("alice (console, from `+testnet.ClientIP+`) ran clusterctl drain node4"))`, 5*time.Second)
 	shot, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
@@ -159,9 +165,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s (%d bytes)", out, len(shot))
-	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS(`#members tr[data-node="node4"] .act button`))); err != nil {
-		t.Fatal(err)
-	}
+	clickLive("node4's action button", `#members tr[data-node="node4"] .act button`)
 	waitJS("node4 active again", state("node4")+` === "active"`, 10*time.Second)
 
 	// The audit trail on node3 holds both commands, with who ran them.
