@@ -181,10 +181,12 @@ func (m *Manager) loop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		members := m.members()
+		down := func(n string) bool { mm, ok := members[n]; return !ok || mm.State.Down() }
 		if m.q != nil {
 			l, term := m.q.Leader()
 			m.mem.SetExt(extLeader, l+":"+strconv.FormatUint(term, 10))
-			switch rank := hurryRank(m.name, l, m.q.voters, m.down); {
+			switch rank := hurryRank(m.name, l, m.q.voters, down); {
 			case rank >= 0:
 				if leaderDown.IsZero() {
 					leaderDown = time.Now()
@@ -199,7 +201,7 @@ func (m *Manager) loop(ctx context.Context) {
 			}
 			m.arb.tick()
 		}
-		if l := m.leader(m.members()); l != reportedTo {
+		if l := m.leader(members); l != reportedTo {
 			// A new leader: report now. An owner whose lease is running
 			// out while the quorum elected it gets it back a Renew sooner.
 			reportedTo = l

@@ -22,26 +22,7 @@ import (
 // an earlier release) is given it once; the connection comes back after
 // the server restarts.
 func TestLocalSQLOnARealServer(t *testing.T) {
-	const bin = "/usr/lib/postgresql/15/bin"
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (the server runs as user postgres)")
-	}
-	if _, err := os.Stat(filepath.Join(bin, "initdb")); err != nil {
-		t.Skip("needs PostgreSQL 15 in " + bin)
-	}
-	if _, err := exec.LookPath("runuser"); err != nil {
-		t.Skip("needs runuser")
-	}
-	dir := t.TempDir()
-	pw := filepath.Join(dir, "pw")
-	os.WriteFile(pw, []byte("secret\n"), 0o600)
-	g := config.GroupConfig{Name: "db", Owners: []string{"n1"}, Resource: config.ResourceConfig{Type: "postgresql", BinDir: bin,
-		DataDir: filepath.Join(dir, "data"), Port: 15439, OSUser: "postgres", ReplicationUser: "replicator", PasswordFile: pw}}
-	res, err := newPostgres(g, "n1", dir, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := res.(*postgres)
+	p := realServer(t, 15439)()
 	ctx := context.Background()
 	if err := p.Promote(ctx, Params{Epoch: 1}); err != nil {
 		t.Fatal(err)
@@ -110,6 +91,38 @@ func TestLocalSQLOnARealServer(t *testing.T) {
 	}
 }
 
+// realServer skips unless a real PostgreSQL 15 server can run here (root,
+// runuser) and returns a maker of agents for a group with one owner, n1,
+// whose data lives in a fresh directory and whose server listens on
+// port. Each call is a new agent on the same data (an agent restart).
+func realServer(t *testing.T, port int) func() *postgres {
+	t.Helper()
+	const bin = "/usr/lib/postgresql/15/bin"
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (the server runs as user postgres)")
+	}
+	if _, err := os.Stat(filepath.Join(bin, "initdb")); err != nil {
+		t.Skip("needs PostgreSQL 15 in " + bin)
+	}
+	if _, err := exec.LookPath("runuser"); err != nil {
+		t.Skip("needs runuser")
+	}
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := config.GroupConfig{Name: "db", Owners: []string{"n1"}, Resource: config.ResourceConfig{Type: "postgresql", BinDir: bin,
+		DataDir: filepath.Join(dir, "data"), Port: port, OSUser: "postgres", ReplicationUser: "replicator", PasswordFile: pw}}
+	return func() *postgres {
+		res, err := newPostgres(g, "n1", dir, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.(*postgres)
+	}
+}
+
 // processAlive tells a live process, a missing one and another program
 // under the number; a zombie is covered by the real-server test's kill.
 func TestProcessAlive(t *testing.T) {
@@ -149,25 +162,7 @@ func TestProcessAlive(t *testing.T) {
 // starts while the server is frozen sees it frozen, and Stop kills it
 // without thawing it.
 func TestFenceFreezesTheServer(t *testing.T) {
-	const bin = "/usr/lib/postgresql/15/bin"
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (the server runs as user postgres)")
-	}
-	if _, err := os.Stat(filepath.Join(bin, "initdb")); err != nil {
-		t.Skip("needs PostgreSQL 15 in " + bin)
-	}
-	dir := t.TempDir()
-	pw := filepath.Join(dir, "pw")
-	os.WriteFile(pw, []byte("secret\n"), 0o600)
-	g := config.GroupConfig{Name: "db", Owners: []string{"n1"}, Resource: config.ResourceConfig{Type: "postgresql", BinDir: bin,
-		DataDir: filepath.Join(dir, "data"), Port: 15440, OSUser: "postgres", ReplicationUser: "replicator", PasswordFile: pw}}
-	newAgent := func() *postgres {
-		res, err := newPostgres(g, "n1", dir, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res.(*postgres)
-	}
+	newAgent := realServer(t, 15440)
 	p := newAgent()
 	ctx := context.Background()
 	if err := p.Promote(ctx, Params{Epoch: 1}); err != nil {

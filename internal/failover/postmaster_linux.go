@@ -16,56 +16,54 @@ import (
 // it as running until then: its stop then waits and fails ("server does
 // not shut down"), 1.5 s on the path of every failover after a crash.
 func processAlive(pid int, comm string) (alive, known bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := procStat(pid)
 	if os.IsNotExist(err) {
 		return false, true
 	}
 	if err != nil {
 		return false, false
 	}
-	// pid (comm) state ...: comm may hold spaces and parentheses, so the
-	// state follows the last ')'.
-	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
-	if open < 0 || end < open || end+2 >= len(b) {
-		return false, false
-	}
-	if string(b[open+1:end]) != comm {
+	if st.comm != comm {
 		return false, true // the number was reused by another program
 	}
-	state := b[end+2]
-	return state != 'Z' && state != 'X', true
+	return st.state != 'Z' && st.state != 'X', true
 }
 
-// procStat is a process's state letter and parent from /proc/PID/stat.
-func procStat(pid int) (state byte, ppid int, ok bool) {
+// stat is what clusterd reads of /proc/PID/stat.
+type stat struct {
+	comm  string
+	state byte
+	ppid  int
+}
+
+// procStat reads /proc/PID/stat: "pid (comm) state ppid ...". comm may
+// hold spaces and parentheses, so the fields after it follow the last ')'.
+func procStat(pid int) (stat, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, 0, false
+		return stat{}, err
 	}
-	end := bytes.LastIndexByte(b, ')')
-	if end < 0 || end+2 >= len(b) {
-		return 0, 0, false
+	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return stat{}, fmt.Errorf("/proc/%d/stat: %q", pid, b)
 	}
-	// ") S PPID ...": the state, then the parent.
 	f := strings.Fields(string(b[end+1:]))
 	if len(f) < 2 || len(f[0]) != 1 {
-		return 0, 0, false
+		return stat{}, fmt.Errorf("/proc/%d/stat: %q", pid, b)
 	}
-	ppid, err = strconv.Atoi(f[1])
+	ppid, err := strconv.Atoi(f[1])
 	if err != nil {
-		return 0, 0, false
+		return stat{}, fmt.Errorf("/proc/%d/stat: %q", pid, b)
 	}
-	return f[0][0], ppid, true
+	return stat{comm: string(b[open+1 : end]), state: f[0][0], ppid: ppid}, nil
 }
 
-// processStopped says whether pid is stopped by a signal (SIGSTOP): a
-// server an earlier agent froze (freezeServer) and did not thaw.
+// processStopped says whether pid is a postmaster stopped by a signal
+// (SIGSTOP): a server an earlier agent froze (freezeServer) and did not
+// thaw. Not 't' (a debugger's stop), not another program under the number.
 func processStopped(pid int) bool {
-	if alive, known := processAlive(pid, "postgres"); !known || !alive {
-		return false // gone, or the number is another program's now
-	}
-	st, _, ok := procStat(pid)
-	return ok && st == 'T' // not 't': a debugger's stop is not a fence
+	st, err := procStat(pid)
+	return err == nil && st.comm == "postgres" && st.state == 'T'
 }
 
 // serverChildren lists the processes whose parent is pid.
@@ -80,7 +78,7 @@ func serverChildren(pid int) ([]int, error) {
 		if err != nil {
 			continue
 		}
-		if _, ppid, ok := procStat(child); ok && ppid == pid {
+		if st, err := procStat(child); err == nil && st.ppid == pid {
 			kids = append(kids, child)
 		}
 	}

@@ -25,6 +25,38 @@ const (
 
 func pgConfig(dir string, i int) string { return testnet.PostgresGroup("db", dbVIP+"/24", dir, i) }
 
+// startPG starts three nodes running group db (PostgreSQL, node1 and node2
+// its owners, all three voters) and returns them and the data directory;
+// a failed test logs the owners' failover lines and PostgreSQL log tails.
+func startPG(t *testing.T) (*testnet.Net, string) {
+	t.Helper()
+	if _, err := os.Stat(pgBin + "/postgres"); err != nil {
+		t.Skip("skipping: PostgreSQL 15 is not installed (apt-get install postgresql-15)")
+	}
+	dir := pgDir(t)
+	if err := os.WriteFile(filepath.Join(dir, "replication.pass"), []byte("repl-pass\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n := testnet.New(t, testnet.Options{Nodes: 3, Backup: true, Extra: func(i int) string { return pgConfig(dir, i) }})
+	n.Start()
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, nd := range n.Nodes[:2] {
+			t.Logf("--- %s log (failover lines):", nd.Name)
+			for _, l := range strings.Split(nd.Log(), "\n") {
+				if strings.Contains(l, "component=failover") && !strings.Contains(l, "raft") {
+					t.Log(l)
+				}
+			}
+			pl, _ := os.ReadFile(filepath.Join(n.Dir, nd.Name+".state", "pg-db", "postgresql.log"))
+			t.Logf("--- %s postgresql.log (tail):\n%s", nd.Name, tail(string(pl), 3000))
+		}
+	})
+	return n, dir
+}
+
 // pgDir is a test's directory for its nodes' PostgreSQL data; the servers
 // in it are killed when the test ends, after its agents stopped (the
 // servers of standbys and of killed agents outlive them).
@@ -203,28 +235,7 @@ func waitGroup(t *testing.T, n *testnet.Net, nd *testnet.Node, within time.Durat
 // (pg_rewind), and a planned move hands the group back, again without a
 // lost write.
 func TestPostgresFailover(t *testing.T) {
-	if _, err := os.Stat(pgBin + "/postgres"); err != nil {
-		t.Skip("skipping: PostgreSQL 15 is not installed (apt-get install postgresql-15)")
-	}
-	dir := pgDir(t)
-	os.WriteFile(filepath.Join(dir, "replication.pass"), []byte("repl-pass\n"), 0o600)
-	n := testnet.New(t, testnet.Options{Nodes: 3, Backup: true, Extra: func(i int) string { return pgConfig(dir, i) }})
-	n.Start()
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, nd := range n.Nodes[:2] {
-				b, _ := os.ReadFile(nd.LogPath)
-				t.Logf("--- %s log (failover lines):", nd.Name)
-				for _, l := range strings.Split(string(b), "\n") {
-					if strings.Contains(l, "component=failover") && !strings.Contains(l, "raft") {
-						t.Log(l)
-					}
-				}
-				pl, _ := os.ReadFile(filepath.Join(n.Dir, nd.Name+".state", "pg-db", "postgresql.log"))
-				t.Logf("--- %s postgresql.log (tail):\n%s", nd.Name, tail(string(pl), 3000))
-			}
-		}
-	})
+	n, dir := startPG(t)
 	waitGroup(t, n, n.Nodes[2], 60*time.Second, "db online on node1 with node2 as synchronous standby", func(o, s, r, sb string) bool {
 		return o == "node1" && s == "online" && r == "sync" && sb == "node2"
 	})

@@ -88,26 +88,8 @@ func (w *localWriter) ackedAfter(t time.Time) int {
 // by the chaos campaign, seed 2: the primary restarted with no
 // synchronous standby and 7 acknowledged writes were lost.)
 func TestPostgresRegainedLeaseKeepsWaiting(t *testing.T) {
-	if _, err := os.Stat(pgBin + "/postgres"); err != nil {
-		t.Skip("skipping: PostgreSQL 15 is not installed (apt-get install postgresql-15)")
-	}
-	dir := pgDir(t)
-	os.WriteFile(filepath.Join(dir, "replication.pass"), []byte("repl-pass\n"), 0o600)
-	n := testnet.New(t, testnet.Options{Nodes: 3, Backup: true, Extra: func(i int) string { return pgConfig(dir, i) }})
-	n.Start()
+	n, _ := startPG(t)
 	node1, node2, node3 := n.Nodes[0], n.Nodes[1], n.Nodes[2]
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, nd := range n.Nodes[:2] {
-				t.Logf("--- %s log (failover lines):", nd.Name)
-				for _, l := range strings.Split(nd.Log(), "\n") {
-					if strings.Contains(l, "component=failover") && !strings.Contains(l, "raft") {
-						t.Log(l)
-					}
-				}
-			}
-		}
-	})
 	waitGroup(t, n, node3, 60*time.Second, "db online on node1 with node2 as synchronous standby", func(o, s, r, sb string) bool {
 		return o == "node1" && s == "online" && r == "sync" && sb == "node2"
 	})
