@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/clusterd/clusterd/internal/api"
 	"github.com/clusterd/clusterd/internal/config"
+	"github.com/clusterd/clusterd/internal/postmaster"
 	"github.com/clusterd/clusterd/internal/vip"
 )
 
@@ -18,7 +20,8 @@ import (
 // default state_dir; with it, also the config's VIPs on NICs whose names
 // are too long for a label, and the config's state_dir record. It refuses
 // while an agent answers on the control socket: that agent's state is not
-// leftover.
+// leftover. A PostgreSQL server the dead agent left frozen (fenced) is
+// killed, as the agent itself would on its next start.
 func cmdCleanup(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("cleanup", stderr)
 	path := fs.String("config", "", "the agent's config `FILE` (its VIPs, state_dir and control socket)")
@@ -56,6 +59,20 @@ func cmdCleanup(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	done, err := vip.Cleanup(addrs, cfg.Node.StateDir)
+	// A primary the dead agent fenced (froze) and did not thaw or end
+	// holds its clients' connections open, unanswered, for ever; the
+	// agent ends such a server when it starts, and so does cleanup.
+	for _, g := range cfg.Failover.Groups {
+		if g.Resource.Type != config.ResourcePostgreSQL || g.Resource.DataDir == "" {
+			continue
+		}
+		pid, kerr := postmaster.KillFrozen(g.Resource.DataDir)
+		if kerr != nil {
+			err = errors.Join(err, fmt.Errorf("group %s: %w", g.Name, kerr))
+		} else if pid != 0 {
+			done = append(done, fmt.Sprintf("killed group %s's frozen PostgreSQL server (pid %d)", g.Name, pid))
+		}
+	}
 	for _, d := range done {
 		fmt.Fprintln(stdout, d)
 	}

@@ -74,7 +74,7 @@ func newCluster(t testnet.TB, dir string) (*cluster, error) {
 	// whose agent was killed outlives it.
 	t.Cleanup(func() {
 		for i := range nodes {
-			testnet.KillServer(filepath.Join(dir, fmt.Sprintf("node%d", i+1), "pgdata", "postmaster.pid"))
+			testnet.KillServer(filepath.Join(dir, fmt.Sprintf("node%d", i+1), "pgdata"))
 		}
 	})
 	n := testnet.New(t, testnet.Options{Nodes: nodes, Backup: true, Extra: func(i int) string {

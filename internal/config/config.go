@@ -142,6 +142,13 @@ type GroupVIP struct {
 	Interface string `yaml:"interface" json:"interface"`
 }
 
+// Resource types: what a group's resource.type names.
+const (
+	ResourceExec       = "exec"       // the operator's start/stop/monitor commands (OCF exit codes)
+	ResourcePostgreSQL = "postgresql" // a PostgreSQL primary and streaming standby the agent manages
+	ResourceService    = "service"    // a systemd unit or Windows service
+)
+
 // ResourceConfig is what a group runs.
 type ResourceConfig struct {
 	Type            string   `yaml:"type" json:"type"`

@@ -92,7 +92,7 @@ func (c *Config) fillDefaults() {
 		if g.Failback == "" {
 			g.Failback = defaultFailback
 		}
-		if r := &g.Resource; r.Type == "postgresql" {
+		if r := &g.Resource; r.Type == ResourcePostgreSQL {
 			if r.Port == 0 {
 				r.Port = defaultPGPort
 			}

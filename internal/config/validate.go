@@ -371,7 +371,7 @@ func (c *Config) validateGroups(x v) {
 		}
 		r := &g.Resource
 		switch r.Type {
-		case "postgresql":
+		case ResourcePostgreSQL:
 			if runtime.GOOS != "linux" && oneOf(c.Node.Name, g.Owners...) {
 				// The agent talks to its server over the Unix socket with
 				// peer authentication, watches the postmaster in /proc and
@@ -391,11 +391,11 @@ func (c *Config) validateGroups(x v) {
 			if r.PasswordFile == "" {
 				x.bad(p+".resource.password_file", "required for postgresql: a file with the replication user's password (created with the cluster; standbys log in with it)")
 			}
-		case "exec":
+		case ResourceExec:
 			if len(r.Start) == 0 || len(r.Stop) == 0 || len(r.Monitor) == 0 {
 				x.bad(p+".resource", "exec needs start, stop and monitor commands")
 			}
-		case "service":
+		case ResourceService:
 			if r.Unit == "" && r.Name == "" {
 				x.bad(p+".resource", "service needs unit (systemd) or name (Windows service)")
 			}

@@ -153,7 +153,7 @@ func (a *arbiter) fresh(group, node string, now time.Time) (report, bool) {
 // synchronous; with none recorded, nobody but the owner itself is known
 // to hold every acknowledged commit, and the group waits for the owner.
 func strictSync(g config.GroupConfig) bool {
-	return g.Resource.Type == "postgresql" && g.Resource.Synchronous != nil && *g.Resource.Synchronous
+	return g.Resource.Type == config.ResourcePostgreSQL && g.Resource.Synchronous != nil && *g.Resource.Synchronous
 }
 
 // heirs says which nodes may take a group over without losing an

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/clusterd/clusterd/internal/config"
+	"github.com/clusterd/clusterd/internal/postmaster"
 	"github.com/clusterd/clusterd/internal/statefile"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -344,7 +345,7 @@ func (p *postgres) clearStalePID() error {
 	if pid == 0 {
 		return nil
 	}
-	if alive, known := processAlive(pid, "postgres"); !known || alive {
+	if alive, known := postmaster.Alive(pid); !known || alive {
 		return nil
 	}
 	f := filepath.Join(p.rc.DataDir, "postmaster.pid")
@@ -769,33 +770,18 @@ func (p *postgres) Monitor(ctx context.Context) (Health, error) {
 }
 
 // postmasterRunning reads the server's pid file and, where the OS tells
-// (processAlive), whether that postmaster lives; known is false where it
+// (postmaster.Alive), whether that postmaster lives; known is false where it
 // cannot tell.
 func (p *postgres) postmasterRunning() (running, known bool) {
 	pid, known := p.postmasterPID()
 	if !known || pid == 0 {
 		return false, known
 	}
-	return processAlive(pid, "postgres")
+	return postmaster.Alive(pid)
 }
 
-// postmasterPID is the pid in postmaster.pid: 0 and known when there is
-// no such file, known false when it cannot be read.
-func (p *postgres) postmasterPID() (pid int, known bool) {
-	b, err := os.ReadFile(filepath.Join(p.rc.DataDir, "postmaster.pid"))
-	if os.IsNotExist(err) {
-		return 0, true
-	}
-	if err != nil {
-		return 0, false
-	}
-	first, _, _ := strings.Cut(string(b), "\n")
-	pid, err = strconv.Atoi(strings.TrimSpace(first))
-	if err != nil || pid <= 0 {
-		return 0, false
-	}
-	return pid, true
-}
+// postmasterPID is the pid in postmaster.pid (postmaster.PID).
+func (p *postgres) postmasterPID() (pid int, known bool) { return postmaster.PID(p.rc.DataDir) }
 
 // Fence freezes the server: the postmaster and every process of it are
 // stopped (SIGSTOP), so no commit is acknowledged from now on — not one
@@ -809,12 +795,12 @@ func (p *postgres) Fence(ctx context.Context) error {
 	if pid == 0 {
 		return errors.New("fencing the server: no postmaster.pid")
 	}
-	if alive, known := processAlive(pid, "postgres"); known && !alive {
+	if alive, known := postmaster.Alive(pid); known && !alive {
 		return errors.New("fencing the server: the postmaster is not running")
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if err := freezeServer(pid); err != nil {
+	if err := postmaster.Freeze(pid); err != nil {
 		// Some of it may be stopped: Stop kills what is left.
 		p.frozen = true
 		return fmt.Errorf("fencing the server: %w", err)
@@ -833,7 +819,7 @@ func (p *postgres) Fenced() bool {
 		// Not later: a postmaster an operator stops for a moment (a
 		// debugger) must not be taken for fenced, and killed.
 		p.frozenChecked = true
-		if pid, _ := p.postmasterPID(); pid != 0 && processStopped(pid) {
+		if pid, _ := p.postmasterPID(); pid != 0 && postmaster.Stopped(pid) {
 			p.frozen = true
 		}
 	}
@@ -843,10 +829,10 @@ func (p *postgres) Fenced() bool {
 // thaw resumes a frozen server (the lease is back for its epoch).
 func (p *postgres) thaw() error {
 	pid, _ := p.postmasterPID()
-	if alive, _ := processAlive(pid, "postgres"); pid == 0 || !alive {
+	if alive, _ := postmaster.Alive(pid); pid == 0 || !alive {
 		return errors.New("thawing the server: the postmaster is not running")
 	}
-	if err := thawServer(pid); err != nil {
+	if err := postmaster.Thaw(pid); err != nil {
 		return fmt.Errorf("thawing the server: %w", err)
 	}
 	p.mu.Lock()
@@ -860,12 +846,12 @@ func (p *postgres) thaw() error {
 // The data is crash-consistent, as after an immediate stop.
 func (p *postgres) kill(ctx context.Context) error {
 	pid, _ := p.postmasterPID()
-	if alive, _ := processAlive(pid, "postgres"); pid != 0 && alive {
-		if err := killServer(pid); err != nil {
+	if alive, _ := postmaster.Alive(pid); pid != 0 && alive {
+		if err := postmaster.Kill(pid); err != nil {
 			return fmt.Errorf("stopping the frozen server: %w", err)
 		}
 		for {
-			if alive, known := processAlive(pid, "postgres"); known && !alive {
+			if alive, known := postmaster.Alive(pid); known && !alive {
 				break
 			}
 			select {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/clusterd/clusterd/internal/config"
+	"github.com/clusterd/clusterd/internal/postmaster"
 )
 
 // The agent's lasting connection to a real server: answers read as psql
@@ -123,39 +123,6 @@ func realServer(t *testing.T, port int) func() *postgres {
 	}
 }
 
-// processAlive tells a live process, a missing one and another program
-// under the number; a zombie is covered by the real-server test's kill.
-func TestProcessAlive(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("reads /proc")
-	}
-	cmd := exec.Command("sleep", "30")
-	if err := cmd.Start(); err != nil {
-		t.Skip(err)
-	}
-	defer cmd.Process.Kill()
-	if alive, known := processAlive(cmd.Process.Pid, "sleep"); !alive || !known {
-		t.Fatalf("a sleeping process: alive %v known %v", alive, known)
-	}
-	if alive, known := processAlive(cmd.Process.Pid, "postgres"); alive || !known {
-		t.Fatalf("another program under the number: alive %v known %v", alive, known)
-	}
-	cmd.Process.Kill() // not reaped (no Wait yet): a zombie once it dies
-	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
-		alive, known := processAlive(cmd.Process.Pid, "sleep")
-		if !alive && known {
-			break
-		}
-		if time.Since(start) > 2*time.Second {
-			t.Fatalf("a zombie: alive %v known %v", alive, known)
-		}
-	}
-	cmd.Wait()
-	if alive, known := processAlive(cmd.Process.Pid, "sleep"); alive || !known {
-		t.Fatalf("a reaped process: alive %v known %v", alive, known)
-	}
-}
-
 // Fence freezes a real server: a commit on a session opened before waits
 // (no acknowledgement while the lease is out), the agent asks nothing of
 // it meanwhile, Promote thaws it and the commit completes; an agent that
@@ -170,7 +137,7 @@ func TestFenceFreezesTheServer(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		if pid, _ := p.postmasterPID(); pid != 0 {
-			killServer(pid)
+			postmaster.Kill(pid)
 		}
 		p.Close()
 	})

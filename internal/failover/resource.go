@@ -95,11 +95,11 @@ type ReplicationInfo struct {
 // down (may be nil) reports whether membership says a node is gone.
 func NewResource(g config.GroupConfig, node, stateDir string, log *slog.Logger, down func(string) bool) (Resource, error) {
 	switch g.Resource.Type {
-	case "exec":
+	case config.ResourceExec:
 		return &execResource{cfg: g.Resource, group: g.Name, node: node}, nil
-	case "postgresql":
+	case config.ResourcePostgreSQL:
 		return newPostgres(g, node, stateDir, log, down)
-	case "service":
+	case config.ResourceService:
 		return newService(g.Resource)
 	}
 	return nil, fmt.Errorf("group %s: unknown resource type %q", g.Name, g.Resource.Type)

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/clusterd/clusterd/internal/postmaster"
 )
 
 // Fault tables in the switch namespace, each removed by its own heal.
@@ -87,45 +89,13 @@ func KillPID(file string, sig syscall.Signal) error {
 	return syscall.Kill(pid, sig)
 }
 
-// KillServer kills the PostgreSQL server whose postmaster.pid is file,
-// children and all, if it runs: stopped first so that it forks nobody,
-// its children listed while they are still its own, then SIGKILL to each.
-// A test's servers outlive its agents (standbys, and servers whose agent
+// KillServer kills the PostgreSQL server of dataDir, children and all,
+// if it runs (postmaster.Kill). A test's servers outlive its agents (standbys, and servers whose agent
 // was killed); a frozen one's children (a fenced primary) would outlive
 // even the postmaster's death.
-func KillServer(file string) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || pid <= 1 {
-		return
-	}
-	if c, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err != nil || strings.TrimSpace(string(c)) != "postgres" {
-		return // gone, or the number is another program's now
-	}
-	syscall.Kill(pid, syscall.SIGSTOP)
-	kids := []int{pid}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		k, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", k))
-		if err != nil {
-			continue
-		}
-		if end := strings.LastIndexByte(string(st), ')'); end > 0 {
-			if f := strings.Fields(string(st[end+1:])); len(f) > 1 && f[1] == strconv.Itoa(pid) {
-				kids = append(kids, k)
-			}
-		}
-	}
-	for _, k := range kids {
-		syscall.Kill(k, syscall.SIGKILL)
+func KillServer(dataDir string) {
+	if pid, _ := postmaster.PID(dataDir); pid > 1 {
+		postmaster.Kill(pid)
 	}
 }
 

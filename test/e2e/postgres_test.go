@@ -64,7 +64,7 @@ func pgDir(t *testing.T) string {
 	dir := t.TempDir()
 	t.Cleanup(func() {
 		for i := 1; i <= 5; i++ {
-			testnet.KillServer(filepath.Join(dir, fmt.Sprintf("node%d", i), "pgdata", "postmaster.pid"))
+			testnet.KillServer(filepath.Join(dir, fmt.Sprintf("node%d", i), "pgdata"))
 		}
 	})
 	return dir

@@ -1,4 +1,4 @@
-package failover
+package postmaster
 
 import (
 	"bytes"
@@ -10,12 +10,15 @@ import (
 	"syscall"
 )
 
-// processAlive says whether pid is a live (not zombie) process whose
-// command is comm, from /proc. A killed postmaster stays in the process
-// table as a zombie until its parent (init) reaps it, and pg_ctl counts
-// it as running until then: its stop then waits and fails ("server does
-// not shut down"), 1.5 s on the path of every failover after a crash.
-func processAlive(pid int, comm string) (alive, known bool) {
+// Alive says whether pid is a live (not zombie) server process, from
+// /proc; known is false when /proc cannot tell. A killed postmaster stays
+// in the process table as a zombie until its parent (init) reaps it, and
+// pg_ctl counts it as running until then: its stop then waits and fails
+// ("server does not shut down"), 1.5 s on the path of every failover
+// after a crash.
+func Alive(pid int) (ok, known bool) { return alive(pid, Comm) }
+
+func alive(pid int, comm string) (ok, known bool) {
 	st, err := procStat(pid)
 	if os.IsNotExist(err) {
 		return false, true
@@ -43,31 +46,35 @@ func procStat(pid int) (stat, error) {
 	if err != nil {
 		return stat{}, err
 	}
+	return parseStat(b)
+}
+
+func parseStat(b []byte) (stat, error) {
 	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
 	if open < 0 || end < open {
-		return stat{}, fmt.Errorf("/proc/%d/stat: %q", pid, b)
+		return stat{}, fmt.Errorf("/proc stat line: %q", b)
 	}
 	f := strings.Fields(string(b[end+1:]))
 	if len(f) < 2 || len(f[0]) != 1 {
-		return stat{}, fmt.Errorf("/proc/%d/stat: %q", pid, b)
+		return stat{}, fmt.Errorf("/proc stat line: %q", b)
 	}
 	ppid, err := strconv.Atoi(f[1])
 	if err != nil {
-		return stat{}, fmt.Errorf("/proc/%d/stat: %q", pid, b)
+		return stat{}, fmt.Errorf("/proc stat line: %q", b)
 	}
 	return stat{comm: string(b[open+1 : end]), state: f[0][0], ppid: ppid}, nil
 }
 
-// processStopped says whether pid is a postmaster stopped by a signal
-// (SIGSTOP): a server an earlier agent froze (freezeServer) and did not
-// thaw. Not 't' (a debugger's stop), not another program under the number.
-func processStopped(pid int) bool {
+// Stopped says whether pid is a postmaster stopped by a signal
+// (SIGSTOP): a server an earlier agent froze (Freeze) and did not thaw.
+// Not 't' (a debugger's stop), not another program under the number.
+func Stopped(pid int) bool {
 	st, err := procStat(pid)
-	return err == nil && st.comm == "postgres" && st.state == 'T'
+	return err == nil && st.comm == Comm && st.state == 'T'
 }
 
-// serverChildren lists the processes whose parent is pid.
-func serverChildren(pid int) ([]int, error) {
+// children lists the processes whose parent is pid.
+func children(pid int) ([]int, error) {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, fmt.Errorf("listing the server's processes: %w", err)
@@ -95,22 +102,22 @@ func signalAll(pids []int, sig syscall.Signal) error {
 	return nil
 }
 
-// freezeServer stops the postmaster first, so it forks nobody after its
+// Freeze stops the postmaster first, so it forks nobody after its
 // children are listed, then every child.
-func freezeServer(pid int) error {
+func Freeze(pid int) error {
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		return fmt.Errorf("freezing the postmaster (pid %d): %w", pid, err)
 	}
-	kids, err := serverChildren(pid)
+	kids, err := children(pid)
 	if err != nil {
 		return err
 	}
 	return signalAll(kids, syscall.SIGSTOP)
 }
 
-// thawServer resumes the children, then the postmaster.
-func thawServer(pid int) error {
-	kids, err := serverChildren(pid)
+// Thaw resumes the children, then the postmaster.
+func Thaw(pid int) error {
+	kids, err := children(pid)
 	if err != nil {
 		return err
 	}
@@ -123,20 +130,24 @@ func thawServer(pid int) error {
 	return nil
 }
 
-// killServer kills the postmaster and every child. The children are
-// listed while the postmaster is stopped (it forks nobody) and before it
-// dies: a dead postmaster's children belong to init at once, and a frozen
-// child nobody kills holds the server's shared memory (and a client's
+// Kill kills the postmaster and every child. The children are listed
+// while the postmaster is stopped (it forks nobody) and before it dies: a
+// dead postmaster's children belong to init at once, and a frozen child
+// nobody kills holds the server's shared memory (and a client's
 // connection) forever — the first version killed the postmaster first
-// and left its frozen children behind (a chaos run hung on one).
-func killServer(pid int) error {
+// and left its frozen children behind (a chaos run hung on one). A thaw
+// first would let a frozen server run (and acknowledge) on its way down.
+func Kill(pid int) error {
+	if ok, _ := Alive(pid); !ok {
+		return nil // gone, or the number is another program's now
+	}
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		if errors.Is(err, syscall.ESRCH) {
 			return nil
 		}
 		return fmt.Errorf("stopping the postmaster (pid %d): %w", pid, err)
 	}
-	kids, err := serverChildren(pid)
+	kids, err := children(pid)
 	if err != nil {
 		return err
 	}
