@@ -1,10 +1,15 @@
 package failover
 
 import (
+	"encoding/json"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 
 	"github.com/clusterd/clusterd/internal/config"
 )
@@ -157,5 +162,68 @@ func TestHurryRank(t *testing.T) {
 				t.Errorf("self %s leader %q down %v voters %v: rank %d, want %d", c.self, c.leader, c.down, voters, got, c.want)
 			}
 		}
+	}
+}
+
+// A leader answers no report before its barrier has caught up with the
+// log it inherited (tick's), in every term it leads: a grant read from
+// records that lag could name an owner of an old epoch (the split brain
+// the 10-minute campaign found). A single voter on raft's in-memory
+// transport stands in for the quorum.
+func TestNoAnswerBeforeTheBarrier(t *testing.T) {
+	conf := raft.DefaultConfig()
+	conf.LocalID = "w1"
+	conf.Logger = hclog.NewNullLogger()
+	conf.HeartbeatTimeout, conf.ElectionTimeout, conf.LeaderLeaseTimeout = 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond
+	store, snaps := raft.NewInmemStore(), raft.NewInmemSnapshotStore()
+	addr, trans := raft.NewInmemTransport("w1")
+	if err := raft.BootstrapCluster(conf, store, store, snaps, trans, raft.Configuration{Servers: []raft.Server{{ID: "w1", Address: addr}}}); err != nil {
+		t.Fatal(err)
+	}
+	f := newFSM()
+	r, err := raft.NewRaft(conf, f, store, store, snaps, trans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Shutdown()
+	for start := time.Now(); r.State() != raft.Leader; time.Sleep(5 * time.Millisecond) {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("the single voter did not lead")
+		}
+	}
+	b, _ := json.Marshal(command{Group: "db", Record: Record{Owner: "db1", Epoch: 3}})
+	if err := r.Apply(b, time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	q := &Quorum{name: "w1", raft: r, fsm: f}
+	bs := &bus{nodes: map[string]*fakeMem{}}
+	m := &Manager{name: "w1", mem: bs.add("w1", "10.0.0.9")}
+	bs.add("db1", "10.0.0.1")
+	bs.add("db2", "10.0.0.2")
+	a := newArbiter(q, m, []config.GroupConfig{{Name: "db", Owners: []string{"db1", "db2"}}}, TimingFor("lan"), slog.New(slog.DiscardHandler))
+
+	seq := uint64(0)
+	ask := func() verdict {
+		seq++
+		return a.onReport(report{Group: "db", Node: "db1", Seq: seq, Primary: 3})
+	}
+	if v := ask(); !v.NotLeader || v.LeaseMS != 0 {
+		t.Fatalf("before the barrier: %+v, want NotLeader and no lease", v)
+	}
+	a.tick()
+	if v := ask(); v.NotLeader || v.LeaseMS == 0 || v.Owner != "db1" || v.Epoch != 3 {
+		t.Fatalf("after the barrier: %+v, want a lease for db1, epoch 3", v)
+	}
+	// Another term (this node lost and won again): the gate closes until
+	// tick's barrier has caught up again.
+	q.mu.Lock()
+	q.leaderSince = q.leaderSince.Add(time.Second)
+	q.mu.Unlock()
+	if v := ask(); !v.NotLeader || v.LeaseMS != 0 {
+		t.Fatalf("in a new term before its barrier: %+v, want NotLeader and no lease", v)
+	}
+	a.tick()
+	if v := ask(); v.NotLeader || v.LeaseMS == 0 {
+		t.Fatalf("in a new term after its barrier: %+v, want a lease", v)
 	}
 }
