@@ -117,6 +117,7 @@ type Tier struct {
 	pendingPrev    map[[2]int]map[uint32]string
 	pendingDefPrev map[int]string
 	pendingReady   map[string]time.Time
+	othersSaid     bool // takeReady said it took without every member's signature (once per hand-off)
 	// Planned switches (inForce): held is each member's inputs as last in
 	// force (a member that announced an instant still ahead counts as it
 	// was until then); ahead is the planned steps staged in the datapath,
@@ -1049,6 +1050,24 @@ func lettingGo(members []heartbeat.Member, from map[string]bool, sig string) str
 	return ""
 }
 
+// othersWait bounds how long a hand-off whose previous owners have let go
+// waits for the other members that serve the VIPs to compute the same
+// tables (takeReady): they normally do within a heartbeat interval of
+// the owners.
+const othersWait = time.Second
+
+// servingVIPs names the members that take part in the VIPs (they publish
+// their rules; a database node in the same cluster does not).
+func servingVIPs(members []heartbeat.Member) map[string]bool {
+	out := map[string]bool{}
+	for _, m := range members {
+		if m.Ext[extRules] != "" {
+			out[m.Name] = true
+		}
+	}
+	return out
+}
+
 // errPreviousProtocol: a member switches by timer (it predates switches
 // timed by the kernel), so every node does.
 var errPreviousProtocol = errors.New("a member of the previous protocol switches by timer")
@@ -1243,6 +1262,7 @@ func describeChange(old, cur map[string]heartbeat.State) string {
 // clearPending: no hand-off waits.
 func (t *Tier) clearPending() {
 	t.pending, t.pendingFrom, t.pendingPrev, t.pendingDefPrev, t.pendingReady = nil, nil, nil, nil, nil
+	t.othersSaid = false
 }
 
 // takeReady takes the pending buckets of each previous owner that has let
@@ -1263,6 +1283,26 @@ func (t *Tier) takeReady(members []heartbeat.Member, now time.Time) {
 	}
 	if len(ready) == 0 {
 		return
+	}
+	if other := lettingGo(members, servingVIPs(members), t.sig); other != "" {
+		// The previous owner named by this node's tables is not the only
+		// node that may hold the bucket: around a heal every node passes
+		// through views of its own (a member left out for 50 ms in some
+		// views, heard again in others), and the owner in this node's
+		// previous tables may never have taken a bucket that a third node
+		// still holds. A node that publishes this node's signature has
+		// dropped what these tables do not give it; one that does not may
+		// hold anything. So wait for every member that serves the VIPs,
+		// up to othersWait: one whose view stays apart for longer must not
+		// leave the buckets unserved for good.
+		if now.Before(t.pendingAt.Add(othersWait)) {
+			return
+		}
+		if !t.othersSaid {
+			t.othersSaid = true
+			t.log.Warn("taking buckets while a member has not computed the same bucket tables", slog.String("member", other),
+				slog.Duration("waited", now.Sub(t.pendingAt).Round(time.Millisecond)))
+		}
 	}
 	next := Ownership{Owned: map[[2]int][]uint32{}, Default: map[int]bool{}}
 	for vi, d := range t.pending.Default {
