@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -116,5 +117,47 @@ func TestResumeWhileCountingConnections(t *testing.T) {
 	tr.watchDrain(tr.drain.Since.Add(time.Second))
 	if !tr.drain.Drained || m.state != heartbeat.StateDrained {
 		t.Fatalf("no connections left: drained %v, state %s", tr.drain.Drained, m.state)
+	}
+}
+
+// extMembers records what the node announces.
+type extMembers struct {
+	stateMembers
+	switches []time.Time
+}
+
+func (e *extMembers) SetExt(k, v string) {
+	if k == extSwitch {
+		ms, _ := strconv.ParseInt(v, 10, 64)
+		e.switches = append(e.switches, time.UnixMilli(ms))
+	}
+}
+
+// A drain asked for before the node's resume has taken effect waits for
+// it: its instant comes a Settle after the resume's, and no node ever has
+// to call off the resume's switch (which its kernel makes by itself at
+// the instant).
+func TestSecondPlannedChangeWaitsForTheFirst(t *testing.T) {
+	m := &extMembers{stateMembers: stateMembers{state: heartbeat.StateDraining}}
+	settle := 40 * time.Millisecond
+	tr := &Tier{o: Options{StateDir: testenv.TempDir(t), Members: m, Node: "web1", Settle: settle, Event: func(vocab.EventType, string, string) {}},
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)), plans: []VIPPlan{{}}, drainRules: map[string]bool{}}
+	tr.drain = drainState{Draining: true}
+	if err := tr.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Drain("", 0); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	if len(m.switches) != 2 {
+		t.Fatalf("announced %d instants, want 2", len(m.switches))
+	}
+	first, second := m.switches[0], m.switches[1]
+	if back.Before(first.Add(settle)) {
+		t.Fatalf("the drain returned %v before the resume's instant + Settle", first.Add(settle).Sub(back))
+	}
+	if min := first.Add(settle + switchAhead(settle) - time.Millisecond); second.Before(min) {
+		t.Fatalf("the drain's instant is %v after the resume's, want at least %v", second.Sub(first), min.Sub(first))
 	}
 }

@@ -157,6 +157,7 @@ type Tier struct {
 	resyncFrom time.Time
 	resyncBack time.Time // when it was back (the cut NIC reached the LAN again)
 	linkCut    bool      // a VIP NIC is cut off (watchLinks)
+	announced  time.Time // the instant of this node's last planned change (announceSwitch)
 	// drainRules: rules drained by ports; written under opMu and mu, read
 	// under either.
 	drainRules map[string]bool
@@ -1197,8 +1198,28 @@ func switchAhead(settle time.Duration) time.Duration { return 3 * settle }
 
 // announceSwitch publishes the instant at which this node's next change
 // takes effect everywhere and returns it; call it before the change.
+//
+// A change is announced only once this node's previous one is a Settle
+// past its instant. A second change before the first one's instant (a
+// resume, then a drain 283 ms later: the chaos campaign's 2 resets) made
+// every node call off the switch its kernel was to make by itself at that
+// instant, each as soon as it heard of the second — and a node that
+// heard 47 ms before the instant, its converge loop slow under load,
+// called it off after its kernel had switched. Taken one after the other,
+// no planned switch is ever called off for a change of the same node;
+// the operator's second command waits up to 3 × Settle + Settle (440 ms
+// with lan) for the first.
 func (t *Tier) announceSwitch() time.Time {
+	t.mu.Lock()
+	prev := t.announced
+	t.mu.Unlock()
+	if wait := time.Until(prev.Add(t.o.Settle)); wait > 0 {
+		time.Sleep(wait)
+	}
 	at := time.Now().Add(switchAhead(t.o.Settle)).Truncate(time.Millisecond)
+	t.mu.Lock()
+	t.announced = at
+	t.mu.Unlock()
 	t.o.Members.SetExt(extSwitch, strconv.FormatInt(at.UnixMilli(), 10))
 	return at
 }
