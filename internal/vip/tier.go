@@ -314,6 +314,7 @@ func (t *Tier) Shutdown(grace time.Duration) {
 		return
 	}
 	t.log.Info("stopping new flows; established connections get node.shutdown_drain", slog.Duration("shutdown_drain", grace))
+	t.afterPlanned()
 	// Make before break: the others take this node's buckets at the
 	// announced instant, and until then it goes on taking their new
 	// flows (its converge loop lets go at that instant); only then does
@@ -1197,31 +1198,55 @@ func sameOwnership(a, b Ownership) bool {
 func switchAhead(settle time.Duration) time.Duration { return 3 * settle }
 
 // announceSwitch publishes the instant at which this node's next change
-// takes effect everywhere and returns it; call it before the change.
-//
-// A change is announced only once this node's previous one is a Settle
-// past its instant. A second change before the first one's instant (a
-// resume, then a drain 283 ms later: the chaos campaign's 2 resets) made
-// every node call off the switch its kernel was to make by itself at that
-// instant, each as soon as it heard of the second — and a node that
-// heard 47 ms before the instant, its converge loop slow under load,
-// called it off after its kernel had switched. Taken one after the other,
-// no planned switch is ever called off for a change of the same node;
-// the operator's second command waits up to 3 × Settle + Settle (440 ms
-// with lan) for the first.
+// takes effect everywhere and returns it; call it before the change, and
+// afterPlanned before anything of the change.
 func (t *Tier) announceSwitch() time.Time {
-	t.mu.Lock()
-	prev := t.announced
-	t.mu.Unlock()
-	if wait := time.Until(prev.Add(t.o.Settle)); wait > 0 {
-		time.Sleep(wait)
-	}
 	at := time.Now().Add(switchAhead(t.o.Settle)).Truncate(time.Millisecond)
 	t.mu.Lock()
 	t.announced = at
 	t.mu.Unlock()
 	t.o.Members.SetExt(extSwitch, strconv.FormatInt(at.UnixMilli(), 10))
 	return at
+}
+
+// afterPlanned waits until this node's previous planned change is a
+// Settle past its instant. A second change before the first one's instant
+// (a resume, then a drain 283 ms later: the chaos campaign's 2 resets)
+// made every node call off the switch its kernel was to make by itself at
+// that instant, each as soon as it heard of the second — and a node that
+// heard 47 ms before the instant, its converge loop slow under load,
+// called it off after its kernel had switched. Taken one after the other,
+// no planned switch is ever called off for a change of the same node; the
+// operator's second command waits up to 3 × Settle + Settle (440 ms with
+// lan) for the first.
+func (t *Tier) afterPlanned() {
+	for !t.pastPlanned() {
+		t.mu.Lock()
+		wait := time.Until(t.announced.Add(t.o.Settle))
+		t.mu.Unlock()
+		time.Sleep(wait)
+	}
+}
+
+// pastPlanned: this node's previous planned change is a Settle past its
+// instant.
+func (t *Tier) pastPlanned() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return !time.Now().Before(t.announced.Add(t.o.Settle))
+}
+
+// lockOp takes opMu for an operator's change once afterPlanned, without
+// holding it while it waits (the drain watch takes it too).
+func (t *Tier) lockOp() {
+	for {
+		t.afterPlanned()
+		t.opMu.Lock()
+		if t.pastPlanned() {
+			return
+		}
+		t.opMu.Unlock()
+	}
 }
 
 func (t *Tier) publishSig(sig string) {
@@ -1677,7 +1702,7 @@ func (t *Tier) Drain(rule string, timeout time.Duration) error {
 	if len(t.plans) == 0 {
 		return ErrNotLB
 	}
-	t.opMu.Lock()
+	t.lockOp()
 	defer t.opMu.Unlock()
 	if rule != "" {
 		found := false
@@ -1724,7 +1749,7 @@ func (t *Tier) Resume() error {
 	if len(t.plans) == 0 {
 		return ErrNotLB
 	}
-	t.opMu.Lock()
+	t.lockOp()
 	defer t.opMu.Unlock()
 	t.mu.Lock()
 	draining := t.drain.Draining
