@@ -90,9 +90,9 @@ func KillPID(file string, sig syscall.Signal) error {
 }
 
 // KillServer kills the PostgreSQL server of dataDir, children and all,
-// if it runs (postmaster.Kill). A test's servers outlive its agents (standbys, and servers whose agent
-// was killed); a frozen one's children (a fenced primary) would outlive
-// even the postmaster's death.
+// if it runs (postmaster.Kill). A test's servers outlive its agents
+// (standbys, and servers whose agent was killed); a frozen one's children
+// (a fenced primary) would outlive even the postmaster's death.
 func KillServer(dataDir string) {
 	if pid, _ := postmaster.PID(dataDir); pid > 1 {
 		postmaster.Kill(pid)

@@ -34,6 +34,15 @@ type Ownership struct {
 	Default map[int]bool
 }
 
+// buckets counts the buckets owned, over every VIP and rule.
+func (o Ownership) buckets() int {
+	n := 0
+	for _, bs := range o.Owned {
+		n += len(bs)
+	}
+	return n
+}
+
 // Counters are a VIP's packet counters on this node.
 type Counters struct {
 	Accepted, Dropped uint64

@@ -892,13 +892,7 @@ func (t *Tier) converge(now time.Time) {
 	t.tables, t.sig, t.defaults = tables, in.sig, defaults
 	t.generation++
 	t.stageAhead(members, steps, final)
-	counts, taken := 0, 0
-	for _, tb := range want.Owned {
-		counts += len(tb)
-	}
-	for _, tb := range now2.Owned {
-		taken += len(tb)
-	}
+	counts, taken := want.buckets(), now2.buckets()
 	owns := fmt.Sprintf("this node owns %d buckets", counts)
 	if taken != counts {
 		// The log then tells when the kernel serves what (takeReady
@@ -1220,20 +1214,17 @@ func (t *Tier) announceSwitch() time.Time {
 // operator's second command waits up to 3 × Settle + Settle (440 ms with
 // lan) for the first.
 func (t *Tier) afterPlanned() {
-	for !t.pastPlanned() {
-		t.mu.Lock()
-		wait := time.Until(t.announced.Add(t.o.Settle))
-		t.mu.Unlock()
+	for wait := t.untilPlanned(); wait > 0; wait = t.untilPlanned() {
 		time.Sleep(wait)
 	}
 }
 
-// pastPlanned: this node's previous planned change is a Settle past its
-// instant.
-func (t *Tier) pastPlanned() bool {
+// untilPlanned is how long until this node's previous planned change is
+// a Settle past its instant (≤ 0: it is).
+func (t *Tier) untilPlanned() time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return !time.Now().Before(t.announced.Add(t.o.Settle))
+	return time.Until(t.announced.Add(t.o.Settle))
 }
 
 // lockOp takes opMu for an operator's change once afterPlanned, without
@@ -1242,7 +1233,7 @@ func (t *Tier) lockOp() {
 	for {
 		t.afterPlanned()
 		t.opMu.Lock()
-		if t.pastPlanned() {
+		if t.untilPlanned() <= 0 {
 			return
 		}
 		t.opMu.Unlock()
@@ -1367,11 +1358,7 @@ func (t *Tier) takeReady(members []heartbeat.Member, now time.Time) {
 		return
 	}
 	t.applied = next
-	took := 0
-	for _, bs := range next.Owned {
-		took += len(bs)
-	}
-	t.log.Info("previous owners let go: buckets taken", slog.Any("from", slices.Sorted(maps.Keys(ready))), slog.Int("owned", took))
+	t.log.Info("previous owners let go: buckets taken", slog.Any("from", slices.Sorted(maps.Keys(ready))), slog.Int("owned", next.buckets()))
 	rest := map[string]bool{}
 	for owner := range t.pendingFrom {
 		if !ready[owner] {
