@@ -42,7 +42,10 @@ func PID(dataDir string) (pid int, known bool) {
 // connections open, unanswered, until someone ends it; the data is
 // crash-consistent, as after an immediate stop.
 func KillFrozen(dataDir string) (int, error) {
-	pid, _ := PID(dataDir)
+	pid, known := PID(dataDir)
+	if !known {
+		return 0, fmt.Errorf("%s: cannot read the postmaster's pid, so cannot tell whether its server is frozen (look with ps for processes in state T)", filepath.Join(dataDir, "postmaster.pid"))
+	}
 	if pid == 0 || !Stopped(pid) {
 		return 0, nil
 	}

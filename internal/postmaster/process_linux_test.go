@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -99,6 +100,11 @@ func TestKillFrozen(t *testing.T) {
 	}
 	if got, err := KillFrozen(dir); got != 0 || err != nil {
 		t.Fatalf("no server: KillFrozen = %d, %v", got, err)
+	}
+	// A pid file that cannot be read is said, not taken for "no server".
+	os.WriteFile(filepath.Join(dir, "postmaster.pid"), []byte("garbage\n"), 0o600)
+	if _, err := KillFrozen(dir); err == nil || !strings.Contains(err.Error(), "cannot tell") {
+		t.Fatalf("an unreadable pid file: %v, want an error that says so", err)
 	}
 }
 
