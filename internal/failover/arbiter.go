@@ -277,8 +277,8 @@ func (a *arbiter) tick() {
 // transfer in progress" flag set for good, and every later term it leads
 // then refuses all writes, its barrier included (see transferRetry).
 func (a *arbiter) barrierFailed(since time.Time, err error) {
-	if a.barrierErr.Equal(since) {
-		return
+	if a.barrierErr.Equal(since) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrNotLeader) {
+		return // logged already, or the term is over (the next leader goes on)
 	}
 	a.barrierErr = since
 	if errors.Is(err, raft.ErrLeadershipTransferInProgress) && !a.transferTerm.Equal(since) {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -272,5 +273,32 @@ func TestLeadershipHandOffOncePerTerm(t *testing.T) {
 		if to != "w" {
 			t.Fatalf("leadership handed to %q, want the witness w", to)
 		}
+	}
+}
+
+// A leader that cannot commit says so once per term; a term that ended
+// (leadership lost) is no news; the stuck transfer flag of raft#696 is
+// named when this node asked for no transfer in that term.
+func TestBarrierFailureLoggedOncePerTerm(t *testing.T) {
+	var buf strings.Builder
+	a := testArbiter(config.GroupConfig{Name: "db", Owners: []string{"db1", "db2"}})
+	a.log = slog.New(slog.NewTextHandler(&buf, nil))
+	term1, term2, term3 := time.Now(), time.Now().Add(time.Second), time.Now().Add(2*time.Second)
+	a.barrierFailed(term1, raft.ErrLeadershipLost)
+	a.barrierFailed(term1, raft.ErrEnqueueTimeout)
+	a.barrierFailed(term1, raft.ErrEnqueueTimeout)
+	a.barrierFailed(term2, raft.ErrLeadershipTransferInProgress)
+	a.barrierFailed(term2, raft.ErrLeadershipTransferInProgress)
+	a.transferTerm = term3 // this node's own transfer, in flight
+	a.barrierFailed(term3, raft.ErrLeadershipTransferInProgress)
+	out := buf.String()
+	if n := strings.Count(out, "cannot commit yet"); n != 2 {
+		t.Errorf("%d plain warnings, want 2 (term 1's enqueue timeout, term 3's own transfer):\n%s", n, out)
+	}
+	if n := strings.Count(out, "transfer flag is stuck"); n != 1 {
+		t.Errorf("%d stuck-flag errors, want 1 (term 2):\n%s", n, out)
+	}
+	if strings.Contains(out, "leadership lost") {
+		t.Errorf("a term that ended was logged:\n%s", out)
 	}
 }
