@@ -320,7 +320,7 @@ func (a *arbiter) handOff(now, since time.Time) {
 			return
 		}
 		for _, v := range a.q.voters {
-			if !listed[v] && !a.m.down(v) {
+			if !listed[v] && a.m.settled(v, now) {
 				a.transferTo(v, now, since)
 				return
 			}
@@ -338,7 +338,7 @@ func (a *arbiter) handOff(now, since time.Time) {
 		return 1
 	})
 	for _, v := range voters {
-		if v != a.q.name && !owners[v] && !a.m.down(v) {
+		if v != a.q.name && !owners[v] && a.m.settled(v, now) {
 			a.transferTo(v, now, since)
 			return
 		}
@@ -358,6 +358,13 @@ func (a *arbiter) handOff(now, since time.Time) {
 // good). A first request is always safe; 30 s outlasts the longest
 // back-off plus an RPC timeout, so a retry finds the queue empty.
 const transferRetry = 30 * time.Second
+
+// transferSettle: a voter becomes a transfer target only once it has been
+// up this long. Raft's replication to a voter that was away may still be
+// in its back-off (up to ~10 s, plus an RPC timeout) when it is back; a
+// request then would time out and the next could come only transferRetry
+// later. A voter that has been up this long is caught up and answers.
+const transferSettle = 15 * time.Second
 
 // transferTo asks raft to hand leadership to voter v, at most once per
 // transferRetry in a term. The transfer runs in raft's loop; if this node

@@ -269,6 +269,23 @@ func TestLeadershipHandOffOncePerTerm(t *testing.T) {
 			t.Fatalf("%v into the term (new term %v): %d transfer requests, want %d", step.after, step.newTerm, len(asked), step.want)
 		}
 	}
+	// Voters just back are no target until they have been up for
+	// transferSettle: raft's replication to them may still be backing off.
+	back := start.Add(time.Hour)
+	for _, n := range []string{"w", "db2"} { // db2 would be next in line
+		f := bs.nodes[n]
+		f.mu.Lock()
+		f.since = back
+		f.mu.Unlock()
+	}
+	a.handOff(back.Add(time.Second), back)
+	if len(asked) != 3 {
+		t.Fatalf("a voter up for 1 s was asked to lead (%d requests)", len(asked))
+	}
+	a.handOff(back.Add(transferSettle), back)
+	if len(asked) != 4 {
+		t.Fatalf("a witness up for %v was not asked to lead (%d requests)", transferSettle, len(asked))
+	}
 	for _, to := range asked {
 		if to != "w" {
 			t.Fatalf("leadership handed to %q, want the witness w", to)
