@@ -25,21 +25,17 @@ type arbiter struct {
 	t      Timing
 	log    *slog.Logger
 
-	mu       sync.Mutex
-	reports  map[string]map[string]reportAt // group -> node -> latest report
-	grants   map[string]grant               // group -> the latest lease this leader granted
-	released map[string]uint64              // group -> epoch its owner gave up
-	moves    map[string]time.Time           // group -> deadline of the move under way
-	barrier  time.Time                      // leadership term whose log this node has caught up with
+	mu         sync.Mutex
+	reports    map[string]map[string]reportAt // group -> node -> latest report
+	grants     map[string]grant               // group -> the latest lease this leader granted
+	released   map[string]uint64              // group -> epoch its owner gave up
+	moves      map[string]time.Time           // group -> deadline of the move under way
+	barrier    time.Time                      // leadership term whose log this node has caught up with
+	transfer   time.Time                      // last leadership hand-off attempt
+	barrierErr time.Time                      // the term whose failing barrier was last logged (tick's goroutine only)
 
 	published map[string]publishedAt // group -> the summary last put in metadata (publish's goroutine only)
 	words     bool                   // published in protocol 1's form (publish's goroutine only)
-
-	// tick's goroutine only:
-	transfer     time.Time       // last leadership hand-off attempt
-	transferTerm time.Time       // the leadership term (its start) of that attempt
-	transferFn   func(to string) // asks raft to hand leadership to a voter (a stand-in in tests)
-	barrierErr   time.Time       // the term whose failing barrier was last logged
 }
 
 type publishedAt struct {
@@ -78,11 +74,6 @@ func newArbiter(q *Quorum, m *Manager, groups []config.GroupConfig, t Timing, lo
 	a := &arbiter{q: q, m: m, t: t, log: log, groups: map[string]config.GroupConfig{},
 		reports: map[string]map[string]reportAt{}, grants: map[string]grant{}, released: map[string]uint64{}, moves: map[string]time.Time{},
 		published: map[string]publishedAt{}}
-	a.transferFn = func(to string) {
-		// Not waited for: the answer comes when the transfer is over or
-		// failed, and the future's buffered channel takes it either way.
-		q.raft.LeadershipTransferToServer(raft.ServerID(to), raft.ServerAddress(to))
-	}
 	for _, g := range groups {
 		a.groups[g.Name] = g
 		a.reports[g.Name] = map[string]reportAt{}
@@ -268,20 +259,23 @@ func (a *arbiter) tick() {
 		}
 	}
 	a.publish(now)
-	a.handOff(now, since)
+	a.handOff(now)
 }
 
 // barrierFailed says, once per term, that this leader cannot commit: until
-// it can, it grants no lease and moves no group. One cause is named:
-// hashicorp/raft 1.7.3 (issue #696) can leave a node's "leadership
-// transfer in progress" flag set for good, and every later term it leads
-// then refuses all writes, its barrier included (see transferRetry).
+// it can, it grants no lease and moves no group. One cause is known:
+// hashicorp/raft 1.7.3 (issue #696, open) can leave a node's "leadership
+// transfer in progress" flag set for good (a second transfer request in
+// one term blocked behind the first one's catch-up for a silent target,
+// then leadership lost), and every later term it leads then refuses all
+// writes, its barrier included. The 1-hour chaos campaign of stop 22 hit
+// it (benchmarks.md).
 func (a *arbiter) barrierFailed(since time.Time, err error) {
 	if a.barrierErr.Equal(since) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrNotLeader) {
 		return // logged already, or the term is over (the next leader goes on)
 	}
 	a.barrierErr = since
-	if errors.Is(err, raft.ErrLeadershipTransferInProgress) && !a.transferTerm.Equal(since) {
+	if errors.Is(err, raft.ErrLeadershipTransferInProgress) && time.Since(a.transfer) > 2*time.Second {
 		a.log.Error("the quorum leader refuses every write: raft's leadership transfer flag is stuck (hashicorp/raft#696); no lease is granted and no group moves while this node leads: restart this agent",
 			slog.Any("error", err))
 		return
@@ -296,8 +290,8 @@ func (a *arbiter) barrierFailed(since time.Time, err error) {
 // owner (a standby) passes it to a live pure witness if there is one: a
 // standby would have to hand leadership on when it takes over, and the
 // death of its node would cost an election and its standby at once.
-func (a *arbiter) handOff(now, since time.Time) {
-	if a.transferTerm.Equal(since) && now.Sub(a.transfer) < transferRetry {
+func (a *arbiter) handOff(now time.Time) {
+	if now.Sub(a.transfer) < 2*time.Second {
 		return
 	}
 	owners := map[string]bool{}
@@ -320,8 +314,8 @@ func (a *arbiter) handOff(now, since time.Time) {
 			return
 		}
 		for _, v := range a.q.voters {
-			if !listed[v] && a.m.settled(v, now) {
-				a.transferTo(v, now, since)
+			if !listed[v] && !a.m.down(v) {
+				a.transferTo(v, now)
 				return
 			}
 		}
@@ -338,41 +332,23 @@ func (a *arbiter) handOff(now, since time.Time) {
 		return 1
 	})
 	for _, v := range voters {
-		if v != a.q.name && !owners[v] && a.m.settled(v, now) {
-			a.transferTo(v, now, since)
+		if v != a.q.name && !owners[v] && !a.m.down(v) {
+			a.transferTo(v, now)
 			return
 		}
 	}
 }
 
-// transferRetry is how long a leader waits before it asks raft again, in
-// the same term, to hand leadership on. hashicorp/raft 1.7.3 (issue #696,
-// open) wedges a node for good when a second transfer in one term finds
-// the first one's catch-up request still queued for a target that does
-// not answer (its replication backs off for up to ~10 s) and the node then
-// loses leadership: the second transfer blocks for ever, its "transfer in
-// progress" flag stays set, and every term the node leads later refuses
-// all writes — a leader that grants no lease and moves no group while its
-// heartbeats keep the other voters from electing another. The 1-hour
-// chaos campaign hit it with the former 2 s retry (a primary fenced for
-// good). A first request is always safe; 30 s outlasts the longest
-// back-off plus an RPC timeout, so a retry finds the queue empty.
-const transferRetry = 30 * time.Second
-
-// transferSettle: a voter becomes a transfer target only once it has been
-// up this long. Raft's replication to a voter that was away may still be
-// in its back-off (up to ~10 s, plus an RPC timeout) when it is back; a
-// request then would time out and the next could come only transferRetry
-// later. A voter that has been up this long is caught up and answers.
-const transferSettle = 15 * time.Second
-
-// transferTo asks raft to hand leadership to voter v, at most once per
-// transferRetry in a term. The transfer runs in raft's loop; if this node
-// still leads and still should not, it asks again.
-func (a *arbiter) transferTo(v string, now, since time.Time) {
-	a.transfer, a.transferTerm = now, since
+// transferTo asks raft to hand leadership to voter v. The request is
+// queued without waiting (raft answers ErrEnqueueTimeout when busy); the
+// transfer itself runs in raft's loop and is retried two seconds later
+// if this node still leads and still should not.
+func (a *arbiter) transferTo(v string, now time.Time) {
+	a.transfer = now
 	a.log.Info("handing quorum leadership to a voter that owns no group", slog.String("to", v))
-	a.transferFn(v)
+	// Not waited for: the answer comes when the transfer is over or
+	// failed, and the future's buffered channel takes it either way.
+	a.q.raft.LeadershipTransferToServer(raft.ServerID(v), raft.ServerAddress(v))
 }
 
 // decide is the leader's rule book for one group: the record to commit,

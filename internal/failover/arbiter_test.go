@@ -229,73 +229,9 @@ func TestNoAnswerBeforeTheBarrier(t *testing.T) {
 	}
 }
 
-// A leader asks raft to hand leadership on at most once per
-// transferRetry in a term: a second request while the first one's
-// catch-up is still queued can wedge hashicorp/raft for good (#696; the
-// 1-hour campaign's fenced primary). A new term may ask at once.
-func TestLeadershipHandOffOncePerTerm(t *testing.T) {
-	bs := &bus{nodes: map[string]*fakeMem{}}
-	m := &Manager{name: "db1", mem: bs.add("db1", "10.0.0.1")}
-	bs.add("db2", "10.0.0.2")
-	bs.add("w", "10.0.0.9")
-	f := newFSM()
-	f.groups["db"] = Record{Owner: "db1", Epoch: 4}
-	q := &Quorum{name: "db1", voters: []string{"db1", "db2", "w"}, fsm: f}
-	a := newArbiter(q, m, []config.GroupConfig{{Name: "db", Owners: []string{"db1", "db2"}}}, TimingFor("lan"), slog.New(slog.DiscardHandler))
-	var asked []string
-	a.transferFn = func(to string) { asked = append(asked, to) }
-
-	start := time.Now()
-	term := start
-	for _, step := range []struct {
-		after   time.Duration // since the term began
-		newTerm bool
-		want    int // requests so far
-	}{
-		{0, false, 1},               // the owner leads: hand on at once, to the witness
-		{2 * time.Second, false, 1}, // the old code asked again here
-		{10 * time.Second, false, 1},
-		{transferRetry - time.Millisecond, false, 1},
-		{transferRetry + time.Second, false, 2},  // still leading, still should not: once more
-		{transferRetry + 3*time.Second, true, 3}, // a new term asks at once
-		{transferRetry + 5*time.Second, false, 3},
-	} {
-		now := start.Add(step.after)
-		if step.newTerm {
-			term = now
-		}
-		a.handOff(now, term)
-		if len(asked) != step.want {
-			t.Fatalf("%v into the term (new term %v): %d transfer requests, want %d", step.after, step.newTerm, len(asked), step.want)
-		}
-	}
-	// Voters just back are no target until they have been up for
-	// transferSettle: raft's replication to them may still be backing off.
-	back := start.Add(time.Hour)
-	for _, n := range []string{"w", "db2"} { // db2 would be next in line
-		f := bs.nodes[n]
-		f.mu.Lock()
-		f.since = back
-		f.mu.Unlock()
-	}
-	a.handOff(back.Add(time.Second), back)
-	if len(asked) != 3 {
-		t.Fatalf("a voter up for 1 s was asked to lead (%d requests)", len(asked))
-	}
-	a.handOff(back.Add(transferSettle), back)
-	if len(asked) != 4 {
-		t.Fatalf("a witness up for %v was not asked to lead (%d requests)", transferSettle, len(asked))
-	}
-	for _, to := range asked {
-		if to != "w" {
-			t.Fatalf("leadership handed to %q, want the witness w", to)
-		}
-	}
-}
-
 // A leader that cannot commit says so once per term; a term that ended
 // (leadership lost) is no news; the stuck transfer flag of raft#696 is
-// named when this node asked for no transfer in that term.
+// named when this node asked for no transfer just before.
 func TestBarrierFailureLoggedOncePerTerm(t *testing.T) {
 	var buf strings.Builder
 	a := testArbiter(config.GroupConfig{Name: "db", Owners: []string{"db1", "db2"}})
@@ -306,7 +242,7 @@ func TestBarrierFailureLoggedOncePerTerm(t *testing.T) {
 	a.barrierFailed(term1, raft.ErrEnqueueTimeout)
 	a.barrierFailed(term2, raft.ErrLeadershipTransferInProgress)
 	a.barrierFailed(term2, raft.ErrLeadershipTransferInProgress)
-	a.transferTerm = term3 // this node's own transfer, in flight
+	a.transfer = time.Now() // this node's own transfer, in flight
 	a.barrierFailed(term3, raft.ErrLeadershipTransferInProgress)
 	out := buf.String()
 	if n := strings.Count(out, "cannot commit yet"); n != 2 {

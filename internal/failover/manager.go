@@ -237,13 +237,6 @@ func (m *Manager) addrOf(name string) string {
 	return a
 }
 
-// settled reports whether membership has had node up (not failed or
-// left) for at least transferSettle.
-func (m *Manager) settled(node string, now time.Time) bool {
-	mm, ok := m.members()[node]
-	return ok && !mm.State.Down() && now.Sub(mm.Since) >= transferSettle
-}
-
 // down reports whether membership says node failed or left.
 func (m *Manager) down(node string) bool {
 	mm, ok := m.members()[node]

@@ -30,14 +30,13 @@ type bus struct {
 }
 
 type fakeMem struct {
-	b     *bus
-	name  string
-	addr  string
-	mu    sync.Mutex
-	ext   map[string]string
-	h     map[vocab.MsgKind]func([]byte)
-	down  bool
-	since time.Time // the member's last state change, as membership reports it
+	b    *bus
+	name string
+	addr string
+	mu   sync.Mutex
+	ext  map[string]string
+	h    map[vocab.MsgKind]func([]byte)
+	down bool
 	// datagrams counts Datagram calls (lease reports and verdicts).
 	datagrams atomic.Int64
 }
@@ -73,7 +72,7 @@ func (f *fakeMem) Members() []heartbeat.Member {
 		if n.down && n != f {
 			st = heartbeat.StateFailed
 		}
-		out = append(out, heartbeat.Member{Name: n.name, Addr: n.addr, State: st, Since: n.since, Ext: maps.Clone(n.ext), Self: n == f, Proto: heartbeat.ProtocolVersion})
+		out = append(out, heartbeat.Member{Name: n.name, Addr: n.addr, State: st, Ext: maps.Clone(n.ext), Self: n == f, Proto: heartbeat.ProtocolVersion})
 		n.mu.Unlock()
 	}
 	return out
