@@ -275,13 +275,18 @@ func (a *arbiter) barrierFailed(since time.Time, err error) {
 		return // logged already, or the term is over (the next leader goes on)
 	}
 	a.barrierErr = since
-	if errors.Is(err, raft.ErrLeadershipTransferInProgress) && time.Since(a.transfer) > 2*time.Second {
+	if errors.Is(err, raft.ErrLeadershipTransferInProgress) && time.Since(a.transfer) > transferRetry {
 		a.log.Error("the quorum leader refuses every write: raft's leadership transfer flag is stuck (hashicorp/raft#696); no lease is granted and no group moves while this node leads: restart this agent",
 			slog.Any("error", err))
 		return
 	}
 	a.log.Warn("the quorum leader cannot commit yet: no lease is granted and no group moves until it does", slog.Any("error", err))
 }
+
+// transferRetry: how soon a leader that still should not lead asks raft
+// again to hand leadership on (and, in barrierFailed, how long a refused
+// write may be blamed on this node's own transfer in flight).
+const transferRetry = 2 * time.Second
 
 // handOff passes leadership to a voter that owns no group when this
 // leader owns one. If the owner and the leader are the same node, its
@@ -291,7 +296,7 @@ func (a *arbiter) barrierFailed(since time.Time, err error) {
 // standby would have to hand leadership on when it takes over, and the
 // death of its node would cost an election and its standby at once.
 func (a *arbiter) handOff(now time.Time) {
-	if now.Sub(a.transfer) < 2*time.Second {
+	if now.Sub(a.transfer) < transferRetry {
 		return
 	}
 	owners := map[string]bool{}
