@@ -62,3 +62,7 @@ require (
 	golang.org/x/tools v0.38.0 // indirect
 	google.golang.org/protobuf v1.36.8 // indirect
 )
+
+// hashicorp/raft v1.7.3 with one fix (hashicorp/raft#696, upstream PR
+// #708, not yet released): see third_party/raft/PATCHES.md.
+replace github.com/hashicorp/raft => ./third_party/raft

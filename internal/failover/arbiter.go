@@ -263,13 +263,15 @@ func (a *arbiter) tick() {
 }
 
 // barrierFailed says, once per term, that this leader cannot commit: until
-// it can, it grants no lease and moves no group. One cause is known:
-// hashicorp/raft 1.7.3 (issue #696, open) can leave a node's "leadership
+// it can, it grants no lease and moves no group. One cause is known by
+// name: hashicorp/raft 1.7.3 (issue #696) could leave a node's "leadership
 // transfer in progress" flag set for good (a second transfer request in
 // one term blocked behind the first one's catch-up for a silent target,
-// then leadership lost), and every later term it leads then refuses all
+// then leadership lost), and every later term it led then refused all
 // writes, its barrier included. The 1-hour chaos campaign of stop 22 hit
-// it (benchmarks.md).
+// it (benchmarks.md). The raft built here carries the fix
+// (third_party/raft); the ERROR stays so that a flag stuck any other way
+// is not silent either.
 func (a *arbiter) barrierFailed(since time.Time, err error) {
 	if a.barrierErr.Equal(since) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrNotLeader) {
 		return // logged already, or the term is over (the next leader goes on)
