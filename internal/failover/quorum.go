@@ -1,19 +1,15 @@
 package failover
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -88,7 +84,7 @@ func NewQuorum(o QuorumOptions) (*Quorum, error) {
 		return nil, fmt.Errorf("creating the quorum directory: %w", err)
 	}
 	q := &Quorum{name: o.Name, voters: o.Voters, log: o.Logger, fsm: newFSM(), t: o.Timing}
-	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Info, Output: &hclogWriter{log: o.Logger}})
+	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Info, Output: newHclogWriter(o.Logger)})
 
 	l, err := net.Listen("tcp", net.JoinHostPort(o.Bind, strconv.Itoa(o.Port)))
 	if err != nil {
@@ -303,32 +299,3 @@ func (q *Quorum) set(group string, expect uint64, r Record) error {
 // barrier waits until this leader has applied everything committed before
 // it took over, so its reads of the records are current.
 func (q *Quorum) barrier() error { return q.raft.Barrier(2 * time.Second).Error() }
-
-var hclogLevels = []struct {
-	tag   string
-	level slog.Level
-}{{"[WARN]", slog.LevelWarn}, {"[ERROR]", slog.LevelError}, {"[DEBUG]", slog.LevelDebug}, {"[TRACE]", slog.LevelDebug}}
-
-// hclogWriter sends raft's hclog lines to slog at their own level.
-type hclogWriter struct{ log *slog.Logger }
-
-func (w *hclogWriter) Write(p []byte) (int, error) {
-	sc := bufio.NewScanner(strings.NewReader(string(p)))
-	for sc.Scan() {
-		line := sc.Text()
-		lvl := slog.LevelInfo
-		for _, t := range hclogLevels {
-			if strings.Contains(line, t.tag) {
-				lvl = t.level
-			}
-		}
-		// Drop hclog's own time stamp and level: slog adds them.
-		if i := strings.Index(line, "]"); i >= 0 && i < 40 {
-			line = strings.TrimSpace(line[i+1:])
-		}
-		w.log.Log(context.Background(), lvl, line, slog.String("component", "quorum"))
-	}
-	return len(p), nil
-}
-
-var _ io.Writer = (*hclogWriter)(nil)

@@ -1,0 +1,90 @@
+package failover
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRaftRepeatKey(t *testing.T) {
+	for _, tc := range []struct{ line, want string }{
+		{`raft: failed to heartbeat to: peer=node2 backoff time=10ms error="dial tcp 10.77.2.12:7947: connect: connection refused"`,
+			"failed to heartbeat to|peer=node2"},
+		{`raft: failed to appendEntries to: peer="{Voter node2 node2}" error="connecting to quorum peer 10.77.2.12:7947: i/o timeout"`,
+			"failed to appendEntries to|peer={Voter node2 node2}"},
+		{`raft: failed to appendEntries to: peer="{Voter node3 node3}" error=EOF`,
+			"failed to appendEntries to|peer={Voter node3 node3}"},
+		{`raft: failed to make requestVote RPC: target="{Voter node3 node3}" error="i/o timeout" term=11`,
+			"failed to make requestVote RPC|target={Voter node3 node3}"},
+		{`raft: rejecting pre-vote request since we have a leader: from=10.77.2.11:7947 leader=10.77.2.13:7947 leader-id=node3`,
+			"rejecting pre-vote request since we have a leader|from=10.77.2.11:7947"},
+		// a key inside another key's name is not it
+		{`raft: something: xpeer=a peer=b`, "something|peer=b"},
+		// about no peer: always logged
+		{`raft: failed to contact quorum of nodes, stepping down`, ""},
+		{`raft: Election timeout reached, restarting election`, ""},
+		{`raft: heartbeat timeout reached, starting election: last-leader-addr=10.77.2.13:7947 last-leader-id=node3`, ""},
+		{``, ""},
+		{`raft: x: peer="unterminated`, "x|peer=unterminated"},
+	} {
+		if got := raftRepeatKey(tc.line); got != tc.want {
+			t.Errorf("raftRepeatKey(%q) = %q, want %q", tc.line, got, tc.want)
+		}
+	}
+}
+
+func TestRepeatFilter(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	f := repeatFilter{window: 10 * time.Second, max: 3}
+	type step struct {
+		key    string
+		at     time.Duration
+		ok     bool
+		held   int
+		reason string
+	}
+	for i, s := range []step{
+		{"a", 0, true, 0, "first line of a key"},
+		{"a", time.Second, false, 0, "a repeat within the window"},
+		{"a", 2 * time.Second, false, 0, "another"},
+		{"b", 3 * time.Second, true, 0, "another key is its own"},
+		{"a", 10 * time.Second, true, 2, "after the window, with the count held back"},
+		{"a", 11 * time.Second, false, 0, "a new window"},
+		{"c", 12 * time.Second, true, 0, "third key"},
+		{"d", 14 * time.Second, true, 0, "over max: b (quiet 11 s) is pruned"},
+		{"b", 15 * time.Second, true, 0, "b is new again; a, c, d all in their window: the filter starts over"},
+		{"a", 16 * time.Second, true, 0, "so a is new again too"},
+		{"a", 17 * time.Second, false, 0, "and held within its new window"},
+	} {
+		ok, held := f.admit(s.key, t0.Add(s.at))
+		if ok != s.ok || held != s.held {
+			t.Errorf("step %d (%s): admit(%s) = %v, %d; want %v, %d", i, s.reason, s.key, ok, held, s.ok, s.held)
+		}
+		if len(f.seen) > f.max {
+			t.Fatalf("step %d: %d keys kept, bound %d", i, len(f.seen), f.max)
+		}
+	}
+}
+
+// TestHclogWriterHoldsRepeats: raft's per-peer errors come out once per
+// window, a line about no peer every time.
+func TestHclogWriterHoldsRepeats(t *testing.T) {
+	var buf bytes.Buffer
+	w := newHclogWriter(slog.New(slog.NewTextHandler(&buf, nil)))
+	for range 50 {
+		_, _ = w.Write([]byte(`2026-12-07T05:00:00.000Z [ERROR] raft: failed to heartbeat to: peer=node2 backoff time=10ms error="refused"` + "\n"))
+		_, _ = w.Write([]byte(`2026-12-07T05:00:00.000Z [WARN]  raft: failed to contact quorum of nodes, stepping down` + "\n"))
+	}
+	out := buf.String()
+	if n := strings.Count(out, "failed to heartbeat to"); n != 1 {
+		t.Errorf("the heartbeat error was logged %d times, want 1:\n%s", n, out)
+	}
+	if n := strings.Count(out, "stepping down"); n != 50 {
+		t.Errorf("the step-down was logged %d times, want 50", n)
+	}
+	if !strings.Contains(out, "level=ERROR") || !strings.Contains(out, "component=quorum") {
+		t.Errorf("level or component lost:\n%s", out)
+	}
+}
