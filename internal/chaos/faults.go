@@ -183,7 +183,7 @@ func (c *cluster) apply(f *fault, r *rand.Rand) error {
 			return fmt.Errorf("no group owner to kill the postmaster of")
 		}
 		f.Targets = []*testnet.Node{owner}
-		if err := testnet.KillPID(c.pgDataDir(owner)+"/postmaster.pid", syscall.SIGKILL); errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+		if err := testnet.SignalPostmaster(c.pgDataDir(owner), syscall.SIGKILL); errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 			// The owner's server is not running this moment (starting,
 			// being promoted or rewound; or killed, its pid file left):
 			// nothing to kill.

@@ -4,9 +4,7 @@ package testnet
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
+	"io/fs"
 	"strings"
 	"syscall"
 
@@ -74,17 +72,18 @@ func (n *Net) HealAll() {
 	}
 }
 
-// KillPID sends sig to the process whose pid is the first line of file
-// (a PostgreSQL postmaster.pid, say).
-func KillPID(file string, sig syscall.Signal) error {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return err
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || pid <= 1 {
-		return fmt.Errorf("%s: no pid in %q", filepath.Base(file), line)
+// SignalPostmaster sends sig to the postmaster of dataDir (the pid in its
+// postmaster.pid, read as the agent reads it): an error wrapping
+// fs.ErrNotExist when there is no pid file.
+func SignalPostmaster(dataDir string, sig syscall.Signal) error {
+	pid, known := postmaster.PID(dataDir)
+	switch {
+	case !known:
+		return fmt.Errorf("%s: postmaster.pid unreadable or without a pid", dataDir)
+	case pid == 0:
+		return fmt.Errorf("%s: no postmaster.pid: %w", dataDir, fs.ErrNotExist)
+	case pid == 1:
+		return fmt.Errorf("%s: postmaster.pid names pid 1", dataDir)
 	}
 	return syscall.Kill(pid, sig)
 }

@@ -322,7 +322,7 @@ func TestPostgresFailover(t *testing.T) {
 	// promoting, or its own crash recovery runs past the fork and it can
 	// never follow).
 	pmKilled := time.Now()
-	if err := testnet.KillPID(filepath.Join(dir, "node1", "pgdata", "postmaster.pid"), syscall.SIGKILL); err != nil {
+	if err := testnet.SignalPostmaster(filepath.Join(dir, "node1", "pgdata"), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	waitGroup(t, n, n.Nodes[2], 20*time.Second, "db online on node2 after the postmaster was killed", func(o, s, r, sb string) bool {
