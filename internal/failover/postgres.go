@@ -798,14 +798,15 @@ func (p *postgres) Fence(ctx context.Context) error {
 	if alive, known := postmaster.Alive(pid); known && !alive {
 		return errors.New("fencing the server: the postmaster is not running")
 	}
+	// Not under p.mu: Freeze waits for its signals to act (milliseconds,
+	// bounded), and Fenced must not wait with it.
+	err := postmaster.Freeze(pid)
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if err := postmaster.Freeze(pid); err != nil {
-		// Some of it may be stopped: Stop kills what is left.
-		p.frozen = true
+	p.frozen = true // on an error too: some of it may be stopped, and Stop kills what is left
+	p.mu.Unlock()
+	if err != nil {
 		return fmt.Errorf("fencing the server: %w", err)
 	}
-	p.frozen = true
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Alive says whether pid is a live (not zombie) server process, from
@@ -102,17 +103,52 @@ func signalAll(pids []int, sig syscall.Signal) error {
 	return nil
 }
 
-// Freeze stops the postmaster first, so it forks nobody after its
-// children are listed, then every child.
+// stopWait bounds how long Freeze waits for its SIGSTOPs to take effect.
+// A signal is sent when kill returns but acts when its target is next
+// scheduled: on a loaded machine, milliseconds later.
+const stopWait = 2 * time.Second
+
+// Freeze stops the postmaster first, waits until it is stopped, so that
+// it forks nobody after its children are listed (a backend forked in
+// that moment would run, and acknowledge commits, unfrozen), then stops
+// every child and waits for them too: when Freeze returns nil, nothing of
+// the server runs.
 func Freeze(pid int) error {
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		return fmt.Errorf("freezing the postmaster (pid %d): %w", pid, err)
+	}
+	if err := waitStopped([]int{pid}, stopWait); err != nil {
+		return fmt.Errorf("freezing the postmaster: %w", err)
 	}
 	kids, err := children(pid)
 	if err != nil {
 		return err
 	}
-	return signalAll(kids, syscall.SIGSTOP)
+	if err := signalAll(kids, syscall.SIGSTOP); err != nil {
+		return err
+	}
+	if err := waitStopped(kids, stopWait); err != nil {
+		return fmt.Errorf("freezing the server's processes: %w", err)
+	}
+	return nil
+}
+
+// waitStopped polls /proc until each of pids is stopped or gone.
+func waitStopped(pids []int, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for _, pid := range pids {
+		for {
+			st, err := procStat(pid)
+			if err != nil || st.state == 'T' || st.state == 'Z' || st.state == 'X' {
+				break // stopped, or gone (dead or reaped)
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("process %d is not stopped %v after SIGSTOP (state %c)", pid, limit, st.state)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return nil
 }
 
 // Thaw resumes the children, then the postmaster.

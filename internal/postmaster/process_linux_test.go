@@ -78,9 +78,14 @@ func TestKillFrozen(t *testing.T) {
 	if err := Freeze(pid); err != nil {
 		t.Fatal(err)
 	}
-	for start := time.Now(); !Stopped(pid); time.Sleep(5 * time.Millisecond) {
-		if time.Since(start) > 2*time.Second {
-			t.Fatal("the frozen server is not stopped")
+	// Freeze returns once every process is stopped, not when the signals
+	// are sent: a new agent's check right after must see it frozen.
+	if !Stopped(pid) {
+		t.Fatal("Freeze returned and the server is not stopped")
+	}
+	for _, k := range kids {
+		if st, err := procStat(k); err != nil || st.state != 'T' {
+			t.Fatalf("Freeze returned and child %d is not stopped (%v, %v)", k, st, err)
 		}
 	}
 	if got, err := KillFrozen(dir); got != pid || err != nil {
