@@ -159,7 +159,13 @@ func TestGroupFailover(t *testing.T) {
 	get := vc.get
 	n.WaitFor(5*time.Second, "the VIP answered by node1", func() bool { return get().Node == "node1" })
 
-	// Planned move from a node that owns nothing.
+	// Planned move from a node that owns nothing, once node2 is ready to
+	// take over: until then the group is degraded and a move is refused
+	// ("no other owner is ready"), as it should be.
+	n.WaitFor(10*time.Second, "group db online with node2 ready", func() bool {
+		s, err := n.Nodes[2].Status()
+		return err == nil && len(s.Groups) == 1 && s.Groups[0].State == "online" && s.Groups[0].Standby == "node2"
+	})
 	out, code := n.Nodes[2].Ctl("move", "db")
 	if code != 0 || !strings.Contains(out, "moved to node2") {
 		t.Fatalf("move: exit %d\n%s", code, out)
