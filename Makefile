@@ -43,12 +43,12 @@ deb: gen
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) go build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/clusterd ./cmd/clusterctl
 	VERSION='$(VERSION)' ARCH=$(ARCH) $(NFPM) package --config packaging/nfpm.yaml --packager deb --target $(DIST)/
 
-# Every package's Windows unit tests under Wine (CI runs the pure-logic
-# ones; see scripts/test.sh). Needs wine64 and gcc-mingw-w64-x86-64-win32.
+# Every package's Windows unit tests under Wine, one package at a time as
+# CI runs them (scripts/test.sh says why). Needs wine64 and gcc-mingw-w64-x86-64-win32.
 wine-test:
 	mkdir -p build/wine
 	x86_64-w64-mingw32-gcc -shared -O2 -o build/wine/bcryptprimitives.dll packaging/wine/bcryptprimitives.c packaging/wine/bcryptprimitives.def -ladvapi32
-	GOOS=windows GOARCH=amd64 go test -count=1 -timeout 20m -exec "$(CURDIR)/packaging/wine/go-wine-exec.sh" ./internal/... ./cmd/...
+	GOOS=windows GOARCH=amd64 go test -count=1 -p 1 -timeout 20m -exec "$(CURDIR)/packaging/wine/go-wine-exec.sh" ./internal/... ./cmd/...
 
 clean:
 	rm -rf bin dist build

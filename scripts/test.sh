@@ -76,9 +76,12 @@ if [ -n "$wine" ] && command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1; then
 	x86_64-w64-mingw32-gcc -shared -O2 -o build/wine/bcryptprimitives.dll \
 		packaging/wine/bcryptprimitives.c packaging/wine/bcryptprimitives.def -ladvapi32
 	winetmp=$(mktemp -d)
-	# Every package with Windows code (~25 s on an idle 2-core machine
-	# once the prefix exists); tests that need what Wine lacks skip.
-	WINEPREFIX="$winetmp/wine" GOOS=windows GOARCH=amd64 go test -count=1 -timeout 10m \
+	# Every package with Windows code; tests that need what Wine lacks
+	# skip. One package at a time (-p 1, ~2 min): a test binary whose wine starts
+	# the wineserver hands it its stdout, and a server kept alive by
+	# another package's tests then holds that output open until go test
+	# gives up on it ("Test I/O incomplete 1m0s after exiting", once in CI).
+	WINEPREFIX="$winetmp/wine" GOOS=windows GOARCH=amd64 go test -count=1 -p 1 -timeout 10m \
 		-exec "$PWD/packaging/wine/go-wine-exec.sh" ./internal/... ./cmd/...
 	WINEPREFIX="$winetmp/wine" /usr/lib/wine/wineserver -k 2>/dev/null || true
 	rm -rf "$winetmp"
