@@ -26,7 +26,9 @@ type Client struct {
 }
 
 // DefaultAnswerTimeout: the agent's own slowest answers (a drain or move
-// of another node waits up to 5 s for the acknowledgement) fit with room.
+// of another node waits up to 5 s for the acknowledgement, a move up to
+// 3 s before that while the quorum is busy electing or handing on its
+// leadership) fit with room.
 const DefaultAnswerTimeout = 10 * time.Second
 
 // ErrUnreachable means no agent answers on the socket (clusterctl exit 3).

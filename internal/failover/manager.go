@@ -28,6 +28,7 @@ import (
 	"github.com/clusterd/clusterd/internal/config"
 	"github.com/clusterd/clusterd/internal/heartbeat"
 	"github.com/clusterd/clusterd/internal/vocab"
+	"github.com/hashicorp/raft"
 )
 
 // Membership is what the failover tier needs from the membership layer.
@@ -451,6 +452,15 @@ func (m *Manager) Status() ([]api.Group, *api.Quorum) {
 // ErrUnknownGroup is a group name the config does not define.
 var ErrUnknownGroup = errors.New("unknown group")
 
+// moveRetryFor bounds how long Move tries again while the quorum cannot
+// take the move for a passing reason: a leadership transfer (the leader
+// refuses writes for up to two election timeouts), an election, a
+// leader that just changed. The chaos hour of stop 23 had 4 of 55 moves
+// refused that way ("leadership transfer in progress"). With the last
+// try's 5 s wait for a remote leader's answer it stays under clusterctl's
+// 10 s (api.DefaultAnswerTimeout).
+const moveRetryFor = 3 * time.Second
+
 // Move starts a planned switchover of group to node ("" = the next
 // preferred owner that is ready) and returns the node taking over once
 // the quorum has recorded the move. Callers watch Status for the end.
@@ -462,12 +472,39 @@ func (m *Manager) Move(ctx context.Context, group, node string) (string, error) 
 	if node != "" && !slices.Contains(m.o.Groups[i].Owners, node) {
 		return "", fmt.Errorf("%s is not one of group %s's owners %v", node, group, m.o.Groups[i].Owners)
 	}
+	deadline := time.Now().Add(moveRetryFor)
+	for {
+		target, retry, err := m.moveOnce(ctx, group, node)
+		if err == nil || !retry || time.Now().After(deadline) {
+			return target, err
+		}
+		select {
+		case <-ctx.Done():
+			return "", err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// quorumBusy says whether err is the quorum's passing state, refused
+// before anything was written: worth trying again in a moment. Not
+// raft.ErrLeadershipLost: a write lost with the leadership may still have
+// been committed, and a second try would then be refused as "already
+// moving"; that one is said as it is.
+func quorumBusy(err error) bool {
+	return errors.Is(err, raft.ErrLeadershipTransferInProgress) || errors.Is(err, raft.ErrNotLeader) || errors.Is(err, errNotLeader)
+}
+
+// moveOnce asks the quorum leader once; retry says the refusal was
+// quorumBusy (or nobody leads right now).
+func (m *Manager) moveOnce(ctx context.Context, group, node string) (target string, retry bool, err error) {
 	leader := m.leader(m.members())
 	if leader == "" {
-		return "", errors.New("the quorum has no leader (no majority of voters): nothing can move now")
+		return "", true, errors.New("the quorum has no leader (no majority of voters): nothing can move now")
 	}
 	if leader == m.name && m.arb != nil {
-		return m.arb.move(group, node)
+		target, err := m.arb.move(group, node)
+		return target, quorumBusy(err), err
 	}
 	m.mu.Lock()
 	m.moveID++
@@ -481,18 +518,18 @@ func (m *Manager) Move(ctx context.Context, group, node string) (string, error) 
 		m.mu.Unlock()
 	}()
 	if err := m.mem.Send(leader, vocab.MsgMove, encode(moveRequest{ID: id, From: m.name, Group: group, Node: node})); err != nil {
-		return "", fmt.Errorf("asking the quorum leader %s: %w", leader, err)
+		return "", true, fmt.Errorf("asking the quorum leader %s: %w", leader, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	select {
 	case r := <-ch:
 		if r.Err != "" {
-			return "", errors.New(r.Err)
+			return "", r.Retry, errors.New(r.Err)
 		}
-		return r.Target, nil
+		return r.Target, false, nil
 	case <-ctx.Done():
-		return "", fmt.Errorf("the quorum leader %s did not answer", leader)
+		return "", false, fmt.Errorf("the quorum leader %s did not answer", leader)
 	}
 }
 
@@ -505,7 +542,7 @@ func (m *Manager) onMove(body []byte) {
 		target, err := m.arb.move(req.Group, req.Node)
 		rep := moveReply{ID: req.ID, Target: target}
 		if err != nil {
-			rep.Err = err.Error()
+			rep.Err, rep.Retry = err.Error(), quorumBusy(err)
 		}
 		m.mem.Send(req.From, vocab.MsgMoveReply, encode(rep))
 	}()

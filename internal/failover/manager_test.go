@@ -19,6 +19,7 @@ import (
 	"github.com/clusterd/clusterd/internal/heartbeat"
 	"github.com/clusterd/clusterd/internal/testenv"
 	"github.com/clusterd/clusterd/internal/vocab"
+	"github.com/hashicorp/raft"
 )
 
 // bus is an in-process membership: messages are delivered asynchronously
@@ -264,6 +265,27 @@ func TestGroupPlaceMoveFailover(t *testing.T) {
 	for deadline := time.Now().Add(2 * time.Second); failovers() < 4; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("group_failover events: %d: %+v", failovers(), tc.events)
+		}
+	}
+}
+
+// TestQuorumBusy: only refusals made before anything was written are
+// tried again by Move.
+func TestQuorumBusy(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		busy bool
+	}{
+		{fmt.Errorf("committing group db: %w", raft.ErrLeadershipTransferInProgress), true},
+		{fmt.Errorf("committing group db: %w", raft.ErrNotLeader), true},
+		{errNotLeader, true},
+		{fmt.Errorf("committing group db: %w", raft.ErrLeadershipLost), false},
+		{errors.New("group db is already moving to node2"), false},
+		{errors.New("group db: no other owner is ready to take over"), false},
+		{nil, false},
+	} {
+		if got := quorumBusy(tc.err); got != tc.busy {
+			t.Errorf("quorumBusy(%v) = %v, want %v", tc.err, got, tc.busy)
 		}
 	}
 }

@@ -65,6 +65,10 @@ type moveReply struct {
 	ID     uint64 `json:"i"`
 	Target string `json:"t"`
 	Err    string `json:"e,omitempty"`
+	// Retry: Err is the quorum's passing state (a leadership transfer or
+	// an election under way), not an answer about the move. Absent from
+	// an older leader's reply: then no retry, as before.
+	Retry bool `json:"r,omitempty"`
 }
 
 func encode(v any) []byte {
