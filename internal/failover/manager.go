@@ -456,10 +456,13 @@ var ErrUnknownGroup = errors.New("unknown group")
 // take the move for a passing reason: a leadership transfer (the leader
 // refuses writes for up to two election timeouts), an election, a
 // leader that just changed. The chaos hour of stop 23 had 4 of 55 moves
-// refused that way ("leadership transfer in progress"). With the last
-// try's 5 s wait for a remote leader's answer it stays under clusterctl's
-// 10 s (api.DefaultAnswerTimeout).
+// refused that way ("leadership transfer in progress").
 const moveRetryFor = 3 * time.Second
+
+// moveBudget bounds Move as a whole (tries, a remote leader's answer):
+// under clusterctl's 10 s wait (api.DefaultAnswerTimeout), so that a slow
+// quorum is said as such and not as an agent that does not answer.
+const moveBudget = 8 * time.Second
 
 // Move starts a planned switchover of group to node ("" = the next
 // preferred owner that is ready) and returns the node taking over once
@@ -472,6 +475,9 @@ func (m *Manager) Move(ctx context.Context, group, node string) (string, error) 
 	if node != "" && !slices.Contains(m.o.Groups[i].Owners, node) {
 		return "", fmt.Errorf("%s is not one of group %s's owners %v", node, group, m.o.Groups[i].Owners)
 	}
+	// All tries together stay within moveBudget, under clusterctl's 10 s.
+	ctx, cancel := context.WithTimeout(ctx, moveBudget)
+	defer cancel()
 	deadline := time.Now().Add(moveRetryFor)
 	for {
 		target, retry, err := m.moveOnce(ctx, group, node)
