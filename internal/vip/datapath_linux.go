@@ -144,6 +144,12 @@ func (d *nftDatapath) Setup(vips []VIPPlan, liveTTL time.Duration) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.vips, d.liveTTL = vips, liveTTL
+	// The addresses go on after the ruleset: its arp table keeps the
+	// kernel from answering ARP for an IPv4 VIP with the NIC's own MAC,
+	// and an address put on first would leave a moment in which a
+	// client's ARP request got that answer and sent all its flows to
+	// this one node.
+	var add []netlinkAddr
 	for _, v := range vips {
 		nic, err := netlink.LinkByName(v.Interface)
 		if err != nil {
@@ -174,13 +180,16 @@ func (d *nftDatapath) Setup(vips []VIPPlan, liveTTL time.Duration) error {
 			// node's MAC.
 			d.setSysctl(fmt.Sprintf("/proc/sys/net/ipv4/conf/%s/arp_announce", v.Interface), "2")
 		}
-		if err := netlink.AddrReplace(link, a); err != nil {
-			return fmt.Errorf("adding VIP %s to %s: %w", v.Addr.Addr(), link.Attrs().Name, err)
-		}
-		d.addrs = append(d.addrs, netlinkAddr{link, a})
+		add = append(add, netlinkAddr{link, a})
 	}
 	if err := d.buildRuleset(); err != nil {
 		return err
+	}
+	for _, na := range add {
+		if err := netlink.AddrReplace(na.link, na.addr); err != nil {
+			return fmt.Errorf("adding VIP %s to %s: %w", na.addr.IP, na.link.Attrs().Name, err)
+		}
+		d.addrs = append(d.addrs, na)
 	}
 	for _, v := range vips {
 		r, err := startNeighResponder(v, d.log)
