@@ -69,32 +69,28 @@ func (g *gatedTransport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress
 	return nil, raft.ErrPipelineReplicationNotSupported
 }
 
-func (g *gatedTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
-	if err := g.gate(target, true); err != nil {
+// call runs an RPC to target once the gate lets it through.
+func (g *gatedTransport) call(target raft.ServerAddress, append bool, rpc func() error) error {
+	if err := g.gate(target, append); err != nil {
 		return err
 	}
-	return g.InmemTransport.AppendEntries(id, target, args, resp)
+	return rpc()
+}
+
+func (g *gatedTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	return g.call(target, true, func() error { return g.InmemTransport.AppendEntries(id, target, args, resp) })
 }
 
 func (g *gatedTransport) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
-	if err := g.gate(target, false); err != nil {
-		return err
-	}
-	return g.InmemTransport.RequestVote(id, target, args, resp)
+	return g.call(target, false, func() error { return g.InmemTransport.RequestVote(id, target, args, resp) })
 }
 
 func (g *gatedTransport) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
-	if err := g.gate(target, false); err != nil {
-		return err
-	}
-	return g.InmemTransport.RequestPreVote(id, target, args, resp)
+	return g.call(target, false, func() error { return g.InmemTransport.RequestPreVote(id, target, args, resp) })
 }
 
 func (g *gatedTransport) TimeoutNow(id raft.ServerID, target raft.ServerAddress, args *raft.TimeoutNowRequest, resp *raft.TimeoutNowResponse) error {
-	if err := g.gate(target, false); err != nil {
-		return err
-	}
-	return g.InmemTransport.TimeoutNow(id, target, args, resp)
+	return g.call(target, false, func() error { return g.InmemTransport.TimeoutNow(id, target, args, resp) })
 }
 
 type nopFSM struct{}

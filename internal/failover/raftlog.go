@@ -6,8 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/clusterd/clusterd/internal/heartbeat"
 )
 
 var hclogLevels = []struct {
@@ -23,20 +24,19 @@ var hclogLevels = []struct {
 // left out, says the same.
 const raftRepeatWindow = 10 * time.Second
 
-// raftRepeatKeys bounds the filter's memory: keys are a raft message and a
-// peer, and peers are authenticated voters, but a bound costs nothing.
+// raftRepeatKeys bounds the limiter's memory: keys are a raft message and
+// a peer, and peers are authenticated voters, but a bound costs nothing.
 const raftRepeatKeys = 256
 
 // hclogWriter sends raft's hclog lines to slog at their own level.
 type hclogWriter struct {
 	log *slog.Logger
 
-	mu      sync.Mutex // raft logs from several goroutines
-	repeats repeatFilter
+	repeats *heartbeat.LineLimiter // safe for raft's several goroutines
 }
 
 func newHclogWriter(log *slog.Logger) *hclogWriter {
-	return &hclogWriter{log: log, repeats: repeatFilter{window: raftRepeatWindow, max: raftRepeatKeys}}
+	return &hclogWriter{log: log, repeats: heartbeat.NewLineLimiter(raftRepeatWindow, raftRepeatKeys)}
 }
 
 func (w *hclogWriter) Write(p []byte) (int, error) {
@@ -56,14 +56,12 @@ func (w *hclogWriter) Write(p []byte) (int, error) {
 		attrs := []any{slog.String("component", "quorum")}
 		if lvl >= slog.LevelWarn {
 			if key := raftRepeatKey(line); key != "" {
-				w.mu.Lock()
-				ok, left := w.repeats.admit(key, time.Now())
-				w.mu.Unlock()
+				ok, held := w.repeats.Allow(key, time.Now())
 				if !ok {
 					continue
 				}
-				if left > 0 {
-					attrs = append(attrs, slog.Int("repeats_not_logged", left))
+				if held > 0 {
+					attrs = append(attrs, slog.Int("suppressed_since_last", held))
 				}
 			}
 		}
@@ -114,54 +112,5 @@ func hclogValue(fields, key string) (string, bool) {
 			v = v[:end]
 		}
 		return v, true
-	}
-}
-
-// repeatFilter admits the first line of a key and then at most one per
-// window, counting those it holds back. Pure apart from its state: the
-// caller passes now.
-type repeatFilter struct {
-	window time.Duration
-	max    int
-	seen   map[string]*repeatState
-}
-
-type repeatState struct {
-	logged time.Time // when a line of this key was last let through
-	held   int       // lines held back since
-}
-
-// admit says whether a line of key may be logged at now and, if so, how
-// many of its kind were held back since the last one logged.
-func (f *repeatFilter) admit(key string, now time.Time) (ok bool, held int) {
-	if f.seen == nil {
-		f.seen = map[string]*repeatState{}
-	}
-	st := f.seen[key]
-	if st != nil && now.Sub(st.logged) < f.window {
-		st.held++
-		return false, 0
-	}
-	if st == nil {
-		if len(f.seen) >= f.max {
-			f.prune(now)
-		}
-		st = &repeatState{}
-		f.seen[key] = st
-	}
-	held, st.logged, st.held = st.held, now, 0
-	return true, held
-}
-
-// prune forgets keys quiet for a window (their held count is lost, at
-// most one line's worth of news), or all of them if none is.
-func (f *repeatFilter) prune(now time.Time) {
-	for k, st := range f.seen {
-		if now.Sub(st.logged) >= f.window {
-			delete(f.seen, k)
-		}
-	}
-	if len(f.seen) >= f.max {
-		clear(f.seen)
 	}
 }

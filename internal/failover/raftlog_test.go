@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestRaftRepeatKey(t *testing.T) {
@@ -31,39 +30,6 @@ func TestRaftRepeatKey(t *testing.T) {
 	} {
 		if got := raftRepeatKey(tc.line); got != tc.want {
 			t.Errorf("raftRepeatKey(%q) = %q, want %q", tc.line, got, tc.want)
-		}
-	}
-}
-
-func TestRepeatFilter(t *testing.T) {
-	t0 := time.Unix(1000, 0)
-	f := repeatFilter{window: 10 * time.Second, max: 3}
-	type step struct {
-		key    string
-		at     time.Duration
-		ok     bool
-		held   int
-		reason string
-	}
-	for i, s := range []step{
-		{"a", 0, true, 0, "first line of a key"},
-		{"a", time.Second, false, 0, "a repeat within the window"},
-		{"a", 2 * time.Second, false, 0, "another"},
-		{"b", 3 * time.Second, true, 0, "another key is its own"},
-		{"a", 10 * time.Second, true, 2, "after the window, with the count held back"},
-		{"a", 11 * time.Second, false, 0, "a new window"},
-		{"c", 12 * time.Second, true, 0, "third key"},
-		{"d", 14 * time.Second, true, 0, "over max: b (quiet 11 s) is pruned"},
-		{"b", 15 * time.Second, true, 0, "b is new again; a, c, d all in their window: the filter starts over"},
-		{"a", 16 * time.Second, true, 0, "so a is new again too"},
-		{"a", 17 * time.Second, false, 0, "and held within its new window"},
-	} {
-		ok, held := f.admit(s.key, t0.Add(s.at))
-		if ok != s.ok || held != s.held {
-			t.Errorf("step %d (%s): admit(%s) = %v, %d; want %v, %d", i, s.reason, s.key, ok, held, s.ok, s.held)
-		}
-		if len(f.seen) > f.max {
-			t.Fatalf("step %d: %d keys kept, bound %d", i, len(f.seen), f.max)
 		}
 	}
 }

@@ -15,12 +15,12 @@ import (
 // source: memberlist logs one line per bad packet, so a stranger sending
 // junk to the gossip port would otherwise flood the journal.
 func newMemberlistLogger(l *slog.Logger) *log.Logger {
-	return log.New(&slogWriter{l: l.With(slog.String("component", "memberlist")), lim: newLineLimiter(10*time.Second, 1024)}, "", 0)
+	return log.New(&slogWriter{l: l.With(slog.String("component", "memberlist")), lim: NewLineLimiter(10*time.Second, 1024)}, "", 0)
 }
 
 type slogWriter struct {
 	l   *slog.Logger
-	lim *lineLimiter
+	lim *LineLimiter
 }
 
 func (w *slogWriter) Write(b []byte) (int, error) {
@@ -35,7 +35,7 @@ func (w *slogWriter) Write(b []byte) (int, error) {
 	}
 	s = strings.TrimPrefix(s, "memberlist: ")
 	if lvl >= slog.LevelWarn {
-		ok, suppressed := w.lim.allow(lineKey(s), time.Now())
+		ok, suppressed := w.lim.Allow(lineKey(s), time.Now())
 		if !ok {
 			return len(b), nil
 		}
@@ -77,10 +77,11 @@ func lineKey(s string) string {
 	return kind + src
 }
 
-// lineLimiter lets one line per key through each period and counts the
+// LineLimiter lets one line per key through each period and counts the
 // rest; it forgets everything when it holds max keys (a stranger cycling
-// source addresses cannot make it grow).
-type lineLimiter struct {
+// source addresses cannot make it grow). The failover tier limits raft's
+// lines with it too.
+type LineLimiter struct {
 	mu     sync.Mutex
 	period time.Duration
 	max    int
@@ -92,11 +93,13 @@ type limited struct {
 	suppressed int
 }
 
-func newLineLimiter(period time.Duration, max int) *lineLimiter {
-	return &lineLimiter{period: period, max: max, seen: map[string]*limited{}}
+func NewLineLimiter(period time.Duration, max int) *LineLimiter {
+	return &LineLimiter{period: period, max: max, seen: map[string]*limited{}}
 }
 
-func (l *lineLimiter) allow(key string, now time.Time) (ok bool, suppressed int) {
+// Allow says whether a line of key may be logged at now and, if so, how
+// many of its kind were held back since the last one.
+func (l *LineLimiter) Allow(key string, now time.Time) (ok bool, suppressed int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e := l.seen[key]

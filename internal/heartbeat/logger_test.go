@@ -33,9 +33,9 @@ func TestMemberlistErrorsAreRateLimited(t *testing.T) {
 }
 
 func TestLineLimiterBounded(t *testing.T) {
-	ll := newLineLimiter(1e9, 100)
+	ll := NewLineLimiter(1e9, 100)
 	for i := range 1000 {
-		ll.allow(fmt.Sprint(i), time.Time{})
+		ll.Allow(fmt.Sprint(i), time.Time{})
 	}
 	if len(ll.seen) > 100 {
 		t.Fatalf("limiter holds %d keys", len(ll.seen))
