@@ -458,6 +458,14 @@ func (p *postgres) Start(ctx context.Context, pr Params) error {
 		return p.reload(ctx)
 	}
 	p.log.Info("starting the standby", slog.String("primary", pr.Primary))
+	// Its grace to start streaming runs from this start, not from when
+	// the server before it stopped streaming: a chaos run failed a standby
+	// 180 ms after its start (its walreceiver restarting) with "has not
+	// streamed for 12s", and the immediate stop mid-recovery left it
+	// unable to start.
+	p.mu.Lock()
+	p.silentSince = time.Time{}
+	p.mu.Unlock()
 	return p.startServer(ctx)
 }
 
@@ -516,7 +524,29 @@ func (p *postgres) rewindFrom(ctx context.Context, pr Params, h Health) error {
 		return fmt.Errorf("pg_rewind done, but its record stays (the next start would copy afresh): %w", err)
 	}
 	p.log.Info("pg_rewind done", slog.String("output", strings.TrimSpace(out)))
+	if recoveredOnOwn(out) {
+		// pg_rewind ran crash recovery without standby.signal, which ends
+		// with a checkpoint written here only, then found the data on
+		// the primary's timeline and rewound nothing: this WAL now runs
+		// past a point the primary's does not, and the standby would wait
+		// forever for WAL it rejects ("invalid resource manager ID", a
+		// chaos run: degraded for good). Only a fresh copy follows.
+		aside, err := p.moveAside("recovered-apart")
+		if err != nil {
+			return fmt.Errorf("moving aside data that crash recovery took off the primary's history: %w", err)
+		}
+		p.log.Warn("crash recovery before the rewind wrote WAL the primary does not have, and nothing was rewound: copying the primary afresh",
+			slog.String("kept", aside))
+		return p.clone(ctx, pr)
+	}
 	return nil
+}
+
+// recoveredOnOwn reads pg_rewind's output: it completed crash recovery of
+// the target (as a primary: standby.signal is removed first) and then
+// found no rewind required.
+func recoveredOnOwn(out string) bool {
+	return strings.Contains(out, "to complete crash recovery") && strings.Contains(out, "no rewind required")
 }
 
 // rewindMark is the file that says a rewind of this node's data began
@@ -941,16 +971,43 @@ func (p *postgres) timelines(ctx context.Context, addr string) (theirs, ours int
 	if err != nil {
 		return 0, 0, fmt.Errorf("reading this node's timeline: %w", err)
 	}
-	ours = -1
-	for _, l := range strings.Split(ctl, "\n") {
-		if v, ok := strings.CutPrefix(l, "Latest checkpoint's TimeLineID:"); ok {
-			ours, _ = strconv.Atoi(strings.TrimSpace(v))
+	if ours, err = dataTimeline(ctl); err != nil {
+		return 0, 0, err
+	}
+	return theirs, ours, nil
+}
+
+// dataTimeline is the timeline this node's data is on, from
+// pg_controldata's output: its last checkpoint's, or for a standby the
+// timeline it has replayed up to when that is later. A standby that
+// followed a promotion has replayed the new timeline long before its next
+// restartpoint moves the checkpoint onto it; reading the checkpoint's
+// alone, a chaos run took such a standby for forked off the primary and
+// rewound it, and the rewind's crash recovery did fork it.
+func dataTimeline(controldata string) (int, error) {
+	ours, replayed, standby := -1, 0, false
+	for _, l := range strings.Split(controldata, "\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch k {
+		case "Latest checkpoint's TimeLineID":
+			ours, _ = strconv.Atoi(v)
+		case "Min recovery ending loc's timeline":
+			replayed, _ = strconv.Atoi(v)
+		case "Database cluster state":
+			standby = v == "in archive recovery" || v == "shut down in recovery"
 		}
 	}
 	if ours < 0 {
-		return 0, 0, errors.New("pg_controldata shows no timeline")
+		return 0, errors.New("pg_controldata shows no timeline")
 	}
-	return theirs, ours, nil
+	if standby && replayed > ours {
+		ours = replayed
+	}
+	return ours, nil
 }
 
 // Replication reports and steers synchronous replication (see the type's

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -70,5 +71,58 @@ func TestStuckStandbyIsClonedOnTheSecondStart(t *testing.T) {
 	p.setStreaming(true)
 	if p.stuckAgain() {
 		t.Fatal("streamed in between, yet copied afresh at once")
+	}
+}
+
+// A standby that followed a promotion has replayed the new timeline before
+// a restartpoint moves its checkpoint onto it: read from the checkpoint
+// alone, a chaos run took it for forked off the primary, rewound it, and
+// the rewind's crash recovery forked it for real (group degraded for good).
+func TestDataTimeline(t *testing.T) {
+	ctl := func(state string, ckpt, replayed int) string {
+		return "pg_control version number:            1300\n" +
+			"Database cluster state:               " + state + "\n" +
+			"Latest checkpoint location:           0/311A638\n" +
+			"Latest checkpoint's TimeLineID:       " + strconv.Itoa(ckpt) + "\n" +
+			"Latest checkpoint's PrevTimeLineID:   " + strconv.Itoa(ckpt) + "\n" +
+			"Minimum recovery ending location:     0/31499F8\n" +
+			"Min recovery ending loc's timeline:   " + strconv.Itoa(replayed) + "\n"
+	}
+	for _, c := range []struct {
+		name, out string
+		want      int
+	}{
+		{"standby killed after following a promotion", ctl("in archive recovery", 6, 7), 7},
+		{"standby stopped cleanly after following one", ctl("shut down in recovery", 6, 7), 7},
+		{"standby on its checkpoint's timeline", ctl("in archive recovery", 6, 6), 6},
+		{"standby that has replayed nothing yet", ctl("in archive recovery", 6, 0), 6},
+		{"primary shut down (no recovery point)", ctl("shut down", 6, 0), 6},
+		{"primary killed: the recovery point is not a standby's", ctl("in production", 5, 7), 5},
+	} {
+		got, err := dataTimeline(c.out)
+		if err != nil || got != c.want {
+			t.Errorf("%s: got %d, %v; want %d", c.name, got, err, c.want)
+		}
+	}
+	if _, err := dataTimeline("Database cluster state: in production\n"); err == nil {
+		t.Error("no timeline in the output, yet no error")
+	}
+}
+
+// pg_rewind's crash recovery of a standby runs without standby.signal and
+// writes a checkpoint the primary does not have; if it then rewinds
+// nothing, the data has left the primary's history.
+func TestRecoveredOnOwn(t *testing.T) {
+	for _, c := range []struct {
+		out  string
+		want bool
+	}{
+		{"pg_rewind: executing \"/usr/lib/postgresql/15/bin/postgres\" for target server to complete crash recovery\n...\npg_rewind: source and target cluster are on the same timeline\npg_rewind: no rewind required", true},
+		{"pg_rewind: executing \"postgres\" for target server to complete crash recovery\npg_rewind: servers diverged at WAL location 0/3137DB8 on timeline 6\npg_rewind: Done!", false},
+		{"pg_rewind: source and target cluster are on the same timeline\npg_rewind: no rewind required", false},
+	} {
+		if got := recoveredOnOwn(c.out); got != c.want {
+			t.Errorf("%q: got %v, want %v", c.out, got, c.want)
+		}
 	}
 }
