@@ -4,11 +4,13 @@ package chaos
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/clusterd/clusterd/internal/testnet"
+	"github.com/clusterd/clusterd/internal/vip"
 )
 
 // splitWindow: two servers acknowledging writes within this span of each
@@ -95,7 +97,7 @@ func check(c *cluster, w *workloads, faults []*fault, rss map[int][2]int, rep *R
 		if strings.Contains(cn.err.Error(), "reset by peer") && during(cn.at, time.Second, WebKill, Kill, Storm, Term) == nil {
 			resets++
 			if firstReset == "" {
-				firstReset = fmt.Sprintf("%s: %v (faults then: %s)", cn.at.Format("15:04:05.000"), cn.err, activeAt(faults, cn.at))
+				firstReset = fmt.Sprintf("%s: %v (%s; faults then: %s)", cn.at.Format("15:04:05.000"), cn.err, bucketOf(cn.port), activeAt(faults, cn.at))
 			}
 		}
 	}
@@ -198,4 +200,15 @@ func longestFailRun(conns []conn, from, to time.Time) time.Duration {
 		}
 	}
 	return longest
+}
+
+// bucketOf names the NLB bucket of a new connection from the client's
+// port: the agents' ownership trace (CLUSTERD_TRACE_OWNERSHIP) then shows
+// which nodes held it and when.
+func bucketOf(port int) string {
+	if port == 0 {
+		return "client port not known"
+	}
+	c := netip.AddrPortFrom(netip.MustParseAddr(testnet.ClientIP), uint16(port))
+	return fmt.Sprintf("client port %d, bucket %d", port, vip.Bucket("none", c, vip.Seed(testnet.ClusterName), vip.TableSize))
 }

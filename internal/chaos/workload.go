@@ -21,6 +21,7 @@ import (
 type conn struct {
 	at   time.Time
 	node string
+	port int // the client's source port (0: not known)
 	err  error
 }
 
@@ -115,7 +116,7 @@ func (w *workloads) newConn(cl *testnet.Client) {
 	defer cancel()
 	r := cl.Get(ctx, "http://"+NLBVIP+"/")
 	w.mu.Lock()
-	w.conns = append(w.conns, conn{at: r.At, node: r.Node, err: r.Err})
+	w.conns = append(w.conns, conn{at: r.At, node: r.Node, port: r.ClientPort, err: r.Err})
 	w.mu.Unlock()
 }
 

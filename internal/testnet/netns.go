@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -157,6 +158,7 @@ type dialReq struct {
 
 type dialResult struct {
 	conn net.Conn
+	port int // the local port, also when the dial failed (0: unknown)
 	err  error
 }
 
@@ -202,11 +204,19 @@ func (c *Client) startDialers() {
 					return nil
 				}
 				d := net.Dialer{}
-				if r.port != 0 {
-					d.LocalAddr = &net.TCPAddr{Port: r.port}
+				port := r.port
+				if port != 0 {
+					d.LocalAddr = &net.TCPAddr{Port: port}
+				} else {
+					// Bound here, before connect, so that the port is
+					// known when the connection fails (a reset names
+					// the bucket that two nodes answered).
+					d.Control = func(_, _ string, c syscall.RawConn) error {
+						return bindAnyPort(c, &port)
+					}
 				}
 				conn, err := d.DialContext(r.ctx, r.network, r.addr)
-				r.reply <- dialResult{conn, err}
+				r.reply <- dialResult{conn, port, err}
 			}
 		})
 	}
@@ -226,10 +236,8 @@ func (c *Client) Get(ctx context.Context, url string) Result {
 	var local int
 	tr := c.HTTP.Transport.(*http.Transport).Clone()
 	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := c.Dial(ctx, network, addr)
-		if err == nil {
-			local = conn.LocalAddr().(*net.TCPAddr).Port
-		}
+		conn, port, err := c.dial(ctx, network, addr, 0)
+		local = port
 		return conn, err
 	}
 	hc := &http.Client{Transport: tr, Timeout: c.HTTP.Timeout}
@@ -253,17 +261,52 @@ func (c *Client) Get(ctx context.Context, url string) Result {
 // DialFrom opens a connection from the client namespace with a fixed
 // source port (0: any; the NLB hashes on it).
 func (c *Client) DialFrom(ctx context.Context, network, addr string, port int) (net.Conn, error) {
+	conn, _, err := c.dial(ctx, network, addr, port)
+	return conn, err
+}
+
+// dial is DialFrom that also returns the local port (0: not known).
+func (c *Client) dial(ctx context.Context, network, addr string, port int) (net.Conn, int, error) {
 	c.once.Do(c.startDialers)
 	r := dialReq{ctx: ctx, network: network, addr: addr, port: port, reply: make(chan dialResult, 1)}
 	select {
 	case c.dials <- r:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, 0, ctx.Err()
 	case <-c.done:
-		return nil, net.ErrClosed
+		return nil, 0, net.ErrClosed
 	}
 	res := <-r.reply
-	return res.conn, res.err
+	return res.conn, res.port, res.err
+}
+
+// bindAnyPort binds the socket to an ephemeral port of its family and
+// stores the port.
+func bindAnyPort(c syscall.RawConn, port *int) error {
+	var err error
+	cerr := c.Control(func(fd uintptr) {
+		var sa syscall.Sockaddr = &syscall.SockaddrInet4{}
+		if d, _ := syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_DOMAIN); d == syscall.AF_INET6 {
+			sa = &syscall.SockaddrInet6{}
+		}
+		if err = syscall.Bind(int(fd), sa); err != nil {
+			return
+		}
+		var got syscall.Sockaddr
+		if got, err = syscall.Getsockname(int(fd)); err != nil {
+			return
+		}
+		switch a := got.(type) {
+		case *syscall.SockaddrInet4:
+			*port = a.Port
+		case *syscall.SockaddrInet6:
+			*port = a.Port
+		}
+	})
+	if cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 // Forward listens on 127.0.0.1 in the test's own namespace and carries

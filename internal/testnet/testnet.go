@@ -116,11 +116,13 @@ type Node struct {
 
 // Addresses of the test LANs.
 const (
-	PubNet    = "10.77.1."
-	PrivNet   = "10.77.2."
-	ClientIP  = PubNet + "250"
-	PubNet6   = "fd00:77:1::"
-	ClientIP6 = PubNet6 + "250"
+	PubNet  = "10.77.1."
+	PrivNet = "10.77.2."
+	// ClusterName is every test cluster's name (it seeds the NLB hash).
+	ClusterName = "test"
+	ClientIP    = PubNet + "250"
+	PubNet6     = "fd00:77:1::"
+	ClientIP6   = PubNet6 + "250"
 )
 
 var (
@@ -365,7 +367,7 @@ func (nd *Node) WriteConfig(extra string) {
 		prof = "lan"
 	}
 	cfg := fmt.Sprintf(`cluster:
-  name: test
+  name: `+ClusterName+`
   key_file: %s
 node:
   name: %s

@@ -277,6 +277,7 @@ func (t *Tier) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	dp = tracing(dp, t.log)
 	if err := dp.Setup(t.plans, t.o.LiveTTL); err != nil {
 		dp.Close()
 		return fmt.Errorf("setting up the VIP datapath: %w", err)
