@@ -388,7 +388,8 @@ func tag(kind string, vip int) []byte { return []byte(fmt.Sprintf("%s:%d", kind,
 //
 //  1. frames to the cluster MAC arrive as pkttype multicast, which TCP
 //     drops: set pkttype host;
-//  2. established TCP flows (and ICMP related to them) stay where they are;
+//  2. established TCP flows (and ICMP related to them) stay where they are,
+//     but a bare TCP SYN is always new (see the rule);
 //  3. per rule and protocol: a new flow whose bucket this node owns is
 //     accepted while the agent is alive; for TCP only a bare SYN counts as
 //     new, so mid-stream packets of a flow this node does not know are
@@ -426,13 +427,30 @@ func vipRules(v VIPPlan, live, def *nftables.Set, own func(ri int, proto uint8) 
 			&expr.Meta{Key: expr.MetaKeyPKTTYPE, SourceRegister: true, Register: reg1},
 		})})
 	}
-	rules = append(rules, &nftables.Rule{UserData: tag("acc", v.Index), Exprs: with([]expr.Any{
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: []byte{unix.IPPROTO_UDP}},
+	known := []expr.Any{
 		&expr.Ct{Register: reg1, Key: expr.CtKeySTATE},
 		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: le32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED), Xor: le32(0)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: le32(0)},
-	}, accept)})
+	}
+	// A bare SYN is a new connection whatever conntrack holds: it takes
+	// the bucket check below, never this shortcut. conntrack ignores a
+	// SYN that matches an entry it still counts established (a flow cut
+	// by a fault, whose FIN or RST never arrived, lingers so for days;
+	// a SYN resent after its bucket moved) and marks it established, so
+	// the node would answer a flow another node owns: two answers, a
+	// reset.
+	rules = append(rules, &nftables.Rule{UserData: tag("acc", v.Index), Exprs: with([]expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 1, Mask: []byte{0x17}, Xor: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: []byte{0x02}},
+	}, known, accept)})
+	rules = append(rules, &nftables.Rule{UserData: tag("acc", v.Index), Exprs: with([]expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: []byte{unix.IPPROTO_UDP}},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: []byte{unix.IPPROTO_TCP}},
+	}, known, accept)})
 	for ri, r := range v.Rules {
 		for _, proto := range r.Protos {
 			match := []expr.Any{
