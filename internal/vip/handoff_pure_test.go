@@ -46,6 +46,9 @@ func TestHandOffDecision(t *testing.T) {
 			defBefore: "c", defAfter: "a", states: map[string]heartbeat.State{"a": act, "b": act, "c": drn}, letGo: []string{"c"}, applied: true},
 		{name: "a joining member moves a few buckets between the live ones: they wait", before: []string{"a", "b"}, after: []string{"a", "b", "c"},
 			defBefore: "a", defAfter: "a", states: map[string]heartbeat.State{"a": act, "b": act, "c": act}, wait: []string{"b"}, applied: true},
+		{name: "nobody's in the current tables (every serving member was out): wait for every member", before: []string{},
+			after: []string{"a", "b", "c"}, defBefore: "", defAfter: "a", states: map[string]heartbeat.State{"a": act, "b": act, "c": act},
+			wait: []string{nobody}, defWaits: nobody},
 		{name: "the default host of a live owner waits", before: []string{"b", "c"}, after: []string{"a", "b", "c"},
 			defBefore: "b", defAfter: "a", states: map[string]heartbeat.State{"a": act, "b": act, "c": act}, wait: []string{"b", "c"}, defWaits: "b"},
 	}

@@ -648,8 +648,9 @@ type handOffResult struct {
 
 // handOff decides what this node takes now when the tables change: never
 // a bucket (or the default host) that a live previous owner may still
-// accept new flows in. What it had and keeps, what nobody had, and what a
-// failed owner had are taken at once; a contested owner's (failed although
+// accept new flows in. What it had and keeps, what a failed owner had,
+// and in the first tables everything are taken at once; what nobody had
+// in the current tables waits for every serving member (see free); a contested owner's (failed although
 // a member still heard it: alive, cut off one way), a just-failed owner's
 // (it may be alive and hear the others, and stops only once it reads that
 // it was failed) and a live owner's wait until it has let go, unless it
@@ -665,10 +666,24 @@ func handOff(in handOffInput) handOffResult {
 	gone := func(owner string) bool {
 		return !alive(in.states, owner) && !in.contested[owner] && !in.justFailed[owner]
 	}
+	// free: a bucket (or default host) nobody had in the current tables
+	// is taken at once only in the first tables. Later, "nobody" means
+	// the view they came from had every serving member out — around the
+	// heal of a one-way fault a node's view can leave out, for a moment,
+	// every serving member, itself included, while another member, in
+	// its own view, serves them all — so it waits for every member that
+	// serves the VIPs to compute the same tables (takeReady), as for a
+	// live owner (the chaos campaign: two resets at such a heal).
+	free := func(prev string) bool {
+		if prev == nobody {
+			return in.prevTables == nil
+		}
+		return gone(prev) || in.letGo[prev]
+	}
 	for vi := range in.tables {
 		r.want.Default[vi] = in.defaults[vi] == in.node
 		prevDef := in.prevDefaults[vi]
-		r.now.Default[vi] = r.want.Default[vi] && (in.applied.Default[vi] || prevDef == "" || prevDef == in.node || gone(prevDef) || in.letGo[prevDef])
+		r.now.Default[vi] = r.want.Default[vi] && (in.applied.Default[vi] || prevDef == in.node || free(prevDef))
 		if r.want.Default[vi] && !r.now.Default[vi] {
 			r.from[prevDef] = true
 			r.defPrev[vi] = prevDef
@@ -686,7 +701,7 @@ func handOff(in handOffInput) handOffResult {
 				if in.prevTables != nil {
 					prev = in.prevTables[vi][ri].Owner(int(b))
 				}
-				if had[b] || prev == "" || gone(prev) || in.letGo[prev] {
+				if had[b] || free(prev) {
 					r.now.Owned[key] = append(r.now.Owned[key], b)
 					continue
 				}
@@ -700,6 +715,11 @@ func handOff(in handOffInput) handOffResult {
 	}
 	return r
 }
+
+// nobody is the previous owner of a bucket no member had in the current
+// tables; takeReady takes it once every member that serves the VIPs
+// computes the same tables (lettingGo finds no member of that name).
+const nobody = ""
 
 // stagedStep is a planned switch staged in the datapath: from at on, the
 // tables of sig (own: what this node then owns).
@@ -1359,7 +1379,11 @@ func (t *Tier) takeReady(members []heartbeat.Member, now time.Time) {
 		return
 	}
 	t.applied = next
-	t.log.Info("previous owners let go: buckets taken", slog.Any("from", slices.Sorted(maps.Keys(ready))), slog.Int("owned", next.buckets()))
+	from := slices.Sorted(maps.Keys(ready))
+	if len(from) > 0 && from[0] == nobody {
+		from[0] = "(nobody in the previous tables)"
+	}
+	t.log.Info("previous owners let go: buckets taken", slog.Any("from", from), slog.Int("owned", next.buckets()))
 	rest := map[string]bool{}
 	for owner := range t.pendingFrom {
 		if !ready[owner] {
