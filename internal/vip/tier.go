@@ -676,7 +676,7 @@ func handOff(in handOffInput) handOffResult {
 	// live owner (the chaos campaign: two resets at such a heal).
 	free := func(prev string) bool {
 		if prev == nobody {
-			return in.prevTables == nil
+			return in.prevTables == nil || in.letGo[nobody]
 		}
 		return gone(prev) || in.letGo[prev]
 	}
@@ -855,6 +855,9 @@ func (t *Tier) converge(now time.Time) {
 				letGo[m.Name] = true
 			}
 		}
+		// Nobody's buckets too: every node that holds one gives it at
+		// this instant, the kernel by its own clock.
+		letGo[nobody] = true
 	}
 	h := handOff(handOffInput{node: t.o.Node, tables: tables, defaults: defaults, prevTables: t.tables, prevDefaults: t.defaults,
 		applied: t.applied, states: states, contested: contested, justFailed: justFailed, letGo: letGo})
