@@ -26,7 +26,10 @@ import (
 // resets a few new connections (design.md, "Partitions").
 var ciKinds = []chaos.Kind{chaos.Kill, chaos.Stop, chaos.Term, chaos.PGKill, chaos.WebKill, chaos.Cable, chaos.Loss, chaos.Move, chaos.Drain, chaos.OneWay, chaos.Flap, chaos.Storm}
 
-// ciSeeds: each runs 90 s of faults.
+// ciSeeds: each runs 90 s of faults. Seed 2 last failed (stop 24's CI,
+// two resets at the heal of a one-way fault) when a view that had left out
+// every serving member for a moment took their buckets at once; fixed and
+// covered by TestHealLossyGossip.
 var ciSeeds = []int64{1, 2}
 
 func TestChaosCampaign(t *testing.T) {
