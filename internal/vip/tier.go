@@ -323,13 +323,16 @@ func (t *Tier) Shutdown(grace time.Duration) {
 	at := t.announceSwitch()
 	t.o.Members.SetState(heartbeat.StateDraining)
 	time.Sleep(time.Until(at) + 2*t.o.Tick)
-	if err := t.dp.StopNew(); err != nil {
-		t.log.Warn("stopping new flows", slog.Any("error", err))
-	}
+	// The loops stop first: a refresh after StopNew would re-arm the
+	// liveness element (and a converge re-apply), so that new flows went
+	// on for up to LiveTTL (TestTierLifecycle, flaky under load).
 	if t.cancel != nil {
 		t.cancel()
 	}
 	t.wg.Wait()
+	if err := t.dp.StopNew(); err != nil {
+		t.log.Warn("stopping new flows", slog.Any("error", err))
+	}
 	deadline := time.Now().Add(grace)
 	for time.Now().Before(deadline) {
 		n, err := t.dp.Connections()
