@@ -59,6 +59,7 @@ type workloads struct {
 func (w *workloads) start(c *cluster) {
 	w.c, w.stop = c, make(chan struct{})
 	nc := c.NewClient(time.Second)
+	nc.BindPorts = true // a reset names its bucket (check.go)
 	w.loop(func() { w.newConn(nc) }, 10*time.Millisecond, true)
 	sc := c.NewClient(20 * time.Second)
 	for range 4 {

@@ -142,7 +142,13 @@ func (b *Backend) SetHealthy(ok bool) { b.unhealth.Store(!ok) }
 // namespace.
 type Client struct {
 	HTTP *http.Client
-	ns   string
+	// BindPorts: each dial binds an ephemeral port before it connects, so
+	// that Result.ClientPort is known when the connection fails (a reset
+	// names the bucket two nodes answered). Set it before the first dial.
+	// bind(2) draws ports at random and cannot reuse one in TIME_WAIT, so
+	// clients that hold tens of thousands of connections leave it off.
+	BindPorts bool
+	ns        string
 
 	once  sync.Once
 	dials chan dialReq
@@ -207,15 +213,15 @@ func (c *Client) startDialers() {
 				port := r.port
 				if port != 0 {
 					d.LocalAddr = &net.TCPAddr{Port: port}
-				} else {
-					// Bound here, before connect, so that the port is
-					// known when the connection fails (a reset names
-					// the bucket that two nodes answered).
+				} else if c.BindPorts {
 					d.Control = func(_, _ string, c syscall.RawConn) error {
 						return bindAnyPort(c, &port)
 					}
 				}
 				conn, err := d.DialContext(r.ctx, r.network, r.addr)
+				if a, ok := conn.(*net.TCPConn); ok && port == 0 {
+					port = a.LocalAddr().(*net.TCPAddr).Port
+				}
 				r.reply <- dialResult{conn, port, err}
 			}
 		})
