@@ -18,7 +18,7 @@ import (
 // by web5, web3 and web5 each in a pair it loses). Such a view's tables
 // give every bucket to nobody; before, the next tables' owners took
 // "nobody's" buckets at once while web5 still served them (the CI
-// campaign's two resets at the heal of a one-way fault; 6 of 40 runs here
+// campaign's two resets at the heal of a one-way fault; 12 of 40 runs here
 // owned thousands of buckets twice). Now they wait for every serving
 // member to compute the same tables.
 func TestHealLossyGossip(t *testing.T) {
