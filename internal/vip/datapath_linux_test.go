@@ -136,15 +136,24 @@ func (x *lan) syn(dstMAC net.HardwareAddr, dst netip.Addr, sport uint16) []byte 
 
 // synSegment is a TCP SYN header from port sport to port 80 (checksum
 // left to the caller, which knows the addresses).
-func synSegment(sport uint16) []byte {
-	tcp := make([]byte, 20)
-	binary.BigEndian.PutUint16(tcp[0:], sport)
-	binary.BigEndian.PutUint16(tcp[2:], 80)
-	binary.BigEndian.PutUint32(tcp[4:], uint32(sport)*7919)
-	tcp[12] = 5 << 4
-	tcp[13] = 0x02
-	binary.BigEndian.PutUint16(tcp[14:], 64240)
-	return tcp
+func synSegment(sport uint16) []byte { return tcpSegment(sport, uint32(sport)*7919, 0, 0x02) }
+
+// armedDatapath is a datapath set up for plan on the test LAN with its
+// liveness element armed (closed at the test's end).
+func armedDatapath(t *testing.T, plan VIPPlan) datapath {
+	t.Helper()
+	dp, err := newDatapath(quietLog(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dp.Close() })
+	if err := dp.Setup([]VIPPlan{plan}, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := dp.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	return dp
 }
 
 func (x *lan) send(frame []byte) {
@@ -648,18 +657,8 @@ func TestGroupVIPFence(t *testing.T) {
 // StageAt before the instant calls the first off.
 func TestDatapathSwitchesAtTheInstant(t *testing.T) {
 	x := newLAN(t)
-	dp, err := newDatapath(quietLog(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dp.Close()
 	plan := testPlan("multicast", "none")
-	if err := dp.Setup([]VIPPlan{plan}, 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if err := dp.Refresh(); err != nil {
-		t.Fatal(err)
-	}
+	dp := armedDatapath(t, plan)
 	key := [2]int{0, 0}
 	all := make([]uint32, TableSize)
 	for i := range all {

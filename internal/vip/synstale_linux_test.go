@@ -52,18 +52,8 @@ func (x *lan) segmentFrom(sport uint16, d time.Duration) (seq uint32, flags byte
 // packets still pass without the bucket.
 func TestDatapathSYNIgnoresConntrack(t *testing.T) {
 	x := newLAN(t)
-	dp, err := newDatapath(quietLog(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dp.Close()
 	plan := testPlan("multicast", "none")
-	if err := dp.Setup([]VIPPlan{plan}, 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if err := dp.Refresh(); err != nil {
-		t.Fatal(err)
-	}
+	dp := armedDatapath(t, plan)
 	l, err := net.Listen("tcp4", testVIP.Addr().String()+":80")
 	if err != nil {
 		t.Fatal(err)

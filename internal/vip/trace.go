@@ -37,9 +37,9 @@ func (d *traceDP) Apply(o Ownership) error {
 	return err
 }
 
-func (d *traceDP) Stage(os ...Ownership) error {
-	err := d.datapath.Stage(os...)
-	for i, o := range os {
+func (d *traceDP) Stage(owns ...Ownership) error {
+	err := d.datapath.Stage(owns...)
+	for i, o := range owns {
 		d.log.Info("trace: stage", append(ownershipAttrs(o), slog.Int("step", i), slog.Any("error", err))...)
 	}
 	return err
