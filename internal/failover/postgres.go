@@ -163,7 +163,7 @@ func (p *postgres) run(ctx context.Context, timeout time.Duration, name string, 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, p.bin(name), args...)
-	cmd.Env = append(os.Environ(), "PGPASSFILE="+filepath.Join(p.passDir, "pgpass"), "PGCONNECT_TIMEOUT=5")
+	cmd.Env = toolEnv(os.Environ(), name, filepath.Join(p.passDir, "pgpass"))
 	cmd.Dir = p.sockDir
 	if err := runAs(cmd, p.rc.OSUser); err != nil {
 		return "", -1, err
@@ -186,6 +186,36 @@ func (p *postgres) run(ctx context.Context, timeout time.Duration, name string, 
 		return string(out), -1, fmt.Errorf("%s: %w", name, err)
 	}
 	return string(out), 0, nil
+}
+
+// parsedTools are the PostgreSQL tools whose output the agent reads:
+// pg_controldata's field names and pg_rewind's messages are translated
+// under a non-English locale (LANGUAGE=de gives "Datenbank-Cluster-Status"),
+// and the agent would then find no timeline and miss a rewind that rewound
+// nothing. They run in the C locale.
+var parsedTools = map[string]bool{"pg_controldata": true, "pg_rewind": true, "psql": true}
+
+// toolEnv is the environment a PostgreSQL tool runs in: the agent's, with
+// the password file and a connect timeout, and for a tool whose output is
+// parsed the C locale. initdb and pg_ctl keep the agent's locale: initdb
+// takes the new cluster's collation and messages from it, and the server
+// pg_ctl starts inherits it.
+func toolEnv(env []string, name, passFile string) []string {
+	out := make([]string, 0, len(env)+4)
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if parsedTools[name] && (k == "LC_ALL" || k == "LC_MESSAGES" || k == "LANGUAGE") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	out = append(out, "PGPASSFILE="+passFile, "PGCONNECT_TIMEOUT=5")
+	if parsedTools[name] {
+		// LANGUAGE is emptied too: gettext reads it before LC_MESSAGES
+		// under any locale but C, and not every libc counts C.UTF-8 as C.
+		out = append(out, "LC_ALL=C", "LANGUAGE=")
+	}
+	return out
 }
 
 func (p *postgres) empty() bool {

@@ -91,6 +91,39 @@ func TestLocalSQLOnARealServer(t *testing.T) {
 	}
 }
 
+// An agent started under a German locale still reads pg_controldata
+// (whose field names are translated): the parsed tools run in the C
+// locale, and the server the agent creates keeps the agent's.
+func TestToolsUnderAForeignLocale(t *testing.T) {
+	if _, err := os.Stat("/usr/share/locale/de/LC_MESSAGES/pg_controldata-15.mo"); err != nil {
+		t.Skip("needs PostgreSQL's German messages (/usr/share/locale/de)")
+	}
+	t.Setenv("LANG", "C.UTF-8")
+	t.Setenv("LC_ALL", "")
+	t.Setenv("LANGUAGE", "de")
+	p := realServer(t, 15441)()
+	ctx := context.Background()
+	if err := p.Promote(ctx, Params{Epoch: 1}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(); p.pgctl(ctx, "-m", "immediate", "stop") })
+	// The translation is there to be avoided: the tool alone speaks German.
+	cmd := exec.Command(p.bin("pg_controldata"), "-D", p.rc.DataDir)
+	if out, _ := cmd.CombinedOutput(); !strings.Contains(string(out), "Datenbank") {
+		t.Skipf("pg_controldata does not speak German here: %.80q", out)
+	}
+	out, _, err := p.run(ctx, 10*time.Second, "pg_controldata", "-D", p.rc.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tl, err := dataTimeline(out); err != nil || tl != 1 {
+		t.Fatalf("timeline %d, %v from %.200q", tl, err, out)
+	}
+	if got, err := p.sql(ctx, "SHOW lc_collate"); err != nil || got != "C.UTF-8" {
+		t.Fatalf("the cluster's collation is %q (%v), not the agent's C.UTF-8", got, err)
+	}
+}
+
 // realServer skips unless a real PostgreSQL 15 server can run here (root,
 // runuser) and returns a maker of agents for a group with one owner, n1,
 // whose data lives in a fresh directory and whose server listens on

@@ -126,3 +126,38 @@ func TestRecoveredOnOwn(t *testing.T) {
 		}
 	}
 }
+
+// The tools whose output is parsed run in the C locale whatever the
+// agent's; initdb and pg_ctl keep the agent's (the cluster's collation and
+// the server's locale come from it).
+func TestToolEnv(t *testing.T) {
+	agent := []string{"PATH=/usr/bin", "LANG=de_DE.UTF-8", "LC_ALL=de_DE.UTF-8", "LC_MESSAGES=de_DE.UTF-8", "LANGUAGE=de:en"}
+	for _, c := range []struct {
+		tool     string
+		want     []string
+		notWants []string
+	}{
+		{"pg_controldata", []string{"LC_ALL=C", "LANGUAGE=", "LANG=de_DE.UTF-8", "PATH=/usr/bin"}, []string{"LC_ALL=de_DE.UTF-8", "LC_MESSAGES=de_DE.UTF-8", "LANGUAGE=de:en"}},
+		{"pg_rewind", []string{"LC_ALL=C", "LANGUAGE="}, []string{"LC_ALL=de_DE.UTF-8", "LANGUAGE=de:en"}},
+		{"psql", []string{"LC_ALL=C"}, []string{"LC_ALL=de_DE.UTF-8"}},
+		{"initdb", []string{"LC_ALL=de_DE.UTF-8", "LANGUAGE=de:en"}, []string{"LC_ALL=C"}},
+		{"pg_ctl", []string{"LC_ALL=de_DE.UTF-8", "LC_MESSAGES=de_DE.UTF-8"}, []string{"LC_ALL=C"}},
+		{"pg_basebackup", []string{"LANG=de_DE.UTF-8"}, []string{"LC_ALL=C"}},
+	} {
+		env := toolEnv(agent, c.tool, "/run/pgpass")
+		has := map[string]bool{}
+		for _, kv := range env {
+			has[kv] = true
+		}
+		for _, w := range append(c.want, "PGPASSFILE=/run/pgpass", "PGCONNECT_TIMEOUT=5") {
+			if !has[w] {
+				t.Errorf("%s: %q missing from %q", c.tool, w, env)
+			}
+		}
+		for _, w := range c.notWants {
+			if has[w] {
+				t.Errorf("%s: %q in %q", c.tool, w, env)
+			}
+		}
+	}
+}
