@@ -32,6 +32,11 @@ type Options struct {
 	Log         func(format string, args ...any)
 }
 
+// WholeAim is how soon after a heal the cluster should be whole again
+// (issue 8's aim). Slower heals are reported with what held them up; only
+// Options.WholeWithin makes one a violation.
+const WholeAim = 5 * time.Second
+
 // Report is what a campaign found.
 type Report struct {
 	Seed       int64
@@ -48,6 +53,7 @@ type Report struct {
 	Longest              map[Kind]time.Duration // longest write outage during a fault of that kind
 	LongestNLB           map[Kind]time.Duration // longest run of failed new connections
 	Converge             []time.Duration        // time to whole after each heal
+	SlowHeals            []string               // heals past WholeAim, with what cleared last
 	MaxRSS               map[string]int         // KiB, per node
 }
 
@@ -121,9 +127,13 @@ func Run(t testnet.TB, o Options) (*Report, error) {
 			f.healed = time.Now()
 			done = append(done, f)
 		}
-		d, problems := c.waitWhole(o.WholeWithin)
+		d, problems, ok := c.waitWhole(o.WholeWithin)
 		rep.Converge = append(rep.Converge, d)
-		if len(problems) > 0 {
+		if ok && d > WholeAim {
+			rep.SlowHeals = append(rep.SlowHeals, fmt.Sprintf("+%s %s after healing %s; last to clear: %s",
+				since(began, time.Now()), d.Round(10*time.Millisecond), faultList(batch), strings.Join(problems[:min(4, len(problems))], "; ")))
+		}
+		if !ok {
 			rep.Violations = append(rep.Violations, fmt.Sprintf("+%s not whole %s after healing %s: %s",
 				since(began, time.Now()), o.WholeWithin, faultList(batch), strings.Join(problems[:min(6, len(problems))], "; ")))
 			o.Log("not whole: %v", problems)
@@ -217,6 +227,12 @@ func (r *Report) String() string {
 		s := slices.Clone(r.Converge)
 		slices.Sort(s)
 		fmt.Fprintf(&b, "whole again after a heal: p50 %s, max %s\n", s[len(s)/2].Round(10*time.Millisecond), s[len(s)-1].Round(10*time.Millisecond))
+	}
+	if len(r.SlowHeals) > 0 {
+		fmt.Fprintf(&b, "heals past the %s aim (%d of %d):\n", WholeAim, len(r.SlowHeals), len(r.Converge))
+		for _, h := range r.SlowHeals {
+			fmt.Fprintf(&b, "  - %s\n", h)
+		}
 	}
 	var rs []string
 	for n, kb := range r.MaxRSS {

@@ -102,7 +102,7 @@ func newCluster(t testnet.TB, dir string) (*cluster, error) {
 // creates the application's role and tables on the primary.
 func (c *cluster) setup() error {
 	c.Start()
-	if d, problems := c.waitWhole(120 * time.Second); len(problems) > 0 {
+	if d, problems, ok := c.waitWhole(120 * time.Second); !ok {
 		return fmt.Errorf("the cluster did not come up whole in %s: %v", d, problems)
 	}
 	owner := c.groupOwner()
@@ -181,17 +181,20 @@ func (c *cluster) whole() []string {
 }
 
 // waitWhole polls whole until it holds or within passes; it returns how
-// long it took and, on time-out, the last problems.
-func (c *cluster) waitWhole(within time.Duration) (time.Duration, []string) {
+// long it took, the last problems seen before it held (what held the
+// cluster up longest), and whether it held.
+func (c *cluster) waitWhole(within time.Duration) (time.Duration, []string, bool) {
 	start := time.Now()
 	var last []string
 	for time.Since(start) < within {
-		if last = c.whole(); len(last) == 0 {
-			return time.Since(start), nil
+		p := c.whole()
+		if len(p) == 0 {
+			return time.Since(start), last, true
 		}
+		last = p
 		time.Sleep(100 * time.Millisecond)
 	}
-	return time.Since(start), last
+	return time.Since(start), last, false
 }
 
 // pgDataDir is node nd's PostgreSQL data directory.
