@@ -91,6 +91,38 @@ func TestLocalSQLOnARealServer(t *testing.T) {
 	}
 }
 
+// A postmaster that dies while pg_ctl stops it (killed in the moment
+// Monitor still saw it alive) is stopped as soon as it is dead, not when
+// init reaps it: pg_ctl waits for the pid file a killed postmaster never
+// removes until its pid is gone, then fails (1.6 s in a chaos run).
+func TestStopADyingServer(t *testing.T) {
+	p := realServer(t, 15442)()
+	ctx := context.Background()
+	if err := p.Promote(ctx, Params{Epoch: 1}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(); p.pgctl(ctx, "-m", "immediate", "stop") })
+	pid, _ := p.postmasterPID()
+	// Stopped, the postmaster takes pg_ctl's SIGQUIT only when it runs
+	// again; it is killed first.
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	killed := make(chan time.Time, 1)
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		syscall.Kill(pid, syscall.SIGKILL)
+		killed <- time.Now()
+	}()
+	start := time.Now()
+	if err := p.stopServer(ctx, "immediate", 30); err != nil {
+		t.Fatalf("stopping a server killed meanwhile: %v", err)
+	}
+	if took := time.Since(<-killed); took > 500*time.Millisecond {
+		t.Fatalf("stopped %v after the kill (%v after the stop began)", took, time.Since(start))
+	}
+}
+
 // An agent started under a German locale still reads pg_controldata
 // (whose field names are translated): the parsed tools run in the C
 // locale, and the server the agent creates keeps the agent's.
