@@ -91,6 +91,7 @@ type Net struct {
 
 	mu      sync.Mutex
 	cleanup []func()
+	closed  bool // Close began: Start starts nothing
 }
 
 // Node is one cluster node.
@@ -279,6 +280,12 @@ func (n *Net) addCleanup(f func()) {
 
 // Close kills every process and removes every namespace (idempotent).
 func (n *Net) Close() {
+	// No agent starts from now on: a program interrupted mid-fault (a
+	// chaos storm restarting an agent) left one running, and its switch
+	// namespace, behind the teardown.
+	n.mu.Lock()
+	n.closed = true
+	n.mu.Unlock()
 	// SIGTERM first, all at once, so agents flush what they write at exit
 	// (CPU profiles); whatever does not stop in 3 s is killed.
 	var wg sync.WaitGroup
@@ -406,6 +413,15 @@ func (nd *Node) Start() {
 	n.t.Helper()
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
+	// Under nd.mu: Close's Term of this node waits for a Start that
+	// began before it, and one after it starts nothing.
+	n.mu.Lock()
+	closed := n.closed
+	n.mu.Unlock()
+	if closed {
+		n.t.Logf("%s not started: the network is being torn down", nd.Name)
+		return
+	}
 	if nd.cmd != nil {
 		n.t.Fatalf("%s is already running", nd.Name)
 	}
