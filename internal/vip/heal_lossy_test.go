@@ -67,7 +67,6 @@ func healLossyRun(t *testing.T, rng *rand.Rand) {
 	}
 	slices.SortStableFunc(changes, func(a, b change) int { return int(a.at - b.at) })
 	start := s.now
-	count := make([]uint8, TableSize)
 	for s.now.Sub(start) < othersWait+600*time.Millisecond {
 		s.now = s.now.Add(time.Millisecond)
 		for len(changes) > 0 && changes[0].at <= s.now.Sub(start) {
@@ -84,7 +83,7 @@ func healLossyRun(t *testing.T, rng *rand.Rand) {
 				continue
 			}
 			s.nodes[n].tier.converge(s.now)
-			if d := twiceOwned(s.nodes, names, count); d != 0 {
+			if _, d := everyBucketOnce(s.nodes, names...); d != 0 {
 				for _, x := range names {
 					nd := s.nodes[x]
 					t.Logf("%s: sig %s pub %s owns %d pending %v from %v", x, nd.tier.sig, nd.tier.pubSig, len(nd.dp.inForce().Owned[[2]int{0, 0}]), nd.tier.pending != nil, nd.tier.pendingFrom)
@@ -106,19 +105,4 @@ func healLossyRun(t *testing.T, rng *rand.Rand) {
 	if u, d := everyBucketOnce(s.nodes, names...); u != 0 || d != 0 {
 		t.Fatalf("%v after the heal: %d unowned, %d twice", s.now.Sub(start), u, d)
 	}
-}
-
-// twiceOwned counts the buckets more than one node accepts (count: scratch).
-func twiceOwned(nodes map[string]*simNode, names []string, count []uint8) int {
-	clear(count)
-	n := 0
-	for _, name := range names {
-		for _, b := range nodes[name].dp.inForce().Owned[[2]int{0, 0}] {
-			count[b]++
-			if count[b] == 2 {
-				n++
-			}
-		}
-	}
-	return n
 }
