@@ -223,7 +223,7 @@ func (a *arbiter) tick() {
 	if !caughtUp {
 		// Read nothing before the log this leader inherited is applied.
 		if err := a.q.barrier(); err != nil {
-			a.barrierFailed(since, err)
+			a.barrierFailed(since, time.Now(), err)
 			return
 		}
 		a.mu.Lock()
@@ -272,12 +272,12 @@ func (a *arbiter) tick() {
 // it (benchmarks.md). The raft built here carries the fix
 // (third_party/raft); the ERROR stays so that a flag stuck any other way
 // is not silent either.
-func (a *arbiter) barrierFailed(since time.Time, err error) {
+func (a *arbiter) barrierFailed(since, now time.Time, err error) {
 	if a.barrierErr.Equal(since) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrNotLeader) {
 		return // logged already, or the term is over (the next leader goes on)
 	}
 	a.barrierErr = since
-	if errors.Is(err, raft.ErrLeadershipTransferInProgress) && time.Since(a.transfer) > transferRetry {
+	if errors.Is(err, raft.ErrLeadershipTransferInProgress) && now.Sub(a.transfer) > transferRetry {
 		a.log.Error("the quorum leader refuses every write: raft's leadership transfer flag is stuck (hashicorp/raft#696); no lease is granted and no group moves while this node leads: restart this agent",
 			slog.Any("error", err))
 		return

@@ -236,14 +236,15 @@ func TestBarrierFailureLoggedOncePerTerm(t *testing.T) {
 	var buf strings.Builder
 	a := testArbiter(config.GroupConfig{Name: "db", Owners: []string{"db1", "db2"}})
 	a.log = slog.New(slog.NewTextHandler(&buf, nil))
-	term1, term2, term3 := time.Now(), time.Now().Add(time.Second), time.Now().Add(2*time.Second)
-	a.barrierFailed(term1, raft.ErrLeadershipLost)
-	a.barrierFailed(term1, raft.ErrEnqueueTimeout)
-	a.barrierFailed(term1, raft.ErrEnqueueTimeout)
-	a.barrierFailed(term2, raft.ErrLeadershipTransferInProgress)
-	a.barrierFailed(term2, raft.ErrLeadershipTransferInProgress)
-	a.transfer = time.Now() // this node's own transfer, in flight
-	a.barrierFailed(term3, raft.ErrLeadershipTransferInProgress)
+	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	term1, term2, term3 := t0, t0.Add(time.Second), t0.Add(2*time.Second)
+	a.barrierFailed(term1, term1, raft.ErrLeadershipLost)
+	a.barrierFailed(term1, term1, raft.ErrEnqueueTimeout)
+	a.barrierFailed(term1, term1, raft.ErrEnqueueTimeout)
+	a.barrierFailed(term2, term2, raft.ErrLeadershipTransferInProgress)
+	a.barrierFailed(term2, term2, raft.ErrLeadershipTransferInProgress)
+	a.transfer = term3 // this node's own transfer, in flight
+	a.barrierFailed(term3, term3.Add(transferRetry-time.Millisecond), raft.ErrLeadershipTransferInProgress)
 	out := buf.String()
 	if n := strings.Count(out, "cannot commit yet"); n != 2 {
 		t.Errorf("%d plain warnings, want 2 (term 1's enqueue timeout, term 3's own transfer):\n%s", n, out)
