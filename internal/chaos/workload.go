@@ -6,15 +6,15 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/clusterd/clusterd/internal/testnet"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // conn is one new connection to the NLB VIP.
@@ -45,6 +45,7 @@ type ack struct {
 // clients saw.
 type workloads struct {
 	c    *cluster
+	db   *testnet.Client // the writers' connections through the group VIP
 	stop chan struct{}
 	wg   sync.WaitGroup
 
@@ -58,6 +59,7 @@ type workloads struct {
 
 func (w *workloads) start(c *cluster) {
 	w.c, w.stop = c, make(chan struct{})
+	w.db = c.NewClient(sqlTimeout)
 	nc := c.NewClient(time.Second)
 	nc.BindPorts = true // a reset names its bucket (check.go)
 	w.loop(func() { w.newConn(nc) }, 10*time.Millisecond, true)
@@ -65,7 +67,10 @@ func (w *workloads) start(c *cluster) {
 	for range 4 {
 		w.loop(func() { w.stream(sc) }, 0, false)
 	}
-	w.loop(w.vipWrite, 0, false)
+	// Paced: a write in the process takes milliseconds, and back to back
+	// (as the psql each took ~60 ms of CPU for allowed) the server's
+	// connection set-up alone would take a core.
+	w.loop(w.vipWrite, 50*time.Millisecond, false)
 	for _, nd := range c.db {
 		w.loop(func() { w.localWrite(nd) }, 100*time.Millisecond, false)
 	}
@@ -153,30 +158,71 @@ func (w *workloads) stream(cl *testnet.Client) {
 	}
 }
 
-// psql runs one statement; local: over the node's own socket as the
-// postgres user, else through the group VIP as the application.
-func (w *workloads) psql(local *testnet.Node, sql string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+// sqlTimeout bounds one statement, its connection included.
+const sqlTimeout = 3 * time.Second
+
+// sql runs one statement on a new connection and returns its rows as
+// psql -At prints them (columns joined by "|", rows by newlines). local:
+// over the node's own socket as the postgres user (the harness runs as
+// root, which the agent's pg_hba map lets in as postgres), else through
+// the group VIP from the client namespace as the application.
+//
+// In the process, not a psql per statement: the writers ran ~25 psql
+// (with ip netns exec and runuser) a second, ~60 ms of CPU each, and the
+// 2-core machine they shared with the cluster ran at a load of ~10; an
+// old primary's pg_rewind took ~7 s there and 0.7 s alone.
+//
+// A new connection for each statement, as a client after a failover
+// would make one. The deadline closes the connection and sends no cancel
+// request (pgconn's default): a commit whose wait for the synchronous
+// standby PostgreSQL cancels returns success with only a WARNING, while
+// one whose client is gone is not acknowledged — it counts as not.
+func (w *workloads) sql(local *testnet.Node, stmt string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), sqlTimeout)
 	defer cancel()
-	var cmd *exec.Cmd
+	var cfg *pgconn.Config
+	var err error
 	if local != nil {
 		sock := filepath.Join(w.c.Dir, local.Name+".state", "pg-db")
-		cmd = exec.CommandContext(ctx, "ip", "netns", "exec", local.NS, "runuser", "-u", "postgres", "--", PGBin+"/psql", "-X", "-Atq",
-			"-h", sock, "-U", "postgres", "-d", "postgres", "-c", sql)
+		cfg, err = pgconn.ParseConfig(fmt.Sprintf("host=%s user=postgres dbname=postgres connect_timeout=1", sock))
 	} else {
-		cmd = exec.CommandContext(ctx, "ip", "netns", "exec", w.c.Client, PGBin+"/psql", "-X", "-Atq",
-			"-h", DBVIP, "-U", "app", "-d", "postgres", "-c", sql)
+		cfg, err = pgconn.ParseConfig(fmt.Sprintf("host=%s user=app password=app-pass dbname=postgres connect_timeout=1", DBVIP))
+		if err == nil {
+			cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return w.db.DialFrom(ctx, network, addr, 0)
+			}
+		}
 	}
-	// No statement_timeout: a commit whose wait for the synchronous
-	// standby is cancelled returns success with only a WARNING (PostgreSQL
-	// commits locally first); the client is killed instead.
-	cmd.Env = append(os.Environ(), "PGPASSWORD=app-pass", "PGCONNECT_TIMEOUT=1")
-	// The deadline kills ip(8), not the psql under it; without a bound on
-	// the output, a psql stuck on a server that never answers held the
-	// campaign forever.
-	cmd.WaitDelay = 500 * time.Millisecond
-	out, err := cmd.Output()
-	return strings.TrimSpace(string(out)), err
+	if err != nil {
+		return "", err
+	}
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	res, err := conn.Exec(ctx, stmt).ReadAll()
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for _, r := range res {
+		if r.Err != nil {
+			return "", r.Err
+		}
+		for _, row := range r.Rows {
+			if b.Len() > 0 {
+				b.WriteByte('\n')
+			}
+			for i, col := range row {
+				if i > 0 {
+					b.WriteByte('|')
+				}
+				b.Write(col)
+			}
+		}
+	}
+	return b.String(), nil
 }
 
 // nodeOfDataDir names the server from its data directory.
@@ -195,7 +241,7 @@ func (w *workloads) vipWrite() {
 	w.vipTries++
 	id := w.tries
 	w.mu.Unlock()
-	out, err := w.psql(nil, fmt.Sprintf("INSERT INTO t VALUES (%d, current_setting('data_directory')) RETURNING srv", id))
+	out, err := w.sql(nil, fmt.Sprintf("INSERT INTO t VALUES (%d, current_setting('data_directory')) RETURNING srv", id))
 	if err != nil {
 		time.Sleep(20 * time.Millisecond)
 		return
@@ -210,7 +256,7 @@ func (w *workloads) localWrite(nd *testnet.Node) {
 	w.tries++
 	id := w.tries
 	w.mu.Unlock()
-	if _, err := w.psql(nd, fmt.Sprintf("INSERT INTO l VALUES ('%s', %d)", nd.Name, id)); err != nil {
+	if _, err := w.sql(nd, fmt.Sprintf("INSERT INTO l VALUES ('%s', %d)", nd.Name, id)); err != nil {
 		return
 	}
 	w.mu.Lock()
@@ -220,7 +266,7 @@ func (w *workloads) localWrite(nd *testnet.Node) {
 
 // rows reads what the final primary holds: ids of t and (node, id) of l.
 func (w *workloads) rows() (vip map[int]bool, local map[string]bool, err error) {
-	out, err := w.psql(nil, "SELECT id FROM t")
+	out, err := w.sql(nil, "SELECT id FROM t")
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading table t through the VIP: %w", err)
 	}
@@ -230,7 +276,7 @@ func (w *workloads) rows() (vip map[int]bool, local map[string]bool, err error) 
 		fmt.Sscan(f, &id)
 		vip[id] = true
 	}
-	out, err = w.psql(nil, "SELECT node || ':' || id FROM l")
+	out, err = w.sql(nil, "SELECT node || ':' || id FROM l")
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading table l through the VIP: %w", err)
 	}

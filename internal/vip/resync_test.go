@@ -65,3 +65,81 @@ func TestResynced(t *testing.T) {
 		}
 	}
 }
+
+// A node that takes no new flows until its view is current again (back
+// from a pause or a cut) is given no buckets meanwhile: it announces
+// itself unhealthy, the others take its share the usual way (a Settle,
+// then once it has let go), and it gets it back the same way once it has
+// resynced. Before, the others handed its share back at once and no node
+// answered it until the resync ended — 2.9 s in the 1-hour chaos run of
+// stop 25 (a peer killed just after the heal made the node wait out
+// lostGrace). Nodes stepped in shuffled orders.
+func TestResyncingNodeIsGivenNoBuckets(t *testing.T) {
+	names := []string{"web3", "web4", "web5"}
+	for run := range 6 {
+		rng := rand.New(rand.NewSource(int64(run)))
+		nodes := simCluster(t, names)
+		now := time.Unix(1000, 0)
+		step := func() {
+			now = now.Add(100 * time.Millisecond)
+			o := append([]string(nil), names...)
+			rng.Shuffle(len(o), func(i, j int) { o[i], o[j] = o[j], o[i] })
+			for _, n := range o {
+				nodes[n].tier.converge(now)
+			}
+			// Metadata arrives, fresh (resynced counts on it).
+			for _, a := range names {
+				for _, b := range names {
+					if a != b {
+						gossip(nodes, a, b)
+						nodes[b].view.find(a).MetaAt = now
+					}
+				}
+			}
+		}
+		for range 20 {
+			step()
+		}
+		if u, d := everyBucketOnce(nodes, names...); u != 0 || d != 0 {
+			t.Fatalf("run %d, before: %d unowned, %d twice", run, u, d)
+		}
+		// A long resync (lostGrace: a peer lost around the cut is not
+		// heard again). From a Settle and a step on, the other two hold
+		// every bucket; web4's tables give it none.
+		web4 := nodes["web4"].tier
+		web4.startResync(now)
+		from := now
+		for i := range 30 {
+			step()
+			if i < 3 {
+				continue
+			}
+			if u, d := everyBucketOnce(nodes, "web3", "web5"); u != 0 || d != 0 {
+				t.Fatalf("run %d, %v into web4's resync: web3 and web5 leave %d buckets unowned (%d twice)", run, now.Sub(from), u, d)
+			}
+			if n := len(nodes["web4"].dp.inForce().Owned[[2]int{0, 0}]); n != 0 {
+				t.Fatalf("run %d, %v into web4's resync: its tables give it %d buckets", run, now.Sub(from), n)
+			}
+		}
+		resynced := false
+		for range 30 {
+			step()
+			if !resynced && web4.resynced(from, from, now) {
+				web4.endResync()
+				resynced = true
+			}
+			if _, d := everyBucketOnce(nodes, names...); d != 0 {
+				t.Fatalf("run %d, as web4 comes back: %d buckets twice", run, d)
+			}
+		}
+		if !resynced {
+			t.Fatalf("run %d: web4 never resynced", run)
+		}
+		if u, d := everyBucketOnce(nodes, names...); u != 0 || d != 0 {
+			t.Fatalf("run %d, after the resync: %d unowned, %d twice", run, u, d)
+		}
+		if n := len(nodes["web4"].dp.inForce().Owned[[2]int{0, 0}]); n < TableSize/4 {
+			t.Fatalf("run %d: web4 owns %d buckets after its resync", run, n)
+		}
+	}
+}

@@ -393,9 +393,7 @@ func (t *Tier) refreshLoop(ctx context.Context) {
 				continue
 			}
 			t.log.Info("view of the cluster is current again: taking new flows", slog.Duration("after", now.Sub(from).Round(time.Millisecond)))
-			t.mu.Lock()
-			t.resyncFrom, t.resyncBack = time.Time{}, time.Time{}
-			t.mu.Unlock()
+			t.endResync()
 		}
 		if err := t.dp.Refresh(); err != nil {
 			t.log.Error("refreshing the liveness element: new flows stop soon", slog.Any("error", err))
@@ -404,7 +402,13 @@ func (t *Tier) refreshLoop(ctx context.Context) {
 }
 
 // startResync stops new flows at once and until resynced; it reports
-// whether a resync was not already under way.
+// whether a resync was not already under way. The node also announces
+// itself unhealthy for every VIP until then (publishHealth), so that
+// the others keep its buckets: in the 1-hour chaos run of stop 25 a node
+// back from a cable pull, whose peers gave its share back at once, took
+// no new flows in it for 2.9 s (it waited out lostGrace for a peer killed
+// just after the heal) — a third, then half, of all new connections
+// unanswered.
 func (t *Tier) startResync(now time.Time) bool {
 	t.mu.Lock()
 	fresh := t.resyncFrom.IsZero()
@@ -415,7 +419,18 @@ func (t *Tier) startResync(now time.Time) bool {
 	if err := t.dp.StopNew(); err != nil {
 		t.log.Warn("stopping new flows", slog.Any("error", err))
 	}
+	t.publishHealth()
 	return fresh
+}
+
+// endResync: the view is current again; the node announces its health
+// as it is, and the others hand its share back the usual way (a bucket
+// moves once its previous owner has let go).
+func (t *Tier) endResync() {
+	t.mu.Lock()
+	t.resyncFrom, t.resyncBack = time.Time{}, time.Time{}
+	t.mu.Unlock()
+	t.publishHealth()
 }
 
 // lostGrace: how long a node back from a cut waits to hear again the
@@ -1483,8 +1498,9 @@ func (t *Tier) publishHealth() {
 	var b strings.Builder
 	all := true
 	t.mu.Lock()
+	resyncing := !t.resyncFrom.IsZero() // takes no new flows: serves nothing (startResync)
 	for i, c := range t.checkers {
-		if (c == nil || c.healthy) && (t.linkOK == nil || t.linkOK[i]) {
+		if !resyncing && (c == nil || c.healthy) && (t.linkOK == nil || t.linkOK[i]) {
 			b.WriteByte('1')
 		} else {
 			b.WriteByte('0')
@@ -1600,7 +1616,7 @@ func (t *Tier) watchLinks() {
 				resync = true
 			}
 			if ok {
-				t.o.Event(vocab.NodeHealthy, t.o.Node, fmt.Sprintf("%s reaches the LAN again: takes %s flows", p.Interface, p.Addr))
+				t.o.Event(vocab.NodeHealthy, t.o.Node, fmt.Sprintf("%s reaches the LAN again: takes %s flows once its view of the cluster is current", p.Interface, p.Addr))
 			} else {
 				t.o.Event(vocab.NodeUnhealthy, t.o.Node, fmt.Sprintf("%s: withdrawing from %s", why, p.Addr))
 			}
