@@ -52,6 +52,7 @@ type Report struct {
 	LocalAcked           int
 	Longest              map[Kind]time.Duration // longest write outage during a fault of that kind
 	LongestNLB           map[Kind]time.Duration // longest run of failed new connections
+	LongestNLBAt         map[Kind]time.Time     // when that run began
 	Converge             []time.Duration        // time to whole after each heal
 	SlowHeals            []string               // heals past WholeAim, with what cleared last
 	MaxRSS               map[string]int         // KiB, per node
@@ -69,7 +70,7 @@ func Run(t testnet.TB, o Options) (*Report, error) {
 	if err := c.setup(); err != nil {
 		return nil, err
 	}
-	rep := &Report{Seed: o.Seed, ByKind: map[Kind]int{}, Longest: map[Kind]time.Duration{}, LongestNLB: map[Kind]time.Duration{}, MaxRSS: map[string]int{}}
+	rep := &Report{Seed: o.Seed, ByKind: map[Kind]int{}, Longest: map[Kind]time.Duration{}, LongestNLB: map[Kind]time.Duration{}, LongestNLBAt: map[Kind]time.Time{}, MaxRSS: map[string]int{}}
 	w := &workloads{}
 	w.start(c)
 	began := time.Now()
@@ -219,8 +220,12 @@ func (r *Report) String() string {
 		r.Writes, r.WritesAcked, pct(r.WritesAcked, r.Writes), r.LocalAcked)
 	for _, k := range AllKinds {
 		if r.ByKind[k] > 0 {
-			fmt.Fprintf(&b, "  %-9s longest write outage %6s, longest run of failed new connections %6s\n", k,
-				r.Longest[k].Round(10*time.Millisecond), r.LongestNLB[k].Round(10*time.Millisecond))
+			at := ""
+			if d := r.LongestNLB[k]; d > 0 {
+				at = " from +" + since(r.Began, r.LongestNLBAt[k])
+			}
+			fmt.Fprintf(&b, "  %-9s longest write outage %6s, longest run of failed new connections %6s%s\n", k,
+				r.Longest[k].Round(10*time.Millisecond), r.LongestNLB[k].Round(10*time.Millisecond), at)
 		}
 	}
 	if len(r.Converge) > 0 {

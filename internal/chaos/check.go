@@ -128,7 +128,9 @@ func check(c *cluster, w *workloads, faults []*fault, rss map[int][2]int, rep *R
 	for _, f := range faults {
 		end := f.healed.Add(5 * time.Second)
 		rep.Longest[f.Kind] = max(rep.Longest[f.Kind], longestGap(acks, f.at, end))
-		rep.LongestNLB[f.Kind] = max(rep.LongestNLB[f.Kind], longestFailRun(w.conns, f.at, end))
+		if d, at := longestFailRun(w.conns, f.at, end); d > rep.LongestNLB[f.Kind] {
+			rep.LongestNLB[f.Kind], rep.LongestNLBAt[f.Kind] = d, at
+		}
 	}
 
 	for _, p := range c.panics() {
@@ -182,10 +184,9 @@ func longestGap(acks []ack, from, to time.Time) time.Duration {
 
 // longestFailRun is the longest span from a failed new connection to the
 // next answered one, starting in [from, to].
-func longestFailRun(conns []conn, from, to time.Time) time.Duration {
+func longestFailRun(conns []conn, from, to time.Time) (longest time.Duration, at time.Time) {
 	cs := append([]conn(nil), conns...)
 	sort.Slice(cs, func(i, j int) bool { return cs[i].at.Before(cs[j].at) })
-	var longest time.Duration
 	var failStart time.Time
 	for _, cn := range cs {
 		if cn.err != nil {
@@ -195,11 +196,13 @@ func longestFailRun(conns []conn, from, to time.Time) time.Duration {
 			continue
 		}
 		if !failStart.IsZero() {
-			longest = max(longest, cn.at.Sub(failStart))
+			if d := cn.at.Sub(failStart); d > longest {
+				longest, at = d, failStart
+			}
 			failStart = time.Time{}
 		}
 	}
-	return longest
+	return longest, at
 }
 
 // bucketOf names the NLB bucket of a new connection from the client's
