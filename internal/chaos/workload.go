@@ -68,8 +68,8 @@ func (w *workloads) start(c *cluster) {
 		w.loop(func() { w.stream(sc) }, 0, false)
 	}
 	// Paced: a write in the process takes milliseconds, and back to back
-	// (as the psql each took ~60 ms of CPU for allowed) the server's
-	// connection set-up alone would take a core.
+	// the server's connection set-up alone would take a core (the psql
+	// each write used to start paced it, at ~60 ms of CPU a write).
 	w.loop(w.vipWrite, 50*time.Millisecond, false)
 	for _, nd := range c.db {
 		w.loop(func() { w.localWrite(nd) }, 100*time.Millisecond, false)
