@@ -70,7 +70,10 @@ as "$B/pg_ctl" -D "$D/b" -w promote >/dev/null
 sql 6002 "insert into t values (1, 'on the new primary')"
 echo "new primary's pg_wal: $(du -sh "$D/b/pg_wal" | cut -f1) in $(find "$D/b/pg_wal" -name '0000*' -type f | wc -l) files (wal_keep_size $KEEP)"
 start=$(date +%s%N)
-as "$B/pg_rewind" $NOSYNC -D "$D/a" --source-server="host=127.0.0.1 port=6002 user=postgres dbname=postgres" --progress >"$D/rewind.log" 2>&1 || { cat "$D/rewind.log"; exit 1; }
+# bash's time: wall clock and the CPU pg_rewind used (runuser waits for it,
+# so its rusage counts) — beside a busy cluster it mostly waits for the source.
+TIMEFORMAT='pg_rewind: %R s wall, %U s user + %S s sys CPU'
+time as "$B/pg_rewind" $NOSYNC -D "$D/a" --source-server="host=127.0.0.1 port=6002 user=postgres dbname=postgres" --progress >"$D/rewind.log" 2>&1 || { cat "$D/rewind.log"; exit 1; }
 end=$(date +%s%N)
 grep -E "need to copy" "$D/rewind.log" | sed 's/^pg_rewind: //'
 echo "pg_rewind ${NOSYNC:+(--no-sync) }took $(( (end - start) / 1000000 )) ms"

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clusterd/clusterd/internal/pgtext"
 	"github.com/clusterd/clusterd/internal/testnet"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -205,24 +206,7 @@ func (w *workloads) sql(local *testnet.Node, stmt string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var b strings.Builder
-	for _, r := range res {
-		if r.Err != nil {
-			return "", r.Err
-		}
-		for _, row := range r.Rows {
-			if b.Len() > 0 {
-				b.WriteByte('\n')
-			}
-			for i, col := range row {
-				if i > 0 {
-					b.WriteByte('|')
-				}
-				b.Write(col)
-			}
-		}
-	}
-	return b.String(), nil
+	return pgtext.Rows(res)
 }
 
 // nodeOfDataDir names the server from its data directory.

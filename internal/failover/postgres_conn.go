@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clusterd/clusterd/internal/pgtext"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -75,21 +76,7 @@ func (p *postgres) sql(ctx context.Context, q string) (string, error) {
 			return "", fmt.Errorf("asking the local server (%s): %w", firstWord(q), err)
 		}
 	}
-	var b strings.Builder
-	for _, r := range res {
-		for _, row := range r.Rows {
-			if b.Len() > 0 {
-				b.WriteByte('\n')
-			}
-			for i, v := range row {
-				if i > 0 {
-					b.WriteByte('|')
-				}
-				b.Write(v)
-			}
-		}
-	}
-	return strings.TrimSpace(b.String()), nil
+	return pgtext.Rows(res)
 }
 
 // connect opens the lasting connection; a server whose pg_hba.conf does

@@ -2,6 +2,7 @@ package failover
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -22,12 +23,8 @@ import (
 // an earlier release) is given it once; the connection comes back after
 // the server restarts.
 func TestLocalSQLOnARealServer(t *testing.T) {
-	p := realServer(t, 15439)()
+	p := realPrimary(t, 15439)
 	ctx := context.Background()
-	if err := p.Promote(ctx, Params{Epoch: 1}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close(); p.pgctl(ctx, "-m", "immediate", "stop") })
 
 	if got, err := p.sql(ctx, "SELECT 1, NULL, true, 'a b'; SELECT 'x' UNION ALL SELECT 'y'"); err != nil || got != "1||t|a b\nx\ny" {
 		t.Fatalf("answer %q, %v", got, err)
@@ -96,12 +93,8 @@ func TestLocalSQLOnARealServer(t *testing.T) {
 // init reaps it: pg_ctl waits for the pid file a killed postmaster never
 // removes until its pid is gone, then fails (1.6 s in a chaos run).
 func TestStopADyingServer(t *testing.T) {
-	p := realServer(t, 15442)()
+	p := realPrimary(t, 15442)
 	ctx := context.Background()
-	if err := p.Promote(ctx, Params{Epoch: 1}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close(); p.pgctl(ctx, "-m", "immediate", "stop") })
 	pid, _ := p.postmasterPID()
 	// Stopped, the postmaster takes pg_ctl's SIGQUIT only when it runs
 	// again; it is killed first.
@@ -110,7 +103,10 @@ func TestStopADyingServer(t *testing.T) {
 	}
 	killed := make(chan time.Time, 1)
 	go func() {
-		time.Sleep(200 * time.Millisecond)
+		// Killed once pg_ctl's SIGQUIT waits in its pending signals.
+		for deadline := time.Now().Add(5 * time.Second); !quitPending(pid) && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
 		syscall.Kill(pid, syscall.SIGKILL)
 		killed <- time.Now()
 	}()
@@ -133,12 +129,8 @@ func TestToolsUnderAForeignLocale(t *testing.T) {
 	t.Setenv("LANG", "C.UTF-8")
 	t.Setenv("LC_ALL", "")
 	t.Setenv("LANGUAGE", "de")
-	p := realServer(t, 15441)()
+	p := realPrimary(t, 15441)
 	ctx := context.Background()
-	if err := p.Promote(ctx, Params{Epoch: 1}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close(); p.pgctl(ctx, "-m", "immediate", "stop") })
 	// The translation is there to be avoided: the tool alone speaks German.
 	cmd := exec.Command(p.bin("pg_controldata"), "-D", p.rc.DataDir)
 	if out, _ := cmd.CombinedOutput(); !strings.Contains(string(out), "Datenbank") {
@@ -154,6 +146,35 @@ func TestToolsUnderAForeignLocale(t *testing.T) {
 	if got, err := p.sql(ctx, "SHOW lc_collate"); err != nil || got != "C.UTF-8" {
 		t.Fatalf("the cluster's collation is %q (%v), not the agent's C.UTF-8", got, err)
 	}
+}
+
+// quitPending says whether SIGQUIT waits in pid's pending signals
+// (/proc/PID/status, ShdPnd: bit 2 of the mask is signal 3).
+func quitPending(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "ShdPnd:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && mask&(1<<(syscall.SIGQUIT-1)) != 0
+		}
+	}
+	return false
+}
+
+// realPrimary is realServer's agent, its server started as the primary
+// (epoch 1) and stopped at the end of the test.
+func realPrimary(t *testing.T, port int) *postgres {
+	t.Helper()
+	p := realServer(t, port)()
+	ctx := context.Background()
+	if err := p.Promote(ctx, Params{Epoch: 1}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(); p.pgctl(ctx, "-m", "immediate", "stop") })
+	return p
 }
 
 // realServer skips unless a real PostgreSQL 15 server can run here (root,
